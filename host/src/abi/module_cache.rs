@@ -1,0 +1,72 @@
+//! Compiling the filter once: compiled code is cached on disk, keyed by the module's SHA-256 and
+//! by what makes compiled code compatible (wasmtime version, target, engine settings).
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+/// Loads `wasm` compiled for `engine`, from `cache_dir` when a matching artifact is there;
+/// otherwise compiles it and stores the artifact (best effort: a cache that cannot be written
+/// only costs the next start a compile).
+pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Module> {
+    let Some(dir) = cache_dir else {
+        return compile(engine, wasm);
+    };
+    let path = artifact_path(engine, wasm, dir);
+    if path.exists() {
+        // SAFETY: the artifact was written by `Module::serialize` of this same wasmtime build
+        // (the compatibility hash is part of its name) into the user's own cache directory.
+        match unsafe { Module::deserialize_file(engine, &path) } {
+            Ok(module) => {
+                tracing::debug!(path = %path.display(), "loaded precompiled filter");
+                return Ok(module);
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable precompiled filter: {e:#}"),
+        }
+    }
+    let module = compile(engine, wasm)?;
+    if let Err(e) = store(&module, &path) {
+        tracing::warn!(path = %path.display(), "could not cache the compiled filter: {e:#}");
+    }
+    Ok(module)
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+    let started = std::time::Instant::now();
+    let module = Module::from_binary(engine, wasm).map_err(|e| anyhow!("compiling the filter: {e:#}"))?;
+    tracing::info!(ms = started.elapsed().as_millis() as u64, bytes = wasm.len(), "compiled the filter");
+    Ok(module)
+}
+
+fn artifact_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let digest = Sha256::digest(wasm);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}-{:016x}.cwasm", compat.finish()))
+}
+
+fn store(module: &Module, path: &Path) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("no parent directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let bytes = module.serialize().map_err(|e| anyhow!("{e:#}"))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The default cache directory: `$HEADROOM_CACHE_DIR`, `$XDG_CACHE_HOME/headroom` or
+/// `~/.cache/headroom`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HEADROOM_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("headroom"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("headroom"))
+}

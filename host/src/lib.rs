@@ -1,0 +1,16 @@
+//! `headroom`: a small, faithful proxy-wasm host for the Headroom filter.
+//!
+//! It runs the same `.wasm` Envoy loads, through the same ABI, and adds what a standalone proxy
+//! needs: an HTTP server and client, a Prometheus registry and a CLI. It decides nothing about
+//! compression or what a metric means: the filter does.
+//!
+//! - [`abi`]: the proxy-wasm ABI host on wasmtime (imports, VMs, shared data, metrics).
+//! - [`proxy`]: the HTTP proxy that drives each request through a worker's VM.
+//! - [`metrics`]: the Prometheus registry.
+
+pub mod abi;
+pub mod metrics;
+pub mod proxy;
+
+/// The filter built from `plugin/` into this binary (wasm32-wasip1).
+pub const EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("HEADROOM_PLUGIN_WASM"));

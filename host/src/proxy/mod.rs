@@ -1,0 +1,202 @@
+//! The standalone proxy: one listening socket, a worker thread per core, each with its own
+//! event loop and its own filter VM (Envoy's threading model), graceful shutdown.
+
+pub mod body;
+pub mod stream;
+pub mod upstream;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+
+use crate::abi::shared::{Metrics, SharedData};
+use crate::abi::state::PluginShared;
+use crate::abi::vm::{Runtime, VmLimits};
+use crate::metrics::HostMetrics;
+use body::{ClientBody, full};
+use stream::ConnInfo;
+use upstream::Upstreams;
+use worker::Worker;
+
+/// Everything `headroom proxy` needs to run.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// OpenAI-compatible upstream URL.
+    pub openai_url: String,
+    /// Anthropic upstream URL.
+    pub anthropic_url: String,
+    /// The filter module.
+    pub plugin_wasm: Vec<u8>,
+    /// The filter's configuration (JSON; empty = defaults).
+    pub plugin_config: Vec<u8>,
+    /// Worker threads, each with its own VM.
+    pub workers: usize,
+    /// Per-VM limits.
+    pub vm_limits: VmLimits,
+    /// Where compiled modules are cached (`None` = compile every start).
+    pub cache_dir: Option<PathBuf>,
+    /// The level `proxy_get_log_level` reports (`proxy_log_level_t`).
+    pub guest_log_level: i32,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    metrics: Arc<HostMetrics>,
+}
+
+impl Proxy {
+    /// Compiles the filter, starts one VM per worker (a filter that refuses its configuration
+    /// stops the start here), binds the listener and starts serving.
+    pub fn start(config: ProxyConfig) -> Result<Self> {
+        let plugin = PluginShared {
+            name: "headroom".into(),
+            root_id: "headroom".into(),
+            vm_id: "headroom".into(),
+            configuration: config.plugin_config.clone(),
+            vm_configuration: Vec::new(),
+            clusters: HashMap::from([
+                ("openai".to_string(), config.openai_url.clone()),
+                ("anthropic".to_string(), config.anthropic_url.clone()),
+            ]),
+            log_level: config.guest_log_level,
+            shared_data: SharedData::default(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let runtime = Runtime::new(&config.plugin_wasm, plugin, config.vm_limits.clone(), config.cache_dir.as_deref())?;
+        let metrics = Arc::new(HostMetrics::new(runtime.plugin().metrics.clone())?);
+        let upstreams = Arc::new(Upstreams::new(&config.openai_url, &config.anthropic_url)?);
+        let workers = config.workers.max(1);
+        let mut vms = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            vms.push(runtime.instantiate()?);
+        }
+
+        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut threads = Vec::with_capacity(workers);
+        for (index, vm) in vms.into_iter().enumerate() {
+            let listener = listener.try_clone()?;
+            let (runtime, upstreams, metrics) = (runtime.clone(), upstreams.clone(), metrics.clone());
+            let shutdown_rx = shutdown_rx.clone();
+            let grace = config.shutdown_grace;
+            let thread = std::thread::Builder::new().name(format!("headroom-worker-{index}")).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("worker {index}: {e}");
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                let worker = Worker::new(runtime, Some(vm), upstreams, metrics);
+                local.block_on(&rt, serve(worker, listener, shutdown_rx, grace));
+            })?;
+            threads.push(thread);
+        }
+        tracing::info!(%addr, workers, "headroom listening on http://{addr}");
+        Ok(Self { addr, shutdown, threads, metrics })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The host's metrics registry.
+    pub fn metrics(&self) -> &Arc<HostMetrics> {
+        &self.metrics
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period) and returns.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(worker: Rc<Worker>, listener: std::net::TcpListener, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("worker listener: {e}");
+            return;
+        }
+    };
+    tokio::task::spawn_local(worker.clone().run_ticks());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(remote);
+                let conn_info = ConnInfo { remote, local };
+                let worker = worker.clone();
+                let service = service_fn(move |request| {
+                    let worker = worker.clone();
+                    async move { Ok::<_, Infallible>(route(worker, request, conn_info).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::task::spawn_local(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// The host's own endpoints; everything else goes through the filter.
+async fn route(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInfo) -> Response<ClientBody> {
+    if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        let mut response = Response::new(full(worker.metrics.render()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        *response.status_mut() = StatusCode::OK;
+        return response;
+    }
+    stream::serve(worker, request, conn).await
+}

@@ -1,0 +1,549 @@
+//! One HTTP exchange through the filter, in Envoy's order: request headers, request body
+//! (buffered while the filter pauses, cumulative sizes, a separate end-of-stream call), the
+//! upstream, response headers, response body chunk by chunk, then done/log/delete.
+//!
+//! The filter fails open here too: when its VM traps, the original request goes upstream
+//! unchanged if nothing modified has been sent yet, else the client gets a clear 502.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{BodySender, ChannelBody, ClientBody, UpstreamBody, full};
+use super::worker::{VmError, Worker};
+use crate::abi::memory::{HeaderMap, HeaderMapExt};
+use crate::abi::state::{LocalResponse, StreamInfo};
+use crate::abi::types::Action;
+
+/// Where a connection came from and arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The client.
+    pub remote: SocketAddr,
+    /// The listener address.
+    pub local: SocketAddr,
+}
+
+/// Headers a proxy never forwards (RFC 9110 §7.6.1), plus `host`, which becomes `:authority`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The most request body the host buffers for a pausing filter; beyond it the client gets 413,
+/// like Envoy's `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_BUFFER_LIMIT: usize = 64 << 20;
+
+/// A JSON error body in the shape both providers use.
+pub fn json_error(status: StatusCode, kind: &str, message: &str) -> LocalResponse {
+    let body = serde_json::json!({ "error": { "type": kind, "message": message } });
+    LocalResponse {
+        status: status.as_u16(),
+        headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
+        body: body.to_string().into_bytes(),
+        details: kind.to_string(),
+    }
+}
+
+/// Runs `finish_stream` when the exchange ends, however it ends (the client may go away).
+struct StreamGuard {
+    worker: Rc<Worker>,
+    generation: u64,
+    id: u32,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let id = self.id;
+        let _ = self.worker.with_vm(self.generation, |vm| vm.finish_stream(id));
+        self.worker.forget(id);
+    }
+}
+
+/// The filter's view of the exchange, or nothing when it is bypassed.
+struct Filter {
+    guard: StreamGuard,
+}
+
+impl Filter {
+    fn id(&self) -> u32 {
+        self.guard.id
+    }
+
+    fn call<R>(&self, f: impl FnOnce(&mut crate::abi::vm::Vm, u32) -> Result<R, crate::abi::vm::GuestTrap>) -> Result<R, VmError> {
+        let id = self.id();
+        self.guard.worker.with_vm(self.guard.generation, |vm| f(vm, id))
+    }
+
+    /// Reads or edits this stream's state (no guest call).
+    fn state<R>(&self, f: impl FnOnce(&mut crate::abi::state::StreamState) -> R) -> Option<R> {
+        let id = self.id();
+        self.guard
+            .worker
+            .with_vm(self.guard.generation, |vm| Ok(vm.stream(id).map(f)))
+            .ok()
+            .flatten()
+    }
+
+    fn take_local_response(&self) -> Option<LocalResponse> {
+        self.state(|s| s.local_response.take()).flatten()
+    }
+
+    /// Waits until the guest resumes the stream in `direction` (or answers, or closes it).
+    async fn wait_resume(&self, request: bool) -> Result<(), VmError> {
+        let waker = self.guard.worker.waker(self.id());
+        loop {
+            let done = self.state(|s| {
+                let resumed = if request { &mut s.resume_request } else { &mut s.resume_response };
+                let r = *resumed || s.local_response.is_some() || s.close;
+                *resumed = false;
+                r
+            });
+            match done {
+                Some(true) => return Ok(()),
+                Some(false) => waker.notified().await,
+                None => return Err(VmError::Gone),
+            }
+        }
+    }
+}
+
+fn header_map_of(parts: &http::request::Parts) -> HeaderMap {
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .map(|h| h.as_bytes().to_vec())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+        .unwrap_or_default();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut map: HeaderMap = vec![
+        (b":authority".to_vec(), authority),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":method".to_vec(), parts.method.as_str().as_bytes().to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+    ];
+    for (name, value) in &parts.headers {
+        if name == http::header::HOST || HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        map.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    map
+}
+
+fn response_map_of(parts: &http::response::Parts) -> HeaderMap {
+    let mut map: HeaderMap = vec![(b":status".to_vec(), parts.status.as_str().as_bytes().to_vec())];
+    for (name, value) in &parts.headers {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        map.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    map
+}
+
+/// Copies regular (non-pseudo) headers into `headers`, skipping ones hyper cannot carry.
+fn apply_headers(map: &HeaderMap, headers: &mut http::HeaderMap) {
+    for (name, value) in map.iter().filter(|(n, _)| !n.starts_with(b":")) {
+        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => tracing::debug!("dropping a header hyper cannot send"),
+        }
+    }
+}
+
+fn local_to_response(local: &LocalResponse) -> HeaderMap {
+    let mut map: HeaderMap = vec![(b":status".to_vec(), local.status.to_string().into_bytes())];
+    map.extend(local.headers.iter().filter(|(n, _)| !n.starts_with(b":")).cloned());
+    if !local.body.is_empty() && map.first(b"content-type").is_none() {
+        map.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+    }
+    map.push((b"content-length".to_vec(), local.body.len().to_string().into_bytes()));
+    map
+}
+
+fn build_response(map: &HeaderMap, body: ClientBody) -> Response<ClientBody> {
+    let status = map
+        .first(b":status")
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    apply_headers(map, response.headers_mut());
+    response
+}
+
+/// Serves one request through the filter.
+pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInfo) -> Response<ClientBody> {
+    let (parts, body) = request.into_parts();
+    let mut headers = header_map_of(&parts);
+    let request_eos = body.is_end_stream();
+    let info = StreamInfo {
+        source: Some(conn.remote),
+        destination: Some(conn.local),
+        protocol: match parts.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        request_id: request_id(),
+        start: SystemTime::now(),
+    };
+
+    // Attach the filter, unless its VM cannot be had (then the request passes untouched).
+    let filter = worker.generation().and_then(|generation| {
+        let id = worker.with_vm(generation, |vm| vm.create_stream(info)).ok()?;
+        Some(Filter { guard: StreamGuard { worker: worker.clone(), generation, id } })
+    });
+
+    let mut filter = filter;
+    if let Some(f) = &filter {
+        let map = headers.clone();
+        f.state(|s| s.request_headers = Some(map));
+        match f.call(|vm, id| vm.on_request_headers(id, request_eos)) {
+            Ok(action) => {
+                if action == Action::Pause && f.wait_resume(true).await.is_err() {
+                    filter = None;
+                }
+            }
+            Err(_) => filter = None,
+        }
+    }
+    if let Some(f) = &filter {
+        if let Some(local) = f.take_local_response() {
+            return respond_locally(filter, local).await;
+        }
+        if let Some(Some(edited)) = f.state(|s| s.request_headers.clone()) {
+            headers = edited;
+        }
+    }
+
+    let path = headers.first(b":path").map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+    let Some(upstream) = worker.upstreams.route(&path).cloned() else {
+        let method = headers.first(b":method").map(|m| String::from_utf8_lossy(m).into_owned()).unwrap_or_default();
+        let local = json_error(StatusCode::NOT_FOUND, "not_found", &format!("no route for {method} {path}"));
+        return respond_locally(filter, LocalResponse { details: "route_not_found".into(), ..local }).await;
+    };
+
+    // Headers go upstream now (as Envoy's router does); the body follows as the filter releases it.
+    let mut builder = Request::builder()
+        .method(headers.first(b":method").unwrap_or(b"GET"))
+        .uri(match upstream.uri(&path) {
+            Ok(uri) => uri,
+            Err(e) => {
+                let local = json_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("invalid path: {e}"));
+                return respond_locally(filter, local).await;
+            }
+        });
+    if let Some(h) = builder.headers_mut() {
+        apply_headers(&headers, h);
+        if let Ok(host) = HeaderValue::from_str(upstream.authority()) {
+            h.insert(http::header::HOST, host);
+        }
+    }
+    let (body_tx, upstream_body) = if request_eos {
+        (None, UpstreamBody::Empty)
+    } else {
+        let (tx, body) = ChannelBody::new();
+        (Some(tx), UpstreamBody::Channel(body))
+    };
+    let upstream_request = match builder.body(upstream_body) {
+        Ok(r) => r,
+        Err(e) => {
+            let local = json_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("invalid request: {e}"));
+            return respond_locally(filter, local).await;
+        }
+    };
+    let client = worker.upstreams.client.clone();
+    let upstream_call = tokio::task::spawn_local(async move { client.request(upstream_request).await });
+
+    if let Some(tx) = body_tx {
+        match pump_request_body(&mut filter, body, tx).await {
+            Ok(()) => {}
+            Err(BodyOutcome::Local(local)) => {
+                upstream_call.abort();
+                return respond_locally(filter, local).await;
+            }
+            Err(BodyOutcome::ClientGone) => {
+                upstream_call.abort();
+                return Response::new(full(Bytes::new()));
+            }
+        }
+    }
+
+    let upstream_response = match upstream_call.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            worker.metrics.upstream_errors.inc();
+            tracing::warn!(upstream = upstream.name, "upstream request failed: {e:#}");
+            let local = json_error(StatusCode::BAD_GATEWAY, "upstream_error", &format!("the {} upstream could not be reached: {e}", upstream.name));
+            return respond_locally(filter, LocalResponse { details: "upstream_reset_before_response_started".into(), ..local }).await;
+        }
+        Err(_) => {
+            let local = json_error(StatusCode::BAD_GATEWAY, "upstream_error", "the upstream request was cancelled");
+            return respond_locally(filter, local).await;
+        }
+    };
+    respond_from_upstream(filter, upstream_response).await
+}
+
+enum BodyOutcome {
+    /// Answer the client with this instead (413, 502).
+    Local(LocalResponse),
+    /// The client went away.
+    ClientGone,
+}
+
+/// Feeds the request body through the filter and on to `tx`.
+async fn pump_request_body(filter: &mut Option<Filter>, mut body: Incoming, tx: BodySender) -> Result<(), BodyOutcome> {
+    // Original bytes not yet forwarded: what goes upstream if the filter traps.
+    let mut pending_original: Vec<Bytes> = Vec::new();
+    let mut sent_modified = false;
+    let send = |tx: &BodySender, data: Bytes| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(Frame::data(data))).await.is_ok() }
+    };
+    loop {
+        let frame = match body.frame().await {
+            None => None,
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(e)) => {
+                tracing::debug!("client request body failed: {e}");
+                return Err(BodyOutcome::ClientGone);
+            }
+        };
+        let eos = frame.is_none();
+        let (data, trailers) = match frame.map(Frame::into_data) {
+            Some(Ok(data)) => (Some(data), None),
+            Some(Err(frame)) => (None, frame.into_trailers().ok()),
+            None => (None, None),
+        };
+        if data.as_ref().is_some_and(Bytes::is_empty) {
+            continue;
+        }
+        let Some(f) = filter.as_ref() else {
+            if let Some(data) = data
+                && !send(&tx, data).await
+            {
+                return Ok(());
+            }
+            if let Some(t) = trailers {
+                let _ = tx.send(Ok(Frame::trailers(t))).await;
+            }
+            if eos {
+                return Ok(());
+            }
+            continue;
+        };
+        if let Some(data) = &data {
+            pending_original.push(data.clone());
+            let over = f.state(|s| {
+                s.request_body.extend_from_slice(data);
+                s.request_body.len() > DEFAULT_BUFFER_LIMIT
+            });
+            if over == Some(true) {
+                let local = json_error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body exceeds the proxy's buffer limit");
+                return Err(BodyOutcome::Local(LocalResponse { details: "request_payload_too_large".into(), ..local }));
+            }
+        }
+        if trailers.is_some() {
+            // Trailers end the body: the filter sees end of stream on this call.
+        }
+        let end = eos || trailers.is_some();
+        let action = f.call(|vm, id| vm.on_request_body(id, end));
+        let action = match action {
+            Ok(Action::Pause) if end => f.wait_resume(true).await.map(|()| Action::Continue),
+            other => other,
+        };
+        match action {
+            Ok(Action::Continue) => {
+                if let Some(local) = f.take_local_response() {
+                    return Err(BodyOutcome::Local(local));
+                }
+                let buffered = f.state(|s| std::mem::take(&mut s.request_body)).unwrap_or_default();
+                let original_len: usize = pending_original.iter().map(Bytes::len).sum();
+                if buffered.len() != original_len || !same_bytes(&buffered, &pending_original) {
+                    sent_modified = true;
+                }
+                pending_original.clear();
+                if !buffered.is_empty() && !send(&tx, Bytes::from(buffered)).await {
+                    return Ok(());
+                }
+            }
+            Ok(Action::Pause) => {
+                if let Some(local) = f.take_local_response() {
+                    return Err(BodyOutcome::Local(local));
+                }
+            }
+            Err(_) => {
+                // The filter is gone: fail open with the original bytes, if that is still honest.
+                *filter = None;
+                if sent_modified {
+                    let local = json_error(StatusCode::BAD_GATEWAY, "filter_error", "the Headroom filter failed after part of a modified request body was sent");
+                    return Err(BodyOutcome::Local(local));
+                }
+                for chunk in pending_original.drain(..) {
+                    if !send(&tx, chunk).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if let Some(t) = trailers {
+            let _ = tx.send(Ok(Frame::trailers(t))).await;
+            return Ok(());
+        }
+        if eos {
+            return Ok(());
+        }
+    }
+}
+
+fn same_bytes(buffer: &[u8], chunks: &[Bytes]) -> bool {
+    let mut at = 0;
+    chunks.iter().all(|c| {
+        let ok = buffer.get(at..at + c.len()) == Some(&c[..]);
+        at += c.len();
+        ok
+    })
+}
+
+/// Sends a local response, through the filter's response callbacks as Envoy does.
+async fn respond_locally(filter: Option<Filter>, local: LocalResponse) -> Response<ClientBody> {
+    let mut map = local_to_response(&local);
+    let mut body = local.body;
+    if let Some(f) = &filter {
+        let (code, details) = (local.status, local.details.clone());
+        let response_map = map.clone();
+        let response_body = body.clone();
+        f.state(|s| {
+            s.response_code = Some(code);
+            s.response_code_details = details;
+            s.response_headers = Some(response_map);
+            s.response_body = response_body;
+        });
+        // A filter that answers from its response callbacks is not followed into a loop.
+        if f.call(|vm, id| vm.on_response_headers(id, body.is_empty())).is_ok() && !body.is_empty() {
+            let _ = f.call(|vm, id| vm.on_response_body(id, true));
+        }
+        if let Some((Some(edited), edited_body)) = f.state(|s| (s.response_headers.clone(), std::mem::take(&mut s.response_body))) {
+            map = edited;
+            body = edited_body;
+        }
+    }
+    drop(filter);
+    build_response(&map, full(body))
+}
+
+async fn respond_from_upstream(mut filter: Option<Filter>, response: Response<Incoming>) -> Response<ClientBody> {
+    let (parts, mut body) = response.into_parts();
+    let mut map = response_map_of(&parts);
+    let eos = body.is_end_stream();
+    if let Some(f) = &filter {
+        let response_map = map.clone();
+        f.state(|s| {
+            s.response_code = Some(parts.status.as_u16());
+            s.response_code_details = "via_upstream".into();
+            s.response_headers = Some(response_map);
+        });
+        match f.call(|vm, id| vm.on_response_headers(id, eos)) {
+            Ok(action) => {
+                if action == Action::Pause {
+                    let _ = f.wait_resume(false).await;
+                }
+                if let Some(local) = f.take_local_response() {
+                    return respond_locally(filter, local).await;
+                }
+                if let Some(Some(edited)) = f.state(|s| s.response_headers.clone()) {
+                    map = edited;
+                }
+            }
+            Err(_) => filter = None,
+        }
+    }
+    if eos {
+        drop(filter);
+        return build_response(&map, full(Bytes::new()));
+    }
+    let (tx, client_body) = ChannelBody::new();
+    tokio::task::spawn_local(async move {
+        loop {
+            let frame = match body.frame().await {
+                None => None,
+                Some(Ok(frame)) => Some(frame),
+                Some(Err(e)) => {
+                    tracing::debug!("upstream response body failed: {e}");
+                    let _ = tx.send(Err(Box::new(e))).await;
+                    return;
+                }
+            };
+            let eos = frame.is_none();
+            let (data, trailers) = match frame.map(Frame::into_data) {
+                Some(Ok(data)) => (Some(data), None),
+                Some(Err(frame)) => (None, frame.into_trailers().ok()),
+                None => (None, None),
+            };
+            if data.as_ref().is_some_and(Bytes::is_empty) {
+                continue;
+            }
+            let end = eos || trailers.is_some();
+            let out = match &filter {
+                None => data,
+                Some(f) => {
+                    if let Some(data) = &data {
+                        f.state(|s| s.response_body.extend_from_slice(data));
+                    }
+                    match f.call(|vm, id| vm.on_response_body(id, end)) {
+                        Ok(Action::Continue) => f.state(|s| std::mem::take(&mut s.response_body)).map(Bytes::from),
+                        Ok(Action::Pause) if !end => None,
+                        Ok(Action::Pause) => {
+                            let _ = f.wait_resume(false).await;
+                            f.state(|s| std::mem::take(&mut s.response_body)).map(Bytes::from)
+                        }
+                        Err(_) => {
+                            // Bytes already sent cannot be taken back: pass the rest through.
+                            filter = None;
+                            data
+                        }
+                    }
+                }
+            };
+            if let Some(out) = out.filter(|b| !b.is_empty())
+                && tx.send(Ok(Frame::data(out))).await.is_err()
+            {
+                return;
+            }
+            if let Some(t) = trailers {
+                let _ = tx.send(Ok(Frame::trailers(t))).await;
+            }
+            if end {
+                return;
+            }
+        }
+    });
+    build_response(&map, client_body.boxed_unsync())
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    format!("{:016x}-{:08x}-{:08x}", t, std::process::id(), n)
+}
