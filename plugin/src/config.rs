@@ -1,0 +1,229 @@
+//! The plugin configuration: the JSON document a gateway passes to `on_configure`, its
+//! defaults, and errors that name the offending field.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::json::DEFAULT_MAX_DEPTH;
+
+/// Default for [`Config::max_body_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Default for [`Config::health_path`].
+pub const DEFAULT_HEALTH_PATH: &str = "/health";
+
+/// The filter's configuration. Every field is optional; unknown fields are rejected so a typo
+/// cannot silently fall back to a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Mount prefixes of the provider APIs: a path is an API path when it equals
+    /// `prefix + api path` for some prefix. Each is empty or starts with `/` and does not end
+    /// with `/` (e.g. `"/llm"`). Default `[""]`.
+    pub path_prefixes: Vec<String>,
+    /// Bodies larger than this are forwarded unchanged (fail open `too_large`). Default 32 MiB.
+    pub max_body_bytes: u64,
+    /// Compact JSON tool outputs by removing insignificant whitespace. Default true.
+    pub compact_json_tool_outputs: bool,
+    /// `GET` on this path (query ignored) answers the health document; empty disables it.
+    /// Default `/health`.
+    pub health_path: String,
+    /// Deepest nesting of objects and arrays accepted in a body (and in a tool output to
+    /// compact); deeper bodies fail open `not_json`. At least 1. Default 256.
+    pub max_json_depth: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path_prefixes: vec![String::new()],
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            compact_json_tool_outputs: true,
+            health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            max_json_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl Config {
+    /// Parses the plugin configuration: empty or whitespace-only input (and `{}`) gives the
+    /// defaults.
+    pub fn from_bytes(raw: &[u8]) -> Result<Config, ConfigError> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config::default());
+        }
+        // Parse syntax first, then map types from the value: serde_json reports positions for
+        // syntax errors only, so type errors read "invalid type: ..." without "at line 1 ...".
+        let value: serde_json::Value = serde_json::from_slice(raw).map_err(|err| ConfigError {
+            path: None,
+            message: err.to_string(),
+        })?;
+        // serde would also accept a struct as a sequence ("[]"): only an object is a config.
+        if !value.is_object() {
+            return Err(ConfigError {
+                path: None,
+                message: "expected a JSON object".to_owned(),
+            });
+        }
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            ConfigError {
+                path: (path != ".").then_some(path),
+                message: err.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (index, prefix) in self.path_prefixes.iter().enumerate() {
+            let valid = prefix.is_empty() || (prefix.starts_with('/') && !prefix.ends_with('/'));
+            if !valid || prefix.contains(['?', '#']) {
+                return Err(ConfigError::at(
+                    format!("path_prefixes[{index}]"),
+                    "must be empty or start with '/', not end with '/', and have no '?' or '#'",
+                ));
+            }
+        }
+        if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
+            return Err(ConfigError::at(
+                "health_path".to_owned(),
+                "must be empty (disabled) or start with '/'",
+            ));
+        }
+        if self.max_json_depth == 0 {
+            return Err(ConfigError::at(
+                "max_json_depth".to_owned(),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An invalid plugin configuration, with the path of the offending field when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path such as `max_body_bytes`, `path_prefixes[0]` or an unknown field's name;
+    /// `None` for syntax errors and a top level that is not an object.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(path: String, message: &str) -> Self {
+        Self {
+            path: Some(path),
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(
+                f,
+                "invalid plugin configuration at '{path}': {}",
+                self.message
+            ),
+            None => write!(f, "invalid plugin configuration: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn error(raw: &str) -> String {
+        Config::from_bytes(raw.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::default();
+        assert_eq!(config.path_prefixes, vec![String::new()]);
+        assert_eq!(config.max_body_bytes, 33_554_432);
+        assert!(config.compact_json_tool_outputs);
+        assert_eq!(config.health_path, "/health");
+        assert_eq!(config.max_json_depth, 256);
+        for raw in ["", " \n\t", "{}", " { } "] {
+            assert_eq!(
+                Config::from_bytes(raw.as_bytes()).unwrap(),
+                config,
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let config = Config::from_bytes(
+            br#"{"path_prefixes":["/llm",""],"max_body_bytes":1024,
+                "compact_json_tool_outputs":false,"health_path":"","max_json_depth":8}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            Config {
+                path_prefixes: vec!["/llm".to_owned(), String::new()],
+                max_body_bytes: 1024,
+                compact_json_tool_outputs: false,
+                health_path: String::new(),
+                max_json_depth: 8,
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        assert_eq!(
+            error(r#"{"max_body_bytes":"x"}"#),
+            r#"invalid plugin configuration at 'max_body_bytes': invalid type: string "x", expected u64"#
+        );
+        assert_eq!(
+            error(r#"{"path_prefixes":["/a",3]}"#),
+            "invalid plugin configuration at 'path_prefixes[1]': invalid type: integer `3`, expected a string"
+        );
+        assert_eq!(
+            error(r#"{"max_json_depth":-1}"#),
+            "invalid plugin configuration at 'max_json_depth': invalid value: integer `-1`, expected u32"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        assert_eq!(
+            error(r#"{"max_body_byte":1}"#),
+            "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
+             `path_prefixes`, `max_body_bytes`, `compact_json_tool_outputs`, `health_path`, `max_json_depth`"
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_values_and_documents() {
+        assert_eq!(
+            error(r#"{"path_prefixes":["/llm/"]}"#),
+            "invalid plugin configuration at 'path_prefixes[0]': must be empty or start with '/', not end with '/', and have no '?' or '#'"
+        );
+        assert!(error(r#"{"path_prefixes":["llm"]}"#).contains("'path_prefixes[0]'"));
+        assert!(error(r#"{"path_prefixes":["/"]}"#).contains("'path_prefixes[0]'"));
+        assert!(error(r#"{"health_path":"health"}"#).contains("'health_path'"));
+        assert!(error(r#"{"max_json_depth":0}"#).contains("'max_json_depth'"));
+        assert!(error("{").starts_with("invalid plugin configuration: EOF"));
+        for raw in ["null", "[]", "[1]", "\"x\"", "1"] {
+            assert_eq!(
+                error(raw),
+                "invalid plugin configuration: expected a JSON object",
+                "{raw}"
+            );
+        }
+    }
+}

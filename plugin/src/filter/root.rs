@@ -1,0 +1,73 @@
+//! The root context: parses the plugin configuration, defines the metrics and hands both to
+//! every HTTP context.
+
+use std::rc::Rc;
+
+use log::{error, info};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use super::counters::Counters;
+use super::http::HeadroomHttp;
+use crate::config::Config;
+
+/// What every HTTP context of a configured root shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The parsed plugin configuration.
+    pub(crate) config: Config,
+    /// The metric ids.
+    pub(crate) counters: Rc<Counters>,
+}
+
+/// The plugin's root context.
+#[derive(Debug, Default)]
+pub struct HeadroomRoot {
+    /// `None` until `on_configure` succeeds; HTTP contexts without it pass everything through.
+    shared: Option<Rc<Shared>>,
+    /// Defined once per root and kept across reconfigurations.
+    counters: Option<Rc<Counters>>,
+}
+
+impl Context for HeadroomRoot {}
+
+impl RootContext for HeadroomRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(raw) => raw.unwrap_or_default(),
+            Err(status) => {
+                error!("headroom: cannot read the plugin configuration: {status:?}");
+                return false;
+            }
+        };
+        let config = match Config::from_bytes(&raw) {
+            Ok(config) => config,
+            Err(err) => {
+                error!("headroom: {err}");
+                return false;
+            }
+        };
+        let counters = Rc::clone(
+            self.counters
+                .get_or_insert_with(|| Rc::new(Counters::define())),
+        );
+        info!(
+            "headroom: configured ({} path prefix(es), max_body_bytes={}, compact_json_tool_outputs={})",
+            config.path_prefixes.len(),
+            config.max_body_bytes,
+            config.compact_json_tool_outputs
+        );
+        self.shared = Some(Rc::new(Shared { config, counters }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Must never be None: the SDK panics on None.
+        Some(Box::new(HeadroomHttp::new(self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,185 @@
+//! Per-request decisions of the filter, host-agnostic: which route a request takes, whether
+//! its body is buffered, when buffering stops, and the health document. The proxy-wasm glue
+//! feeds header values and body sizes in and acts on the answers.
+
+use crate::api::{Api, is_json_content_type, strip_query};
+use crate::config::Config;
+use crate::fail_open::FailOpen;
+
+/// Body of the local health response.
+pub const HEALTH_BODY: &str = concat!(
+    r#"{"status":"healthy","service":"headroom","version":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""}"#
+);
+
+/// Content type of [`HEALTH_BODY`].
+pub const HEALTH_CONTENT_TYPE: &str = "application/json";
+
+/// What the filter does with a request, decided from its method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET` on the health path: answer [`HEALTH_BODY`] locally.
+    Health,
+    /// A provider API request.
+    Provider(Api),
+    /// Anything else: pass through untouched.
+    Other,
+}
+
+/// Routes a request. A missing method or path routes to [`Route::Other`].
+pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Route {
+    let (Some(method), Some(path)) = (method, path) else {
+        return Route::Other;
+    };
+    if method == b"GET"
+        && !config.health_path.is_empty()
+        && strip_query(path) == config.health_path.as_bytes()
+    {
+        return Route::Health;
+    }
+    match Api::classify(method, path, &config.path_prefixes) {
+        Some(api) => Route::Provider(api),
+        None => Route::Other,
+    }
+}
+
+/// What to do with a provider request's body, decided from its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Buffer the body until end of stream, then rewrite it (`content-length` must go).
+    Buffer,
+    /// The request has no body (headers ended the stream): nothing to do.
+    NoBody,
+    /// Do not buffer: forward unchanged and count the reason.
+    Skip(FailOpen),
+}
+
+/// Plans the body of a provider request: only identity-encoded JSON bodies are buffered.
+pub fn body_plan(
+    content_type: Option<&[u8]>,
+    content_encoding: Option<&[u8]>,
+    end_of_stream: bool,
+) -> BodyPlan {
+    if end_of_stream {
+        return BodyPlan::NoBody;
+    }
+    if !content_type.is_some_and(is_json_content_type) {
+        return BodyPlan::Skip(FailOpen::ContentType);
+    }
+    // A compressed body is not JSON text we can scan; don't buffer it just to fail later.
+    let encoded = content_encoding
+        .map(<[u8]>::trim_ascii)
+        .is_some_and(|enc| !enc.is_empty() && !enc.eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return BodyPlan::Skip(FailOpen::ContentType);
+    }
+    BodyPlan::Buffer
+}
+
+/// The next step while buffering a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStep {
+    /// Keep buffering (the host calls again with a larger cumulative size).
+    Wait,
+    /// The body passed `max_body_bytes`: stop buffering, forward unchanged.
+    TooLarge,
+    /// The whole body is buffered: read it once and rewrite it.
+    Complete,
+}
+
+/// Decides a body callback. `body_size` is the cumulative buffered size; end of stream may come
+/// in a later call with the same size, or with 0 for an empty body.
+pub fn body_step(body_size: usize, end_of_stream: bool, max_body_bytes: u64) -> BodyStep {
+    let size = u64::try_from(body_size).unwrap_or(u64::MAX);
+    if size > max_body_bytes {
+        BodyStep::TooLarge
+    } else if end_of_stream {
+        BodyStep::Complete
+    } else {
+        BodyStep::Wait
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_body_is_exact() {
+        assert_eq!(
+            HEALTH_BODY,
+            format!(
+                r#"{{"status":"healthy","service":"headroom","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let parsed: serde_json::Value = serde_json::from_str(HEALTH_BODY).unwrap();
+        assert_eq!(parsed["status"], "healthy");
+    }
+
+    #[test]
+    fn routes_requests() {
+        let config = Config::default();
+        let r = |method: &[u8], path: &[u8]| route(&config, Some(method), Some(path));
+        assert_eq!(r(b"GET", b"/health"), Route::Health);
+        assert_eq!(r(b"GET", b"/health?probe=1"), Route::Health);
+        assert_eq!(r(b"POST", b"/health"), Route::Other);
+        assert_eq!(r(b"GET", b"/healthz"), Route::Other);
+        assert_eq!(
+            r(b"POST", b"/v1/chat/completions"),
+            Route::Provider(Api::OpenAiChat)
+        );
+        assert_eq!(r(b"GET", b"/v1/chat/completions"), Route::Other);
+        assert_eq!(route(&config, None, Some(b"/health")), Route::Other);
+        assert_eq!(route(&config, Some(b"GET"), None), Route::Other);
+
+        let config = Config {
+            health_path: String::new(),
+            path_prefixes: vec!["/llm".to_owned()],
+            ..Config::default()
+        };
+        assert_eq!(route(&config, Some(b"GET"), Some(b"/health")), Route::Other);
+        assert_eq!(route(&config, Some(b"GET"), Some(b"")), Route::Other);
+        assert_eq!(
+            route(&config, Some(b"POST"), Some(b"/llm/v1/messages")),
+            Route::Provider(Api::AnthropicMessages)
+        );
+    }
+
+    #[test]
+    fn plans_bodies() {
+        let json = Some(&b"application/json"[..]);
+        assert_eq!(body_plan(json, None, false), BodyPlan::Buffer);
+        assert_eq!(body_plan(json, Some(b"identity"), false), BodyPlan::Buffer);
+        assert_eq!(body_plan(json, Some(b""), false), BodyPlan::Buffer);
+        assert_eq!(body_plan(json, None, true), BodyPlan::NoBody);
+        assert_eq!(body_plan(None, None, true), BodyPlan::NoBody);
+        assert_eq!(
+            body_plan(None, None, false),
+            BodyPlan::Skip(FailOpen::ContentType)
+        );
+        assert_eq!(
+            body_plan(Some(b"text/plain"), None, false),
+            BodyPlan::Skip(FailOpen::ContentType)
+        );
+        assert_eq!(
+            body_plan(json, Some(b"gzip"), false),
+            BodyPlan::Skip(FailOpen::ContentType)
+        );
+    }
+
+    #[test]
+    fn steps_through_a_buffered_body() {
+        // Envoy's observed sequence: cumulative sizes, then a separate end-of-stream call.
+        assert_eq!(body_step(13, false, 100), BodyStep::Wait);
+        assert_eq!(body_step(66, false, 100), BodyStep::Wait);
+        assert_eq!(body_step(66, true, 100), BodyStep::Complete);
+        assert_eq!(body_step(0, true, 100), BodyStep::Complete);
+        assert_eq!(body_step(100, true, 100), BodyStep::Complete);
+        assert_eq!(body_step(101, false, 100), BodyStep::TooLarge);
+        assert_eq!(body_step(101, true, 100), BodyStep::TooLarge);
+        assert_eq!(body_step(1, true, 0), BodyStep::TooLarge);
+    }
+}

@@ -1,0 +1,20 @@
+//! Headroom's proxy-wasm filter: compresses LLM tool outputs in OpenAI and Anthropic requests
+//! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
+//!
+//! The pure modules ([`api`], [`config`], [`fail_open`], [`flow`], [`json`], [`metrics`],
+//! [`rewrite`]) take bytes and return decisions; they have no proxy-wasm dependency and are
+//! tested natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod fail_open;
+pub mod flow;
+pub mod json;
+pub mod metrics;
+pub mod rewrite;
+
+// Compiled (and linted) natively too; only its wasm32 entry point registers it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, unused_imports))]
+mod filter;
