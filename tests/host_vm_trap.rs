@@ -1,0 +1,62 @@
+//! A guest trap in our host: the request that trapped still reaches its upstream with its
+//! original bytes (fail open), the VM is replaced, the trap is counted, and the next request is
+//! served by the new VM. The trap is a real one: the VM's memory limit is below the body the
+//! filter is allowed to buffer, so the guest's allocator fails and aborts.
+
+use headroom_tests::client::{self, ClientRequest};
+use headroom_tests::headroom::{InProcess, test_config};
+use headroom_tests::prom;
+use headroom_tests::upstream::{Reply, Scripted, Upstream};
+
+fn tool_request(payload_bytes: usize) -> Vec<u8> {
+    let pretty = format!("{{\n  \"log\": \"{}\"\n}}", "x".repeat(payload_bytes));
+    serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "go"}, {"role": "tool", "tool_call_id": "c1", "content": pretty}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
+    let ok = Scripted { status: 200, headers: vec![("content-type".into(), "application/json".into())], chunks: vec![b"{\"ok\":true}".to_vec()], ..Scripted::default() };
+    let upstream = Upstream::start(Reply::Scripted(ok)).await?;
+    let mut config = test_config(upstream.addr());
+    config.workers = 1;
+    config.plugin_config = br#"{"max_body_bytes": 134217728}"#.to_vec();
+    config.vm_limits.memory_bytes = 24 << 20;
+    let host = InProcess::start(config)?;
+    let before = prom::parse(&host.proxy().metrics().render());
+
+    // 40 MB: more than the VM may hold, less than the filter may buffer.
+    let big = tool_request(40 << 20);
+    let request = ClientRequest {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        chunks: big.chunks(1 << 20).map(<[u8]>::to_vec).collect(),
+        ..ClientRequest::default()
+    };
+    let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    let received = upstream.take_received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].body == big, "the upstream must get the original bytes after the trap");
+
+    let after = prom::parse(&host.proxy().metrics().render());
+    assert_eq!(prom::delta(&before, &after, "headroom_host_vm_traps_total"), 1.0);
+    assert_eq!(prom::delta(&before, &after, "headroom_host_vm_reloads_total"), 1.0);
+
+    // The replacement VM compresses the next request.
+    let small = tool_request(100);
+    let request = ClientRequest { chunks: vec![small.clone()], ..request };
+    let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
+    assert_eq!(response.status, 200);
+    let received = upstream.take_received();
+    let sent: serde_json::Value = serde_json::from_slice(&received[0].body)?;
+    assert_eq!(sent["messages"][1]["content"], format!("{{\"log\":\"{}\"}}", "x".repeat(100)));
+    let last = prom::parse(&host.proxy().metrics().render());
+    assert_eq!(prom::delta(&after, &last, "headroom_tool_outputs_compacted_total"), 1.0);
+    assert_eq!(prom::delta(&after, &last, "headroom_host_vm_traps_total"), 0.0);
+    Ok(())
+}
