@@ -15,8 +15,17 @@ const SIGTERM: i32 = 15;
 fn defaults_are_the_documented_ones() -> anyhow::Result<()> {
     let help = Command::new(binary()?).args(["proxy", "--help"]).output()?;
     let text = String::from_utf8_lossy(&help.stdout);
-    for default in ["[default: 127.0.0.1]", "[default: 8787]", "[default: https://api.openai.com]", "[default: https://api.anthropic.com]", "[env: HEADROOM_PORT="] {
-        assert!(text.contains(default), "`headroom proxy --help` lacks {default}:\n{text}");
+    for default in [
+        "[default: 127.0.0.1]",
+        "[default: 8787]",
+        "[default: https://api.openai.com]",
+        "[default: https://api.anthropic.com]",
+        "[env: HEADROOM_PORT=",
+    ] {
+        assert!(
+            text.contains(default),
+            "`headroom proxy --help` lacks {default}:\n{text}"
+        );
     }
     Ok(())
 }
@@ -24,7 +33,13 @@ fn defaults_are_the_documented_ones() -> anyhow::Result<()> {
 #[test]
 fn an_invalid_filter_configuration_stops_the_start_and_names_the_field() -> anyhow::Result<()> {
     let out = Command::new(binary()?)
-        .args(["proxy", "--port", "0", "--plugin-config", r#"{"max_body_bytes": "lots"}"#])
+        .args([
+            "proxy",
+            "--port",
+            "0",
+            "--plugin-config",
+            r#"{"max_body_bytes": "lots"}"#,
+        ])
         .env("NO_COLOR", "1")
         .output()?;
     assert!(!out.status.success());
@@ -37,15 +52,27 @@ fn an_invalid_filter_configuration_stops_the_start_and_names_the_field() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_streaming_response_finish() -> anyhow::Result<()> {
     // Ten SSE events 100 ms apart: about a second of streaming.
-    let upstream = Upstream::start(Reply::Provider { chunk_delay: Duration::from_millis(100) }).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::from_millis(100),
+    })
+    .await?;
     let url = format!("http://{}", upstream.addr());
-    let mut proxy = Process::start(&["--openai-api-url", &url, "--anthropic-api-url", &url], &[])?;
+    let mut proxy = Process::start(
+        &["--openai-api-url", &url, "--anthropic-api-url", &url],
+        &[],
+    )?;
 
     let health = get(proxy.addr(), "/health").await?;
     assert_eq!(health.status, 200);
     let metrics = String::from_utf8(get(proxy.addr(), "/metrics").await?.body)?;
-    assert!(metrics.contains("process_resident_memory_bytes"), "{metrics}");
-    assert!(metrics.contains("headroom_inbound_requests_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("headroom_inbound_requests_total 1"),
+        "{metrics}"
+    );
 
     let request = ClientRequest {
         method: "POST".into(),
@@ -76,7 +103,14 @@ async fn sigterm_lets_a_streaming_response_finish() -> anyhow::Result<()> {
     assert!(status?.success(), "exit status; log:\n{}", log.join("\n"));
     assert_eq!(response.status, 200);
     let body = String::from_utf8(response.body)?;
-    assert!(body.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "stream cut short: {body}");
-    assert!(log.iter().any(|l| l.contains("SIGTERM")), "{}", log.join("\n"));
+    assert!(
+        body.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "stream cut short: {body}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("SIGTERM")),
+        "{}",
+        log.join("\n")
+    );
     Ok(())
 }

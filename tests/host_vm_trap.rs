@@ -19,7 +19,12 @@ fn tool_request(payload_bytes: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
-    let ok = Scripted { status: 200, headers: vec![("content-type".into(), "application/json".into())], chunks: vec![b"{\"ok\":true}".to_vec()], ..Scripted::default() };
+    let ok = Scripted {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        chunks: vec![b"{\"ok\":true}".to_vec()],
+        ..Scripted::default()
+    };
     let upstream = Upstream::start(Reply::Scripted(ok)).await?;
     let mut config = test_config(upstream.addr());
     config.workers = 1;
@@ -38,25 +43,51 @@ async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
         ..ClientRequest::default()
     };
     let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     let received = upstream.take_received();
     assert_eq!(received.len(), 1);
-    assert!(received[0].body == big, "the upstream must get the original bytes after the trap");
+    assert!(
+        received[0].body == big,
+        "the upstream must get the original bytes after the trap"
+    );
 
     let after = prom::parse(&host.proxy().metrics().render());
-    assert_eq!(prom::delta(&before, &after, "headroom_host_vm_traps_total"), 1.0);
-    assert_eq!(prom::delta(&before, &after, "headroom_host_vm_reloads_total"), 1.0);
+    assert_eq!(
+        prom::delta(&before, &after, "headroom_host_vm_traps_total"),
+        1.0
+    );
+    assert_eq!(
+        prom::delta(&before, &after, "headroom_host_vm_reloads_total"),
+        1.0
+    );
 
     // The replacement VM compresses the next request.
     let small = tool_request(100);
-    let request = ClientRequest { chunks: vec![small.clone()], ..request };
+    let request = ClientRequest {
+        chunks: vec![small.clone()],
+        ..request
+    };
     let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
     assert_eq!(response.status, 200);
     let received = upstream.take_received();
     let sent: serde_json::Value = serde_json::from_slice(&received[0].body)?;
-    assert_eq!(sent["messages"][1]["content"], format!("{{\"log\":\"{}\"}}", "x".repeat(100)));
+    assert_eq!(
+        sent["messages"][1]["content"],
+        format!("{{\"log\":\"{}\"}}", "x".repeat(100))
+    );
     let last = prom::parse(&host.proxy().metrics().render());
-    assert_eq!(prom::delta(&after, &last, "headroom_tool_outputs_compacted_total"), 1.0);
-    assert_eq!(prom::delta(&after, &last, "headroom_host_vm_traps_total"), 0.0);
+    assert_eq!(
+        prom::delta(&after, &last, "headroom_tool_outputs_compacted_total"),
+        1.0
+    );
+    assert_eq!(
+        prom::delta(&after, &last, "headroom_host_vm_traps_total"),
+        0.0
+    );
     Ok(())
 }

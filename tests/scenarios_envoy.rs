@@ -25,7 +25,10 @@ impl Target for EnvoyTarget {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_passes_in_envoy() -> anyhow::Result<()> {
-    let upstream = Upstream::start(Reply::Provider { chunk_delay: Default::default() }).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Default::default(),
+    })
+    .await?;
     let port = upstream.addr().port();
     let envoy = Envoy::start(
         LocalConfig {

@@ -6,7 +6,10 @@ use headroom_tests::upstream::{Reply, Upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_passes_in_the_headroom_host() -> anyhow::Result<()> {
-    let upstream = Upstream::start(Reply::Provider { chunk_delay: Default::default() }).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Default::default(),
+    })
+    .await?;
     let host = InProcess::start(test_config(upstream.addr()))?;
     let mut failures = Vec::new();
     let scenarios = scenario::load_all()?;
@@ -20,6 +23,12 @@ async fn every_scenario_passes_in_the_headroom_host() -> anyhow::Result<()> {
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} scenarios failed:\n{}", failures.len(), scenarios.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios failed:\n{}",
+        failures.len(),
+        scenarios.len(),
+        failures.join("\n\n")
+    );
     Ok(())
 }

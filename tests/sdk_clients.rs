@@ -14,13 +14,20 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run the test command (scripts/test), which installs the SDKs", venv.display());
+    assert!(
+        venv.exists(),
+        "{} is missing: run the test command (scripts/test), which installs the SDKs",
+        venv.display()
+    );
     venv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_work_through_headroom() -> anyhow::Result<()> {
-    let upstream = Upstream::start(Reply::Provider { chunk_delay: std::time::Duration::from_millis(5) }).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: std::time::Duration::from_millis(5),
+    })
+    .await?;
     let host = InProcess::start(test_config(upstream.addr()))?;
     let base = format!("http://{}", host.proxy().local_addr());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/clients.py");
@@ -37,15 +44,43 @@ async fn official_sdks_work_through_headroom() -> anyhow::Result<()> {
     })
     .await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "SDK calls failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 4, "{stdout}");
+    assert!(
+        output.status.success(),
+        "SDK calls failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{stdout}"
+    );
 
     let received = upstream.take_received();
     let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, ["/v1/chat/completions", "/v1/chat/completions", "/v1/messages", "/v1/messages"]);
-    assert_eq!(received[0].header("authorization"), Some(&b"Bearer sk-test-openai"[..]));
+    assert_eq!(
+        paths,
+        [
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/messages"
+        ]
+    );
+    assert_eq!(
+        received[0].header("authorization"),
+        Some(&b"Bearer sk-test-openai"[..])
+    );
     // The Anthropic SDK sends its key as `x-api-key` or (2.x) as a bearer token: either way, untouched.
-    let key = (received[2].header("x-api-key"), received[2].header("authorization"));
-    assert!(matches!(key, (Some(b"sk-ant-test"), _) | (_, Some(b"Bearer sk-ant-test"))), "{key:?}");
+    let key = (
+        received[2].header("x-api-key"),
+        received[2].header("authorization"),
+    );
+    assert!(
+        matches!(
+            key,
+            (Some(b"sk-ant-test"), _) | (_, Some(b"Bearer sk-ant-test"))
+        ),
+        "{key:?}"
+    );
     Ok(())
 }

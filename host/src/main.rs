@@ -10,7 +10,11 @@ use headroom_host::abi::vm::VmLimits;
 use headroom_host::proxy::{Proxy, ProxyConfig};
 
 #[derive(Parser)]
-#[command(name = "headroom", version, about = "Headroom: compress what an LLM reads, account for every token.")]
+#[command(
+    name = "headroom",
+    version,
+    about = "Headroom: compress what an LLM reads, account for every token."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,10 +35,18 @@ struct ProxyArgs {
     #[arg(long, env = "HEADROOM_PORT", default_value_t = 8787)]
     port: u16,
     /// Upstream for OpenAI-compatible APIs (every /v1/* path but /v1/messages).
-    #[arg(long, env = "HEADROOM_OPENAI_API_URL", default_value = "https://api.openai.com")]
+    #[arg(
+        long,
+        env = "HEADROOM_OPENAI_API_URL",
+        default_value = "https://api.openai.com"
+    )]
     openai_api_url: String,
     /// Upstream for the Anthropic Messages API (/v1/messages).
-    #[arg(long, env = "HEADROOM_ANTHROPIC_API_URL", default_value = "https://api.anthropic.com")]
+    #[arg(
+        long,
+        env = "HEADROOM_ANTHROPIC_API_URL",
+        default_value = "https://api.anthropic.com"
+    )]
     anthropic_api_url: String,
     /// A proxy-wasm filter to run instead of the one built into this binary.
     #[arg(long, env = "HEADROOM_PLUGIN")]
@@ -78,23 +90,34 @@ fn init_logging(filter: &str) -> i32 {
         "error" => 4,
         _ => 2,
     };
-    let env_filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).init();
+    let env_filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .init();
     level
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<()> {
     let guest_log_level = init_logging(&args.log_level);
     let plugin_wasm = match &args.plugin {
-        Some(path) => std::fs::read(path).with_context(|| format!("reading the filter {}", path.display()))?,
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("reading the filter {}", path.display()))?
+        }
         None => headroom_host::EMBEDDED_PLUGIN.to_vec(),
     };
     let plugin_config = match args.plugin_config.as_deref() {
-        Some(s) if s.starts_with('@') => std::fs::read(&s[1..]).with_context(|| format!("reading the filter configuration {}", &s[1..]))?,
+        Some(s) if s.starts_with('@') => std::fs::read(&s[1..])
+            .with_context(|| format!("reading the filter configuration {}", &s[1..]))?,
         Some(s) => s.as_bytes().to_vec(),
         None => Vec::new(),
     };
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let config = ProxyConfig {
         listen: SocketAddr::new(args.host, args.port),
         openai_url: args.openai_api_url,
@@ -111,7 +134,9 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
     };
     let proxy = Proxy::start(config)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

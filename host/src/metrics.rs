@@ -22,10 +22,15 @@ pub fn decode_name(raw: &str) -> (String, Vec<(String, String)>) {
     let name = parts.next().unwrap_or_default();
     let rest: Vec<&str> = parts.collect();
     let valid_label = |l: &str| {
-        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !l.starts_with(|c: char| c.is_ascii_digit())
+        !l.is_empty()
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !l.starts_with(|c: char| c.is_ascii_digit())
     };
-    if rest.len() % 2 == 0 && rest.chunks(2).all(|kv| valid_label(kv[0])) {
-        let labels = rest.chunks(2).map(|kv| (kv[0].to_string(), kv[1].to_string())).collect();
+    if rest.len().is_multiple_of(2) && rest.chunks(2).all(|kv| valid_label(kv[0])) {
+        let labels = rest
+            .chunks(2)
+            .map(|kv| (kv[0].to_string(), kv[1].to_string()))
+            .collect();
         (sanitize(name), labels)
     } else {
         (sanitize(raw), Vec::new())
@@ -33,7 +38,15 @@ pub fn decode_name(raw: &str) -> (String, Vec<(String, String)>) {
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Exports the guest-defined metrics at scrape time.
@@ -86,7 +99,11 @@ impl Collector for GuestMetrics {
                     m.set_gauge(g);
                 }
                 MetricType::Histogram => {
-                    let state = metric.histogram.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let state = metric
+                        .histogram
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
                     let mut h = proto::Histogram::default();
                     h.set_sample_count(state.count);
                     h.set_sample_sum(state.sum);
@@ -133,13 +150,29 @@ impl HostMetrics {
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let vm_traps = counter("headroom_host_vm_traps_total", "Guest traps in the host; each failed its request open and replaced the VM")?;
-        let vm_reloads = counter("headroom_host_vm_reloads_total", "VMs created to replace a trapped one")?;
-        let upstream_errors = counter("headroom_host_upstream_errors_total", "Requests that could not reach their upstream")?;
+        let vm_traps = counter(
+            "headroom_host_vm_traps_total",
+            "Guest traps in the host; each failed its request open and replaced the VM",
+        )?;
+        let vm_reloads = counter(
+            "headroom_host_vm_reloads_total",
+            "VMs created to replace a trapped one",
+        )?;
+        let upstream_errors = counter(
+            "headroom_host_upstream_errors_total",
+            "Requests that could not reach their upstream",
+        )?;
         registry.register(Box::new(GuestMetrics { metrics: guest }))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Self { registry, vm_traps, vm_reloads, upstream_errors })
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            vm_traps,
+            vm_reloads,
+            upstream_errors,
+        })
     }
 
     /// The Prometheus text exposition of everything.
@@ -160,11 +193,17 @@ mod tests {
     fn names_carry_labels() {
         assert_eq!(
             decode_name("headroom_requests_by_provider.provider.openai"),
-            ("headroom_requests_by_provider".into(), vec![("provider".into(), "openai".into())])
+            (
+                "headroom_requests_by_provider".into(),
+                vec![("provider".into(), "openai".into())]
+            )
         );
         assert_eq!(
             decode_name("a.x.1.y.two"),
-            ("a".into(), vec![("x".into(), "1".into()), ("y".into(), "two".into())])
+            (
+                "a".into(),
+                vec![("x".into(), "1".into()), ("y".into(), "two".into())]
+            )
         );
         assert_eq!(decode_name("plain_total"), ("plain_total".into(), vec![]));
         assert_eq!(decode_name("odd.count"), ("odd_count".into(), vec![]));
@@ -173,13 +212,22 @@ mod tests {
     #[test]
     fn guest_metrics_render_with_labels() {
         let guest = Arc::new(Metrics::default());
-        let id = guest.define(MetricType::Counter, "headroom_requests_by_provider.provider.anthropic");
+        let id = guest.define(
+            MetricType::Counter,
+            "headroom_requests_by_provider.provider.anthropic",
+        );
         guest.increment(id, 3);
         let h = guest.define(MetricType::Histogram, "headroom_latency_ms");
         guest.record(h, 7);
         let text = HostMetrics::new(guest).unwrap().render();
-        assert!(text.contains("headroom_requests_by_provider{provider=\"anthropic\"} 3"), "{text}");
-        assert!(text.contains("headroom_latency_ms_bucket{le=\"10\"} 1"), "{text}");
+        assert!(
+            text.contains("headroom_requests_by_provider{provider=\"anthropic\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("headroom_latency_ms_bucket{le=\"10\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("headroom_latency_ms_count 1"), "{text}");
         assert!(text.contains("headroom_host_vm_traps_total 0"), "{text}");
     }

@@ -42,7 +42,10 @@ pub struct ClientResponse {
 impl ClientResponse {
     /// The first value of header `name`, as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The body as JSON.
@@ -53,7 +56,11 @@ impl ClientResponse {
 
 /// Sends `req` to `addr` over a new HTTP/1.1 connection. `on_progress(total)` is called after
 /// each response data frame with the number of body bytes received so far.
-pub async fn send(addr: SocketAddr, req: &ClientRequest, mut on_progress: impl FnMut(usize)) -> anyhow::Result<ClientResponse> {
+pub async fn send(
+    addr: SocketAddr,
+    req: &ClientRequest,
+    mut on_progress: impl FnMut(usize),
+) -> anyhow::Result<ClientResponse> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -68,13 +75,17 @@ pub async fn send(addr: SocketAddr, req: &ClientRequest, mut on_progress: impl F
         }))
         .boxed()
     };
-    let mut builder = hyper::Request::builder().method(req.method.as_str()).uri(req.path.as_str());
+    let mut builder = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.path.as_str());
     builder = builder.header("host", addr.to_string());
     for (k, v) in &req.headers {
         builder = builder.header(k.as_str(), hyper::header::HeaderValue::from_bytes(v)?);
     }
     let total: usize = req.chunks.iter().map(Vec::len).sum();
-    if req.chunks.len() == 1 || (req.chunks.is_empty() && req.method != "GET" && req.method != "HEAD") {
+    if req.chunks.len() == 1
+        || (req.chunks.is_empty() && req.method != "GET" && req.method != "HEAD")
+    {
         builder = builder.header("content-length", total.to_string());
     }
     let request = builder.body(body)?;
@@ -90,7 +101,8 @@ pub async fn send(addr: SocketAddr, req: &ClientRequest, mut on_progress: impl F
             }
         }
     });
-    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request)).await??;
+    let response =
+        tokio::time::timeout(Duration::from_secs(30), sender.send_request(request)).await??;
     let (parts, mut body) = response.into_parts();
     let mut out = Vec::new();
     let mut frames = Vec::new();
@@ -108,7 +120,11 @@ pub async fn send(addr: SocketAddr, req: &ClientRequest, mut on_progress: impl F
     conn_task.abort();
     Ok(ClientResponse {
         status: parts.status.as_u16(),
-        headers: parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
         body: out,
         frames,
     })

@@ -43,7 +43,10 @@ impl InProcess {
     pub fn start(config: ProxyConfig) -> Result<Self> {
         let proxy = Proxy::start(config)?;
         let addr = proxy.local_addr();
-        Ok(Self { proxy: Some(proxy), addr })
+        Ok(Self {
+            proxy: Some(proxy),
+            addr,
+        })
     }
 
     /// The proxy.
@@ -62,7 +65,11 @@ impl Drop for InProcess {
 
 /// GET `path` on `addr`.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<client::ClientResponse> {
-    let req = ClientRequest { method: "GET".into(), path: path.into(), ..ClientRequest::default() };
+    let req = ClientRequest {
+        method: "GET".into(),
+        path: path.into(),
+        ..ClientRequest::default()
+    };
     client::send(addr, &req, |_| {}).await
 }
 
@@ -83,10 +90,16 @@ impl Target for InProcess {
 /// The `headroom` binary next to the test executables (built by the test command).
 pub fn binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|d| d.parent()).context("test executable location")?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test executable location")?;
     let bin = dir.join("headroom");
     if !bin.exists() {
-        bail!("{} is missing: build it first (`cargo build --release -p headroom-host`, which the test command does)", bin.display());
+        bail!(
+            "{} is missing: build it first (`cargo build --release -p headroom-host`, which the test command does)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -102,11 +115,16 @@ impl Process {
     /// Runs `headroom proxy --port 0 ARGS…` and waits for its "listening" line.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let mut cmd = Command::new(binary()?);
-        cmd.arg("proxy").args(["--host", "127.0.0.1", "--port", "0"]).args(args);
+        cmd.arg("proxy")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("starting headroom")?;
         let stderr = child.stderr.take().context("stderr")?;
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -116,7 +134,11 @@ impl Process {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let plain = strip_ansi(&line);
                 if let Some(i) = plain.find("listening on http://") {
-                    let addr = plain[i + "listening on http://".len()..].split_whitespace().next().unwrap_or_default().to_string();
+                    let addr = plain[i + "listening on http://".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let _ = tx.send(addr);
                 }
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(plain);
@@ -125,11 +147,16 @@ impl Process {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                let addr = addr.parse().with_context(|| format!("listening address {addr:?}"))?;
+                let addr = addr
+                    .parse()
+                    .with_context(|| format!("listening address {addr:?}"))?;
                 return Ok(Self { child, addr, log });
             }
             if let Some(status) = child.try_wait()? {
-                bail!("headroom exited with {status} before listening:\n{}", log.lock().unwrap_or_else(|p| p.into_inner()).join("\n"));
+                bail!(
+                    "headroom exited with {status} before listening:\n{}",
+                    log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+                );
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -154,7 +181,11 @@ impl Process {
     }
 
     /// Sends `signal` and waits (up to `timeout`) for the exit status.
-    pub fn signal_and_wait(&mut self, signal: i32, timeout: Duration) -> Result<std::process::ExitStatus> {
+    pub fn signal_and_wait(
+        &mut self,
+        signal: i32,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus> {
         // SAFETY: kill(2) on our own child's pid.
         if unsafe { libc_kill(self.child.id() as i32, signal) } != 0 {
             bail!("kill failed");

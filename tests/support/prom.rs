@@ -18,7 +18,9 @@ pub fn parse(text: &str) -> Samples {
             Some(i) => (&line[..i], &line[i + 1..]),
             None => continue,
         };
-        let Ok(value) = value.parse::<f64>() else { continue };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
         out.insert(normalize(series), value);
     }
     out
@@ -31,7 +33,10 @@ pub fn normalize(series: &str) -> String {
     };
     let name = &series[..open];
     let inner = series[open + 1..].trim_end_matches('}');
-    let mut labels: Vec<String> = split_labels(inner).into_iter().filter(|l| !l.is_empty()).collect();
+    let mut labels: Vec<String> = split_labels(inner)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect();
     if labels.is_empty() {
         return name.to_string();
     }

@@ -41,7 +41,9 @@ impl HeaderValue {
             Self::Text(s) => Ok(s.as_bytes().to_vec()),
             Self::Latin1 { latin1 } => latin1
                 .chars()
-                .map(|c| u8::try_from(u32::from(c)).map_err(|_| anyhow::anyhow!("{c:?} is not Latin-1")))
+                .map(|c| {
+                    u8::try_from(u32::from(c)).map_err(|_| anyhow::anyhow!("{c:?} is not Latin-1"))
+                })
                 .collect(),
         }
     }
@@ -69,7 +71,9 @@ impl Part {
     fn bytes(&self, dir: &Path) -> Result<Vec<u8>> {
         match self {
             Self::Text(s) => Ok(s.as_bytes().to_vec()),
-            Self::File { file } => std::fs::read(dir.join(file)).with_context(|| format!("reading {file}")),
+            Self::File { file } => {
+                std::fs::read(dir.join(file)).with_context(|| format!("reading {file}"))
+            }
             Self::Json { json } => Ok(serde_json::to_vec(json)?),
         }
     }
@@ -204,13 +208,21 @@ pub fn load_all() -> Result<Vec<(String, Scenario)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir())? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if !name.ends_with(".scenario.json") {
             continue;
         }
         let text = std::fs::read_to_string(&path)?;
-        let scenario: Scenario = serde_json::from_str(&text).with_context(|| format!("parsing {name}"))?;
-        out.push((name.trim_end_matches(".scenario.json").to_string(), scenario));
+        let scenario: Scenario =
+            serde_json::from_str(&text).with_context(|| format!("parsing {name}"))?;
+        out.push((
+            name.trim_end_matches(".scenario.json").to_string(),
+            scenario,
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     ensure!(!out.is_empty(), "no scenarios in {}", dir().display());
@@ -228,7 +240,12 @@ pub trait Target {
 }
 
 /// Runs one scenario against `target`, whose provider upstreams both point at `upstream`.
-pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream: &Upstream) -> Result<()> {
+pub async fn run(
+    name: &str,
+    scenario: &Scenario,
+    target: &impl Target,
+    upstream: &Upstream,
+) -> Result<()> {
     let dir = dir();
     let request = ClientRequest {
         method: scenario.request.method.clone(),
@@ -239,17 +256,32 @@ pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream
             .iter()
             .map(|Header(k, v)| Ok((k.clone(), v.bytes()?)))
             .collect::<Result<_>>()?,
-        chunks: split(scenario.request.body.iter().map(|p| p.bytes(&dir)).collect::<Result<_>>()?, scenario.request.split_into),
+        chunks: split(
+            scenario
+                .request
+                .body
+                .iter()
+                .map(|p| p.bytes(&dir))
+                .collect::<Result<_>>()?,
+            scenario.request.split_into,
+        ),
         chunk_delay: Duration::from_millis(scenario.request.chunk_delay_ms),
     };
     let request_bytes: Vec<u8> = request.chunks.concat();
     let (reply, lockstep_ends) = match &scenario.upstream {
         Some(spec) => {
-            let chunks: Vec<Vec<u8>> = spec.body.iter().map(|p| p.bytes(&dir)).collect::<Result<_>>()?;
-            let ends: Vec<usize> = chunks.iter().scan(0, |acc, c| {
-                *acc += c.len();
-                Some(*acc)
-            }).collect();
+            let chunks: Vec<Vec<u8>> = spec
+                .body
+                .iter()
+                .map(|p| p.bytes(&dir))
+                .collect::<Result<_>>()?;
+            let ends: Vec<usize> = chunks
+                .iter()
+                .scan(0, |acc, c| {
+                    *acc += c.len();
+                    Some(*acc)
+                })
+                .collect();
             let scripted = Scripted {
                 status: spec.status,
                 headers: spec.headers.clone(),
@@ -259,7 +291,13 @@ pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream
             };
             (scripted, if spec.lockstep { ends } else { Vec::new() })
         }
-        None => (Scripted { status: 599, ..Scripted::default() }, Vec::new()),
+        None => (
+            Scripted {
+                status: 599,
+                ..Scripted::default()
+            },
+            Vec::new(),
+        ),
     };
     let upstream_bytes = reply.chunks.concat();
     upstream.set_reply(Reply::Scripted(reply));
@@ -270,7 +308,9 @@ pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream
     let mut released = 0;
     let response = client::send(target.addr(), &request, |received| {
         // Lock-step: each time the client holds a whole chunk, the upstream may send the next.
-        while released < lockstep_ends.len().saturating_sub(1) && received >= lockstep_ends[released] {
+        while released < lockstep_ends.len().saturating_sub(1)
+            && received >= lockstep_ends[released]
+        {
             upstream.release();
             released += 1;
         }
@@ -282,35 +322,92 @@ pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream
     // What the upstream received.
     let received = upstream.take_received();
     match &scenario.expect_upstream {
-        None => ensure!(received.is_empty(), "{}: the upstream must not be reached, got {:?}", ctx(), received.iter().map(|r| &r.path).collect::<Vec<_>>()),
+        None => ensure!(
+            received.is_empty(),
+            "{}: the upstream must not be reached, got {:?}",
+            ctx(),
+            received.iter().map(|r| &r.path).collect::<Vec<_>>()
+        ),
         Some(expect) => {
-            ensure!(received.len() == 1, "{}: expected one upstream request, got {}", ctx(), received.len());
+            ensure!(
+                received.len() == 1,
+                "{}: expected one upstream request, got {}",
+                ctx(),
+                received.len()
+            );
             let got = &received[0];
-            ensure!(got.method == expect.method, "{}: upstream method {} != {}", ctx(), got.method, expect.method);
-            ensure!(got.path == expect.path, "{}: upstream path {} != {}", ctx(), got.path, expect.path);
-            check_body(&expect.body, &got.body, &request_bytes, &upstream_bytes, &dir).with_context(|| format!("{}: upstream body", ctx()))?;
+            ensure!(
+                got.method == expect.method,
+                "{}: upstream method {} != {}",
+                ctx(),
+                got.method,
+                expect.method
+            );
+            ensure!(
+                got.path == expect.path,
+                "{}: upstream path {} != {}",
+                ctx(),
+                got.path,
+                expect.path
+            );
+            check_body(
+                &expect.body,
+                &got.body,
+                &request_bytes,
+                &upstream_bytes,
+                &dir,
+            )
+            .with_context(|| format!("{}: upstream body", ctx()))?;
             for Header(k, v) in &expect.headers {
                 let want = v.bytes()?;
-                ensure!(got.header(k) == Some(&want[..]), "{}: upstream header {k}: {:?} != {:?}", ctx(), got.header(k).map(String::from_utf8_lossy), String::from_utf8_lossy(&want));
+                ensure!(
+                    got.header(k) == Some(&want[..]),
+                    "{}: upstream header {k}: {:?} != {:?}",
+                    ctx(),
+                    got.header(k).map(String::from_utf8_lossy),
+                    String::from_utf8_lossy(&want)
+                );
             }
             for k in &expect.headers_absent {
-                ensure!(got.header(k).is_none(), "{}: upstream header {k} must be absent", ctx());
+                ensure!(
+                    got.header(k).is_none(),
+                    "{}: upstream header {k} must be absent",
+                    ctx()
+                );
             }
         }
     }
 
     // What the client received.
     let expect = &scenario.expect_client;
-    ensure!(response.status == expect.status, "{}: client status {} != {} (body {})", ctx(), response.status, expect.status, String::from_utf8_lossy(&response.body));
+    ensure!(
+        response.status == expect.status,
+        "{}: client status {} != {} (body {})",
+        ctx(),
+        response.status,
+        expect.status,
+        String::from_utf8_lossy(&response.body)
+    );
     if let Some(body) = &expect.body {
-        check_body(body, &response.body, &request_bytes, &upstream_bytes, &dir).with_context(|| format!("{}: client body", ctx()))?;
+        check_body(body, &response.body, &request_bytes, &upstream_bytes, &dir)
+            .with_context(|| format!("{}: client body", ctx()))?;
     }
     for Header(k, v) in &expect.headers {
         let want = String::from_utf8_lossy(&v.bytes()?).into_owned();
-        ensure!(response.header(k).as_deref() == Some(want.as_str()), "{}: client header {k}: {:?} != {want:?}", ctx(), response.header(k));
+        ensure!(
+            response.header(k).as_deref() == Some(want.as_str()),
+            "{}: client header {k}: {:?} != {want:?}",
+            ctx(),
+            response.header(k)
+        );
     }
     if !lockstep_ends.is_empty() {
-        ensure!(released == lockstep_ends.len() - 1, "{}: lock-step released {released} of {} chunks", ctx(), lockstep_ends.len() - 1);
+        ensure!(
+            released == lockstep_ends.len() - 1,
+            "{}: lock-step released {released} of {} chunks",
+            ctx(),
+            lockstep_ends.len() - 1
+        );
     }
 
     // How the metrics moved. The filter updates counters as the exchange ends, which may be a
@@ -324,7 +421,8 @@ pub async fn run(name: &str, scenario: &Scenario, target: &impl Target, upstream
                 .iter()
                 .filter_map(|(series, want)| {
                     let got = prom::delta(&before, &after, series);
-                    ((got - want).abs() > 1e-9).then(|| format!("{series}: moved {got}, expected {want}"))
+                    ((got - want).abs() > 1e-9)
+                        .then(|| format!("{series}: moved {got}, expected {want}"))
                 })
                 .collect();
             if wrong.is_empty() {
@@ -349,21 +447,42 @@ fn split(chunks: Vec<Vec<u8>>, into: Option<usize>) -> Vec<Vec<u8>> {
     }
 }
 
-fn check_body(expect: &BodyExpectation, got: &[u8], request: &[u8], upstream: &[u8], dir: &Path) -> Result<()> {
+fn check_body(
+    expect: &BodyExpectation,
+    got: &[u8],
+    request: &[u8],
+    upstream: &[u8],
+    dir: &Path,
+) -> Result<()> {
     let want = match expect {
         BodyExpectation::Exact(part) => part.bytes(dir)?,
         BodyExpectation::SameAsRequest { .. } => request.to_vec(),
         BodyExpectation::SameAsUpstream { .. } => upstream.to_vec(),
         BodyExpectation::JsonSubset { json_subset } => {
             let value: Value = serde_json::from_slice(got).context("body is not JSON")?;
-            ensure!(contains(&value, json_subset), "JSON {value} does not contain {json_subset}");
+            ensure!(
+                contains(&value, json_subset),
+                "JSON {value} does not contain {json_subset}"
+            );
             return Ok(());
         }
     };
     if got != want {
-        let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-        let window = |b: &[u8]| String::from_utf8_lossy(&b[at.saturating_sub(40)..(at + 40).min(b.len())]).into_owned();
-        bail!("bodies differ at byte {at} (got {} bytes, want {}):\n got: …{}…\nwant: …{}…", got.len(), want.len(), window(got), window(&want));
+        let at = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        let window = |b: &[u8]| {
+            String::from_utf8_lossy(&b[at.saturating_sub(40)..(at + 40).min(b.len())]).into_owned()
+        };
+        bail!(
+            "bodies differ at byte {at} (got {} bytes, want {}):\n got: …{}…\nwant: …{}…",
+            got.len(),
+            want.len(),
+            window(got),
+            window(&want)
+        );
     }
     Ok(())
 }
@@ -371,7 +490,9 @@ fn check_body(expect: &BodyExpectation, got: &[u8], request: &[u8], upstream: &[
 /// `value` contains `subset`: objects key by key, everything else equal.
 pub fn contains(value: &Value, subset: &Value) -> bool {
     match (value, subset) {
-        (Value::Object(v), Value::Object(s)) => s.iter().all(|(k, sv)| v.get(k).is_some_and(|vv| contains(vv, sv))),
+        (Value::Object(v), Value::Object(s)) => s
+            .iter()
+            .all(|(k, sv)| v.get(k).is_some_and(|vv| contains(vv, sv))),
         _ => value == subset,
     }
 }

@@ -33,7 +33,10 @@ pub struct Received {
 impl Received {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -90,7 +93,9 @@ impl Upstream {
         let state = shared.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -128,7 +133,13 @@ impl Upstream {
 
     /// Drops permits left over from an earlier exchange.
     pub fn reset_release(&self) {
-        while self.shared.release.try_acquire().map(|p| p.forget()).is_ok() {}
+        while self
+            .shared
+            .release
+            .try_acquire()
+            .map(|p| p.forget())
+            .is_ok()
+        {}
     }
 }
 
@@ -142,11 +153,23 @@ type OutBody = BoxBody<Bytes, Infallible>;
 
 async fn answer(state: Arc<Shared>, req: Request<Incoming>) -> Response<OutBody> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     let received = Received {
         method: parts.method.to_string(),
-        path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-        headers: parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
         body,
     };
     let reply = state.reply.lock().unwrap().clone();
@@ -163,7 +186,9 @@ async fn answer(state: Arc<Shared>, req: Request<Incoming>) -> Response<OutBody>
             if i > 0 {
                 if lockstep {
                     // The proxy must deliver the previous chunk before this one exists.
-                    match tokio::time::timeout(Duration::from_secs(10), state.release.acquire()).await {
+                    match tokio::time::timeout(Duration::from_secs(10), state.release.acquire())
+                        .await
+                    {
                         Ok(Ok(permit)) => permit.forget(),
                         _ => return,
                     }
@@ -195,8 +220,15 @@ fn tokio_stream_from(
 /// What OpenAI or Anthropic would answer to `req` (shapes only; the text is fixed).
 pub fn provider_reply(req: &Received, chunk_delay: Duration) -> Scripted {
     let request: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("unknown-model").to_string();
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown-model")
+        .to_string();
     let path = req.path.split('?').next().unwrap_or_default();
     let words = ["Hello", " from", " the", " test", " upstream."];
     let json_reply = |value: Value| Scripted {
@@ -208,7 +240,10 @@ pub fn provider_reply(req: &Received, chunk_delay: Duration) -> Scripted {
     };
     let sse = |events: Vec<String>| Scripted {
         status: 200,
-        headers: vec![("content-type".into(), "text/event-stream".into()), ("cache-control".into(), "no-cache".into())],
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
         chunks: events.into_iter().map(String::into_bytes).collect(),
         chunk_delay,
         lockstep: false,

@@ -44,7 +44,11 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module) -> Result<()> {
             continue;
         };
         let (module_name, name) = (import.module().to_string(), import.name().to_string());
-        let code = if module_name == "env" { Status::Unimplemented.code() } else { errno::NOSYS };
+        let code = if module_name == "env" {
+            Status::Unimplemented.code()
+        } else {
+            errno::NOSYS
+        };
         linker.func_new(&module_name, &name, ty.clone(), move |_, _, results| {
             for (slot, ty) in results.iter_mut().zip(ty.results()) {
                 *slot = match ty {
@@ -63,9 +67,15 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module) -> Result<()> {
     Ok(())
 }
 
-fn stream_map<'a>(state: &'a mut HostState, map: MapType) -> Result<&'a mut HeaderMap, Status> {
-    if matches!(map, MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers) {
-        let response = state.http_call_response.as_mut().ok_or(Status::BadArgument)?;
+fn stream_map(state: &mut HostState, map: MapType) -> Result<&mut HeaderMap, Status> {
+    if matches!(
+        map,
+        MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers
+    ) {
+        let response = state
+            .http_call_response
+            .as_mut()
+            .ok_or(Status::BadArgument)?;
         return Ok(match map {
             MapType::HttpCallResponseHeaders => &mut response.headers,
             _ => &mut response.trailers,
@@ -129,33 +139,50 @@ fn property(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
     if let Some(value) = stream.properties.get(&path) {
         return Some(value.clone());
     }
-    let header = |name: &[u8]| stream.request_headers.as_ref()?.first(name).map(<[u8]>::to_vec);
+    let header = |name: &[u8]| {
+        stream
+            .request_headers
+            .as_ref()?
+            .first(name)
+            .map(<[u8]>::to_vec)
+    };
     let info = stream.info.as_ref();
     match path.as_str() {
         "request.path" => header(b":path"),
-        "request.url_path" => header(b":path")
-            .map(|p| p.split(|b| *b == b'?').next().unwrap_or_default().to_vec()),
+        "request.url_path" => {
+            header(b":path").map(|p| p.split(|b| *b == b'?').next().unwrap_or_default().to_vec())
+        }
         "request.method" => header(b":method"),
         "request.host" => header(b":authority"),
         "request.scheme" => header(b":scheme"),
         "request.protocol" => info.map(|i| i.protocol.as_bytes().to_vec()),
         "request.id" => info.map(|i| i.request_id.clone().into_bytes()),
         "request.time" => info.map(|i| {
-            int(i.start.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64)
+            int(i
+                .start
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64)
         }),
-        "request.duration" => info.map(|i| {
-            int(i.start.elapsed().unwrap_or_default().as_nanos() as u64)
-        }),
+        "request.duration" => {
+            info.map(|i| int(i.start.elapsed().unwrap_or_default().as_nanos() as u64))
+        }
         "request.size" | "request.total_size" => None,
         "response.code" => stream.response_code.map(|c| int(u64::from(c))),
         "response.code_details" => (!stream.response_code_details.is_empty())
             .then(|| stream.response_code_details.clone().into_bytes()),
-        "source.address" => info.and_then(|i| i.source).map(|a| a.to_string().into_bytes()),
-        "source.port" => info.and_then(|i| i.source).map(|a| int(u64::from(a.port()))),
-        "destination.address" => {
-            info.and_then(|i| i.destination).map(|a| a.to_string().into_bytes())
-        }
-        "destination.port" => info.and_then(|i| i.destination).map(|a| int(u64::from(a.port()))),
+        "source.address" => info
+            .and_then(|i| i.source)
+            .map(|a| a.to_string().into_bytes()),
+        "source.port" => info
+            .and_then(|i| i.source)
+            .map(|a| int(u64::from(a.port()))),
+        "destination.address" => info
+            .and_then(|i| i.destination)
+            .map(|a| a.to_string().into_bytes()),
+        "destination.port" => info
+            .and_then(|i| i.destination)
+            .map(|a| int(u64::from(a.port()))),
         _ => None,
     }
 }
@@ -163,50 +190,83 @@ fn property(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
 fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
     let env = "env";
 
-    linker.func_wrap(env, "proxy_log", |mut c: Ctx<'_>, level: i32, ptr: i32, len: i32| -> i32 {
-        let g = match Guest::of(&mut c) {
-            Ok(g) => g,
-            Err(s) => return s.code(),
-        };
-        let Ok(bytes) = g.read(&c, ptr, len) else {
-            return Status::InvalidMemoryAccess.code();
-        };
-        let message = String::from_utf8_lossy(&bytes).into_owned();
-        let vm_id = &c.data().plugin.vm_id;
-        match log_level(level) {
-            tracing::Level::TRACE => tracing::trace!(target: "headroom::plugin", vm = %vm_id, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: "headroom::plugin", vm = %vm_id, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "headroom::plugin", vm = %vm_id, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "headroom::plugin", vm = %vm_id, "{message}"),
-            _ => tracing::error!(target: "headroom::plugin", vm = %vm_id, "{message}"),
-        }
-        c.data_mut().last_log = Some(super::state::GuestLog { level, message });
-        Status::Ok.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_log",
+        |mut c: Ctx<'_>, level: i32, ptr: i32, len: i32| -> i32 {
+            let g = match Guest::of(&mut c) {
+                Ok(g) => g,
+                Err(s) => return s.code(),
+            };
+            let Ok(bytes) = g.read(&c, ptr, len) else {
+                return Status::InvalidMemoryAccess.code();
+            };
+            let message = String::from_utf8_lossy(&bytes).into_owned();
+            let vm_id = &c.data().plugin.vm_id;
+            match log_level(level) {
+                tracing::Level::TRACE => {
+                    tracing::trace!(target: "headroom::plugin", vm = %vm_id, "{message}")
+                }
+                tracing::Level::DEBUG => {
+                    tracing::debug!(target: "headroom::plugin", vm = %vm_id, "{message}")
+                }
+                tracing::Level::INFO => {
+                    tracing::info!(target: "headroom::plugin", vm = %vm_id, "{message}")
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(target: "headroom::plugin", vm = %vm_id, "{message}")
+                }
+                _ => tracing::error!(target: "headroom::plugin", vm = %vm_id, "{message}"),
+            }
+            c.data_mut().last_log = Some(super::state::GuestLog { level, message });
+            Status::Ok.code()
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_get_log_level", |mut c: Ctx<'_>, out: i32| -> i32 {
-        let level = c.data().plugin.log_level as u32;
-        status(Guest::of(&mut c).and_then(|g| g.write_u32(&mut c, out, level)))
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_get_log_level",
+        |mut c: Ctx<'_>, out: i32| -> i32 {
+            let level = c.data().plugin.log_level as u32;
+            status(Guest::of(&mut c).and_then(|g| g.write_u32(&mut c, out, level)))
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_get_current_time_nanoseconds", |mut c: Ctx<'_>, out: i32| -> i32 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-        status(Guest::of(&mut c).and_then(|g| g.write_u64(&mut c, out, now)))
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Ctx<'_>, out: i32| -> i32 {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            status(Guest::of(&mut c).and_then(|g| g.write_u64(&mut c, out, now)))
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_set_tick_period_milliseconds", |mut c: Ctx<'_>, ms: i32| -> i32 {
-        let state = c.data_mut();
-        if state.effective_context != state.root_context_id {
-            return Status::BadArgument.code();
-        }
-        state.tick_period_ms = ms as u32;
-        Status::Ok.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_set_tick_period_milliseconds",
+        |mut c: Ctx<'_>, ms: i32| -> i32 {
+            let state = c.data_mut();
+            if state.effective_context != state.root_context_id {
+                return Status::BadArgument.code();
+            }
+            state.tick_period_ms = ms as u32;
+            Status::Ok.code()
+        },
+    )?;
 
     linker.func_wrap(
         env,
         "proxy_get_buffer_bytes",
-        |mut c: Ctx<'_>, ty: i32, start: i32, max: i32, ptr_out: i32, len_out: i32| -> wasmtime::Result<i32> {
+        |mut c: Ctx<'_>,
+         ty: i32,
+         start: i32,
+         max: i32,
+         ptr_out: i32,
+         len_out: i32|
+         -> wasmtime::Result<i32> {
             let g = match Guest::of(&mut c) {
                 Ok(g) => g,
                 Err(s) => return Ok(s.code()),
@@ -244,7 +304,10 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
                     Err(s) => return s.code(),
                 },
             };
-            status(g.write_u32(&mut c, len_out, len as u32).and_then(|()| g.write_u32(&mut c, flags_out, 0)))
+            status(
+                g.write_u32(&mut c, len_out, len as u32)
+                    .and_then(|()| g.write_u32(&mut c, flags_out, 0)),
+            )
         },
     )?;
 
@@ -260,7 +323,10 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
                 Ok(d) => d,
                 Err(s) => return s.code(),
             };
-            if !matches!(BufferType::from_raw(ty), Some(BufferType::HttpRequestBody | BufferType::HttpResponseBody)) {
+            if !matches!(
+                BufferType::from_raw(ty),
+                Some(BufferType::HttpRequestBody | BufferType::HttpResponseBody)
+            ) {
                 return Status::BadArgument.code();
             }
             let buf = match buffer(c.data_mut(), ty) {
@@ -296,30 +362,45 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
 
-    linker.func_wrap(env, "proxy_set_header_map_pairs", |mut c: Ctx<'_>, ty: i32, ptr: i32, len: i32| -> i32 {
-        let result = Guest::of(&mut c)
-            .and_then(|g| g.read(&c, ptr, len))
-            .and_then(|bytes| decode_map(&bytes))
-            .and_then(|pairs| {
-                let map = map_type(ty).and_then(|m| stream_map(c.data_mut(), m))?;
-                *map = pairs;
-                Ok(())
-            });
-        status(result)
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_set_header_map_pairs",
+        |mut c: Ctx<'_>, ty: i32, ptr: i32, len: i32| -> i32 {
+            let result = Guest::of(&mut c)
+                .and_then(|g| g.read(&c, ptr, len))
+                .and_then(|bytes| decode_map(&bytes))
+                .and_then(|pairs| {
+                    let map = map_type(ty).and_then(|m| stream_map(c.data_mut(), m))?;
+                    *map = pairs;
+                    Ok(())
+                });
+            status(result)
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_get_header_map_size", |mut c: Ctx<'_>, ty: i32, out: i32| -> i32 {
-        let result = Guest::of(&mut c).and_then(|g| {
-            let size = encode_map(map_type(ty).and_then(|m| stream_map(c.data_mut(), m))?).len();
-            g.write_u32(&mut c, out, size as u32)
-        });
-        status(result)
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_get_header_map_size",
+        |mut c: Ctx<'_>, ty: i32, out: i32| -> i32 {
+            let result = Guest::of(&mut c).and_then(|g| {
+                let size =
+                    encode_map(map_type(ty).and_then(|m| stream_map(c.data_mut(), m))?).len();
+                g.write_u32(&mut c, out, size as u32)
+            });
+            status(result)
+        },
+    )?;
 
     linker.func_wrap(
         env,
         "proxy_get_header_map_value",
-        |mut c: Ctx<'_>, ty: i32, kp: i32, kl: i32, ptr_out: i32, len_out: i32| -> wasmtime::Result<i32> {
+        |mut c: Ctx<'_>,
+         ty: i32,
+         kp: i32,
+         kl: i32,
+         ptr_out: i32,
+         len_out: i32|
+         -> wasmtime::Result<i32> {
             let g = match Guest::of(&mut c) {
                 Ok(g) => g,
                 Err(s) => return Ok(s.code()),
@@ -360,7 +441,9 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
         env,
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, ty: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> i32 {
-            edit_map(&mut c, ty, kp, kl, Some((vp, vl)), |m, k, v| m.replace(k, v))
+            edit_map(&mut c, ty, kp, kl, Some((vp, vl)), |m, k, v| {
+                m.replace(k, v)
+            })
         },
     )?;
     linker.func_wrap(
@@ -372,54 +455,83 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
             })
         },
     )?;
-    linker.func_wrap(env, "proxy_remove_header_map_value", |mut c: Ctx<'_>, ty: i32, kp: i32, kl: i32| -> i32 {
-        edit_map(&mut c, ty, kp, kl, None, |m, k, _| m.remove_all(k))
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_remove_header_map_value",
+        |mut c: Ctx<'_>, ty: i32, kp: i32, kl: i32| -> i32 {
+            edit_map(&mut c, ty, kp, kl, None, |m, k, _| m.remove_all(k))
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_continue_stream", |mut c: Ctx<'_>, ty: i32| -> i32 {
-        let Some(ty) = StreamType::from_raw(ty) else {
-            return Status::Unimplemented.code();
-        };
-        let state = c.data_mut();
-        let id = state.effective_context;
-        let Some(stream) = state.stream() else {
-            return Status::NotFound.code();
-        };
-        match ty {
-            StreamType::HttpRequest => stream.resume_request = true,
-            StreamType::HttpResponse => stream.resume_response = true,
-        }
-        state.wakeups.push(id);
-        Status::Ok.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_continue_stream",
+        |mut c: Ctx<'_>, ty: i32| -> i32 {
+            let Some(ty) = StreamType::from_raw(ty) else {
+                return Status::Unimplemented.code();
+            };
+            let state = c.data_mut();
+            let id = state.effective_context;
+            let Some(stream) = state.stream() else {
+                return Status::NotFound.code();
+            };
+            match ty {
+                StreamType::HttpRequest => stream.resume_request = true,
+                StreamType::HttpResponse => stream.resume_response = true,
+            }
+            state.wakeups.push(id);
+            Status::Ok.code()
+        },
+    )?;
 
-    linker.func_wrap(env, "proxy_close_stream", |mut c: Ctx<'_>, ty: i32| -> i32 {
-        if StreamType::from_raw(ty).is_none() {
-            return Status::Unimplemented.code();
-        }
-        let state = c.data_mut();
-        let id = state.effective_context;
-        let Some(stream) = state.stream() else {
-            return Status::NotFound.code();
-        };
-        stream.close = true;
-        state.wakeups.push(id);
-        Status::Ok.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_close_stream",
+        |mut c: Ctx<'_>, ty: i32| -> i32 {
+            if StreamType::from_raw(ty).is_none() {
+                return Status::Unimplemented.code();
+            }
+            let state = c.data_mut();
+            let id = state.effective_context;
+            let Some(stream) = state.stream() else {
+                return Status::NotFound.code();
+            };
+            stream.close = true;
+            state.wakeups.push(id);
+            Status::Ok.code()
+        },
+    )?;
 
     linker.func_wrap(
         env,
         "proxy_send_local_response",
-        |mut c: Ctx<'_>, code: i32, dp: i32, dl: i32, bp: i32, bl: i32, hp: i32, hl: i32, _grpc: i32| -> i32 {
+        |mut c: Ctx<'_>,
+         code: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         _grpc: i32|
+         -> i32 {
             let result = Guest::of(&mut c).and_then(|g| {
                 let details = String::from_utf8_lossy(&g.read(&c, dp, dl)?).into_owned();
                 let body = g.read(&c, bp, bl)?;
                 let headers = decode_map(&g.read(&c, hp, hl)?)?;
-                let status = u16::try_from(code).ok().filter(|s| (100..1000).contains(s)).ok_or(Status::BadArgument)?;
+                let status = u16::try_from(code)
+                    .ok()
+                    .filter(|s| (100..1000).contains(s))
+                    .ok_or(Status::BadArgument)?;
                 let state = c.data_mut();
                 let id = state.effective_context;
                 let stream = state.stream().ok_or(Status::BadArgument)?;
-                stream.local_response = Some(LocalResponse { status, headers, body, details });
+                stream.local_response = Some(LocalResponse {
+                    status,
+                    headers,
+                    body,
+                    details,
+                });
                 state.wakeups.push(id);
                 Ok(())
             });
@@ -462,7 +574,13 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
                 let upstream = g.read_str(&c, up, ul)?;
                 let headers = decode_map(&g.read(&c, hp, hl)?)?;
                 let body = g.read(&c, bp, bl)?;
-                let base_url = c.data().plugin.clusters.get(&upstream).cloned().ok_or(Status::BadArgument)?;
+                let base_url = c
+                    .data()
+                    .plugin
+                    .clusters
+                    .get(&upstream)
+                    .cloned()
+                    .ok_or(Status::BadArgument)?;
                 // Envoy refuses calls without the three pseudo-headers it needs.
                 for required in [&b":method"[..], b":path", b":authority"] {
                     headers.first(required).ok_or(Status::BadArgument)?;
@@ -490,33 +608,68 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         env,
         "proxy_grpc_call",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
-            Status::ParseFailure.code()
-        },
+        |_: Ctx<'_>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> i32 { Status::ParseFailure.code() },
     )?;
     linker.func_wrap(
         env,
         "proxy_grpc_stream",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
-            Status::ParseFailure.code()
-        },
+        |_: Ctx<'_>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> i32 { Status::ParseFailure.code() },
     )?;
-    linker.func_wrap(env, "proxy_grpc_send", |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 {
+    linker.func_wrap(
+        env,
+        "proxy_grpc_send",
+        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
+    )?;
+    linker.func_wrap(env, "proxy_grpc_cancel", |_: Ctx<'_>, _: i32| -> i32 {
         Status::NotFound.code()
     })?;
-    linker.func_wrap(env, "proxy_grpc_cancel", |_: Ctx<'_>, _: i32| -> i32 { Status::NotFound.code() })?;
-    linker.func_wrap(env, "proxy_grpc_close", |_: Ctx<'_>, _: i32| -> i32 { Status::NotFound.code() })?;
+    linker.func_wrap(env, "proxy_grpc_close", |_: Ctx<'_>, _: i32| -> i32 {
+        Status::NotFound.code()
+    })?;
 
     linker.func_wrap(
         env,
         "proxy_get_shared_data",
-        |mut c: Ctx<'_>, kp: i32, kl: i32, ptr_out: i32, len_out: i32, cas_out: i32| -> wasmtime::Result<i32> {
+        |mut c: Ctx<'_>,
+         kp: i32,
+         kl: i32,
+         ptr_out: i32,
+         len_out: i32,
+         cas_out: i32|
+         -> wasmtime::Result<i32> {
             let g = match Guest::of(&mut c) {
                 Ok(g) => g,
                 Err(s) => return Ok(s.code()),
             };
             let (value, cas) = match g.read(&c, kp, kl).and_then(|key| {
-                c.data().plugin.shared_data.get(&key).ok_or(Status::NotFound)
+                c.data()
+                    .plugin
+                    .shared_data
+                    .get(&key)
+                    .ok_or(Status::NotFound)
             }) {
                 Ok(found) => found,
                 Err(s) => return Ok(s.code()),
@@ -546,20 +699,26 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
 
     // Shared queues are not offered by this host (nor by several gateways); registering one is
     // refused the way an unsupported ABI call is.
-    linker.func_wrap(env, "proxy_register_shared_queue", |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 {
-        Status::Unimplemented.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_register_shared_queue",
+        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::Unimplemented.code() },
+    )?;
     linker.func_wrap(
         env,
         "proxy_resolve_shared_queue",
         |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
     )?;
-    linker.func_wrap(env, "proxy_enqueue_shared_queue", |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 {
-        Status::NotFound.code()
-    })?;
-    linker.func_wrap(env, "proxy_dequeue_shared_queue", |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 {
-        Status::NotFound.code()
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_enqueue_shared_queue",
+        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
+    )?;
+    linker.func_wrap(
+        env,
+        "proxy_dequeue_shared_queue",
+        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
+    )?;
 
     linker.func_wrap(
         env,
@@ -574,19 +733,35 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
             status(result)
         },
     )?;
-    linker.func_wrap(env, "proxy_increment_metric", |c: Ctx<'_>, id: i32, delta: i64| -> i32 {
-        c.data().plugin.metrics.increment(id as u32, delta).code()
-    })?;
-    linker.func_wrap(env, "proxy_record_metric", |c: Ctx<'_>, id: i32, value: i64| -> i32 {
-        c.data().plugin.metrics.record(id as u32, value as u64).code()
-    })?;
-    linker.func_wrap(env, "proxy_get_metric", |mut c: Ctx<'_>, id: i32, out: i32| -> i32 {
-        let result = Guest::of(&mut c).and_then(|g| {
-            let value = c.data().plugin.metrics.value(id as u32)?;
-            g.write_u64(&mut c, out, value)
-        });
-        status(result)
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_increment_metric",
+        |c: Ctx<'_>, id: i32, delta: i64| -> i32 {
+            c.data().plugin.metrics.increment(id as u32, delta).code()
+        },
+    )?;
+    linker.func_wrap(
+        env,
+        "proxy_record_metric",
+        |c: Ctx<'_>, id: i32, value: i64| -> i32 {
+            c.data()
+                .plugin
+                .metrics
+                .record(id as u32, value as u64)
+                .code()
+        },
+    )?;
+    linker.func_wrap(
+        env,
+        "proxy_get_metric",
+        |mut c: Ctx<'_>, id: i32, out: i32| -> i32 {
+            let result = Guest::of(&mut c).and_then(|g| {
+                let value = c.data().plugin.metrics.value(id as u32)?;
+                g.write_u64(&mut c, out, value)
+            });
+            status(result)
+        },
+    )?;
 
     linker.func_wrap(
         env,
@@ -596,7 +771,10 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
                 Ok(g) => g,
                 Err(s) => return Ok(s.code()),
             };
-            let value = match g.read(&c, pp, pl).and_then(|path| property(c.data_mut(), &path).ok_or(Status::NotFound)) {
+            let value = match g
+                .read(&c, pp, pl)
+                .and_then(|path| property(c.data_mut(), &path).ok_or(Status::NotFound))
+            {
                 Ok(v) => v,
                 Err(s) => return Ok(s.code()),
             };
@@ -604,33 +782,43 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
 
-    linker.func_wrap(env, "proxy_set_property", |mut c: Ctx<'_>, pp: i32, pl: i32, vp: i32, vl: i32| -> i32 {
-        let result = Guest::of(&mut c).and_then(|g| {
-            let path = String::from_utf8_lossy(&g.read(&c, pp, pl)?).replace('\0', ".");
-            let value = g.read(&c, vp, vl)?;
-            let stream = c.data_mut().stream().ok_or(Status::BadArgument)?;
-            stream.properties.insert(path, value);
-            Ok(())
-        });
-        status(result)
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_set_property",
+        |mut c: Ctx<'_>, pp: i32, pl: i32, vp: i32, vl: i32| -> i32 {
+            let result = Guest::of(&mut c).and_then(|g| {
+                let path = String::from_utf8_lossy(&g.read(&c, pp, pl)?).replace('\0', ".");
+                let value = g.read(&c, vp, vl)?;
+                let stream = c.data_mut().stream().ok_or(Status::BadArgument)?;
+                stream.properties.insert(path, value);
+                Ok(())
+            });
+            status(result)
+        },
+    )?;
 
     linker.func_wrap(
         env,
         "proxy_call_foreign_function",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
+        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
+            Status::NotFound.code()
+        },
     )?;
 
-    linker.func_wrap(env, "proxy_set_effective_context", |mut c: Ctx<'_>, id: i32| -> i32 {
-        let state = c.data_mut();
-        let id = id as u32;
-        if id == state.root_context_id || state.streams.contains_key(&id) {
-            state.effective_context = id;
-            Status::Ok.code()
-        } else {
-            Status::BadArgument.code()
-        }
-    })?;
+    linker.func_wrap(
+        env,
+        "proxy_set_effective_context",
+        |mut c: Ctx<'_>, id: i32| -> i32 {
+            let state = c.data_mut();
+            let id = id as u32;
+            if id == state.root_context_id || state.streams.contains_key(&id) {
+                state.effective_context = id;
+                Status::Ok.code()
+            } else {
+                Status::BadArgument.code()
+            }
+        },
+    )?;
 
     linker.func_wrap(env, "proxy_done", |_: Ctx<'_>| -> i32 { Status::Ok.code() })?;
     Ok(())
@@ -679,52 +867,90 @@ fn link_wasi(linker: &mut Linker<HostState>) -> Result<()> {
 
     // No environment and no arguments, as Envoy gives a plugin without `environment_variables`.
     for name in ["environ_sizes_get", "args_sizes_get"] {
-        linker.func_wrap(wasi, name, |mut c: Ctx<'_>, count_out: i32, size_out: i32| -> i32 {
-            let Ok(g) = Guest::of(&mut c) else {
-                return errno::FAULT;
+        linker.func_wrap(
+            wasi,
+            name,
+            |mut c: Ctx<'_>, count_out: i32, size_out: i32| -> i32 {
+                let Ok(g) = Guest::of(&mut c) else {
+                    return errno::FAULT;
+                };
+                match g
+                    .write_u32(&mut c, count_out, 0)
+                    .and_then(|()| g.write_u32(&mut c, size_out, 0))
+                {
+                    Ok(()) => errno::SUCCESS,
+                    Err(_) => errno::FAULT,
+                }
+            },
+        )?;
+    }
+    for name in ["environ_get", "args_get"] {
+        linker.func_wrap(wasi, name, |_: Ctx<'_>, _: i32, _: i32| -> i32 {
+            errno::SUCCESS
+        })?;
+    }
+
+    linker.func_wrap(
+        wasi,
+        "proc_exit",
+        |_: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg(format!(
+                "guest called proc_exit({code})"
+            )))
+        },
+    )?;
+
+    linker.func_wrap(
+        wasi,
+        "clock_time_get",
+        |mut c: Ctx<'_>, id: i32, _precision: i64, out: i32| -> i32 {
+            let now = match id {
+                0 => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as u64,
+                1 => monotonic_nanos(),
+                _ => return errno::INVAL,
             };
-            match g.write_u32(&mut c, count_out, 0).and_then(|()| g.write_u32(&mut c, size_out, 0)) {
+            match Guest::of(&mut c).and_then(|g| g.write_u64(&mut c, out, now)) {
                 Ok(()) => errno::SUCCESS,
                 Err(_) => errno::FAULT,
             }
-        })?;
-    }
-    for name in ["environ_get", "args_get"] {
-        linker.func_wrap(wasi, name, |_: Ctx<'_>, _: i32, _: i32| -> i32 { errno::SUCCESS })?;
-    }
+        },
+    )?;
 
-    linker.func_wrap(wasi, "proc_exit", |_: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
-        Err(wasmtime::Error::msg(format!("guest called proc_exit({code})")))
+    linker.func_wrap(
+        wasi,
+        "random_get",
+        |mut c: Ctx<'_>, ptr: i32, len: i32| -> i32 {
+            let Ok(g) = Guest::of(&mut c) else {
+                return errno::FAULT;
+            };
+            let mut bytes = vec![0u8; len.max(0) as usize];
+            fill_random(&mut bytes);
+            match g.write_bytes(&mut c, ptr, &bytes) {
+                Ok(()) => errno::SUCCESS,
+                Err(_) => errno::FAULT,
+            }
+        },
+    )?;
+
+    linker.func_wrap(wasi, "fd_close", |_: Ctx<'_>, _: i32| -> i32 {
+        errno::BADF
     })?;
-
-    linker.func_wrap(wasi, "clock_time_get", |mut c: Ctx<'_>, id: i32, _precision: i64, out: i32| -> i32 {
-        let now = match id {
-            0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
-            1 => monotonic_nanos(),
-            _ => return errno::INVAL,
-        };
-        match Guest::of(&mut c).and_then(|g| g.write_u64(&mut c, out, now)) {
-            Ok(()) => errno::SUCCESS,
-            Err(_) => errno::FAULT,
-        }
+    linker.func_wrap(wasi, "fd_fdstat_get", |_: Ctx<'_>, _: i32, _: i32| -> i32 {
+        errno::BADF
     })?;
-
-    linker.func_wrap(wasi, "random_get", |mut c: Ctx<'_>, ptr: i32, len: i32| -> i32 {
-        let Ok(g) = Guest::of(&mut c) else {
-            return errno::FAULT;
-        };
-        let mut bytes = vec![0u8; len.max(0) as usize];
-        fill_random(&mut bytes);
-        match g.write_bytes(&mut c, ptr, &bytes) {
-            Ok(()) => errno::SUCCESS,
-            Err(_) => errno::FAULT,
-        }
-    })?;
-
-    linker.func_wrap(wasi, "fd_close", |_: Ctx<'_>, _: i32| -> i32 { errno::BADF })?;
-    linker.func_wrap(wasi, "fd_fdstat_get", |_: Ctx<'_>, _: i32, _: i32| -> i32 { errno::BADF })?;
-    linker.func_wrap(wasi, "fd_read", |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 { errno::BADF })?;
-    linker.func_wrap(wasi, "fd_seek", |_: Ctx<'_>, _: i32, _: i64, _: i32, _: i32| -> i32 { errno::BADF })?;
+    linker.func_wrap(
+        wasi,
+        "fd_read",
+        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 { errno::BADF },
+    )?;
+    linker.func_wrap(
+        wasi,
+        "fd_seek",
+        |_: Ctx<'_>, _: i32, _: i64, _: i32, _: i32| -> i32 { errno::BADF },
+    )?;
     Ok(())
 }
 
@@ -738,7 +964,10 @@ fn monotonic_nanos() -> u64 {
 /// Fills `out` from the OS entropy source, falling back to a hash of the clock.
 fn fill_random(out: &mut [u8]) {
     use std::io::Read;
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(out)).is_ok() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(out))
+        .is_ok()
+    {
         return;
     }
     let mut seed = monotonic_nanos() ^ 0x9E37_79B9_7F4A_7C15;

@@ -44,22 +44,42 @@ impl Guest {
     }
 
     /// Reads a UTF-8 string (names, keys); invalid UTF-8 is a bad argument.
-    pub fn read_str<T>(&self, caller: &Caller<'_, T>, ptr: i32, len: i32) -> Result<String, Status> {
+    pub fn read_str<T>(
+        &self,
+        caller: &Caller<'_, T>,
+        ptr: i32,
+        len: i32,
+    ) -> Result<String, Status> {
         String::from_utf8(self.read(caller, ptr, len)?).map_err(|_| Status::BadArgument)
     }
 
     /// Writes a little-endian `u32` at `ptr`.
-    pub fn write_u32<T>(&self, caller: &mut Caller<'_, T>, ptr: i32, value: u32) -> Result<(), Status> {
+    pub fn write_u32<T>(
+        &self,
+        caller: &mut Caller<'_, T>,
+        ptr: i32,
+        value: u32,
+    ) -> Result<(), Status> {
         self.write_bytes(caller, ptr, &value.to_le_bytes())
     }
 
     /// Writes a little-endian `u64` at `ptr`.
-    pub fn write_u64<T>(&self, caller: &mut Caller<'_, T>, ptr: i32, value: u64) -> Result<(), Status> {
+    pub fn write_u64<T>(
+        &self,
+        caller: &mut Caller<'_, T>,
+        ptr: i32,
+        value: u64,
+    ) -> Result<(), Status> {
         self.write_bytes(caller, ptr, &value.to_le_bytes())
     }
 
     /// Copies `bytes` into guest memory at `ptr`.
-    pub fn write_bytes<T>(&self, caller: &mut Caller<'_, T>, ptr: i32, bytes: &[u8]) -> Result<(), Status> {
+    pub fn write_bytes<T>(
+        &self,
+        caller: &mut Caller<'_, T>,
+        ptr: i32,
+        bytes: &[u8],
+    ) -> Result<(), Status> {
         let start = ptr as u32 as usize;
         self.memory
             .data_mut(caller)
@@ -104,7 +124,10 @@ impl Guest {
 /// Encodes a header map: `u32` count, `(u32 name_len, u32 value_len)` per pair, then each name
 /// and value followed by a NUL byte.
 pub fn encode_map(map: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let size = 4 + map.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+    let size = 4 + map
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(map.len() as u32).to_le_bytes());
     for (k, v) in map {
@@ -204,8 +227,11 @@ mod tests {
 
     #[test]
     fn truncated_map_is_a_bad_argument() {
-        let encoded = encode_map(&vec![(b"a".to_vec(), b"bc".to_vec())]);
-        assert_eq!(decode_map(&encoded[..encoded.len() - 3]), Err(Status::BadArgument));
+        let encoded = encode_map(&[(b"a".to_vec(), b"bc".to_vec())]);
+        assert_eq!(
+            decode_map(&encoded[..encoded.len() - 3]),
+            Err(Status::BadArgument)
+        );
         assert_eq!(decode_map(&[9, 0, 0, 0, 1]), Err(Status::BadArgument));
     }
 
@@ -217,7 +243,13 @@ mod tests {
             (b"a".to_vec(), b"3".to_vec()),
         ];
         map.replace(b"A", b"9");
-        assert_eq!(map, vec![(b"a".to_vec(), b"9".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+        assert_eq!(
+            map,
+            vec![
+                (b"a".to_vec(), b"9".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ]
+        );
         map.remove_all(b"B");
         assert_eq!(map.first(b"a"), Some(&b"9"[..]));
         assert_eq!(map.first(b"b"), None);

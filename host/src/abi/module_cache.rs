@@ -24,7 +24,9 @@ pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Mo
                 tracing::debug!(path = %path.display(), "loaded precompiled filter");
                 return Ok(module);
             }
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable precompiled filter: {e:#}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable precompiled filter: {e:#}")
+            }
         }
     }
     let module = compile(engine, wasm)?;
@@ -36,8 +38,13 @@ pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Mo
 
 fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module> {
     let started = std::time::Instant::now();
-    let module = Module::from_binary(engine, wasm).map_err(|e| anyhow!("compiling the filter: {e:#}"))?;
-    tracing::info!(ms = started.elapsed().as_millis() as u64, bytes = wasm.len(), "compiled the filter");
+    let module =
+        Module::from_binary(engine, wasm).map_err(|e| anyhow!("compiling the filter: {e:#}"))?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        bytes = wasm.len(),
+        "compiled the filter"
+    );
     Ok(module)
 }
 
@@ -50,7 +57,9 @@ fn artifact_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
 }
 
 fn store(module: &Module, path: &Path) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let bytes = module.serialize().map_err(|e| anyhow!("{e:#}"))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

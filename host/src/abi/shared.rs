@@ -13,8 +13,11 @@ use super::types::{MetricType, Status};
 /// The shared-data store (`proxy_get_shared_data` / `proxy_set_shared_data`).
 #[derive(Default)]
 pub struct SharedData {
-    entries: Mutex<HashMap<Vec<u8>, (Vec<u8>, u32)>>,
+    entries: Mutex<HashMap<Vec<u8>, Entry>>,
 }
+
+/// A value and its CAS token.
+type Entry = (Vec<u8>, u32);
 
 impl SharedData {
     /// The value and CAS token of `key`, or `None` when absent.
@@ -59,8 +62,8 @@ fn next_cas(token: u32) -> u32 {
 
 /// Envoy's default histogram buckets, so both hosts bucket identically.
 pub const HISTOGRAM_BUCKETS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 /// One metric the guest defined.
@@ -207,7 +210,11 @@ mod tests {
     fn metric_semantics_follow_envoy() {
         let m = Metrics::default();
         let c = m.define(MetricType::Counter, "c");
-        assert_eq!(m.define(MetricType::Counter, "c"), c, "same name, same metric");
+        assert_eq!(
+            m.define(MetricType::Counter, "c"),
+            c,
+            "same name, same metric"
+        );
         let g = m.define(MetricType::Gauge, "g");
         let h = m.define(MetricType::Histogram, "h");
         assert_eq!(m.increment(c, 0), Status::BadArgument);
@@ -217,10 +224,18 @@ mod tests {
         assert_eq!(m.value(c), Ok(5));
         assert_eq!(m.record(g, 7), Status::Ok);
         assert_eq!(m.increment(g, -8), Status::Ok);
-        assert_eq!(m.value(g), Ok(u64::MAX), "gauges wrap below zero like Envoy's");
+        assert_eq!(
+            m.value(g),
+            Ok(u64::MAX),
+            "gauges wrap below zero like Envoy's"
+        );
         assert_eq!(m.record(h, 12), Status::Ok);
         assert_eq!(m.value(h), Err(Status::BadArgument));
-        assert_eq!(m.increment(h ^ 1, 1), Status::NotFound, "type bits must match");
+        assert_eq!(
+            m.increment(h ^ 1, 1),
+            Status::NotFound,
+            "type bits must match"
+        );
         assert_eq!(m.value(1000 << 2), Err(Status::NotFound));
     }
 }

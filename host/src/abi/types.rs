@@ -167,7 +167,11 @@ pub enum Action {
 impl Action {
     /// Envoy casts the returned `i32` to its own enums: 0 continues and anything else stops.
     pub fn from_raw(raw: i32) -> Self {
-        if raw == 0 { Self::Continue } else { Self::Pause }
+        if raw == 0 {
+            Self::Continue
+        } else {
+            Self::Pause
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use anyhow::{Result, anyhow};
 use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, StoreLimitsBuilder, TypedFunc};
 
 use super::imports;
-use super::state::{HostState, HttpCallRequest, HttpCallResponse, Phase, PluginShared, StreamInfo, StreamState};
+use super::state::{
+    HostState, HttpCallRequest, HttpCallResponse, Phase, PluginShared, StreamInfo, StreamState,
+};
 use super::types::Action;
 
 /// How often the epoch advances; guest call deadlines are counted in these ticks.
@@ -26,7 +28,10 @@ pub struct VmLimits {
 
 impl Default for VmLimits {
     fn default() -> Self {
-        Self { memory_bytes: 512 << 20, call_timeout: Duration::from_secs(10) }
+        Self {
+            memory_bytes: 512 << 20,
+            call_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -53,7 +58,12 @@ pub struct Runtime {
 
 impl Runtime {
     /// Compiles (or loads from `cache_dir`) the module and links the ABI.
-    pub fn new(wasm: &[u8], plugin: PluginShared, limits: VmLimits, cache_dir: Option<&std::path::Path>) -> Result<Arc<Self>> {
+    pub fn new(
+        wasm: &[u8],
+        plugin: PluginShared,
+        limits: VmLimits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -62,16 +72,25 @@ impl Runtime {
         check_abi(&module)?;
         let mut linker = Linker::new(&engine);
         imports::link(&mut linker, &module)?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| anyhow!("linking the filter's imports: {e:#}"))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| anyhow!("linking the filter's imports: {e:#}"))?;
         let ticker = engine.weak();
-        std::thread::Builder::new().name("headroom-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        Ok(Arc::new(Self { engine, pre, plugin: Arc::new(plugin), limits }))
+        std::thread::Builder::new()
+            .name("headroom-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Arc::new(Self {
+            engine,
+            pre,
+            plugin: Arc::new(plugin),
+            limits,
+        }))
     }
 
     /// State shared by every VM (shared data, metrics, settings).
@@ -104,32 +123,57 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
-        let instance = self.pre.instantiate(&mut store).map_err(|e| anyhow!("instantiating the filter: {e:#}"))?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow!("instantiating the filter: {e:#}"))?;
         let exports = Exports::find(&instance, &mut store)?;
-        let mut vm = Vm { store, exports, next_context_id: ROOT_CONTEXT_ID + 1, deadline: self.deadline_ticks() };
+        let mut vm = Vm {
+            store,
+            exports,
+            next_context_id: ROOT_CONTEXT_ID + 1,
+            deadline: self.deadline_ticks(),
+        };
         if let Some(init) = vm.exports.initialize.clone() {
-            vm.call(ROOT_CONTEXT_ID, Phase::Other, |s| init.call(s, ())).map_err(|t| anyhow!("_initialize: {t}"))?;
+            vm.call(ROOT_CONTEXT_ID, Phase::Other, |s| init.call(s, ()))
+                .map_err(|t| anyhow!("_initialize: {t}"))?;
         }
         let create = vm.exports.context_create.clone();
-        vm.call(ROOT_CONTEXT_ID, Phase::Other, |s| create.call(s, (ROOT_CONTEXT_ID as i32, 0)))
-            .map_err(|t| anyhow!("root context: {t}"))?;
+        vm.call(ROOT_CONTEXT_ID, Phase::Other, |s| {
+            create.call(s, (ROOT_CONTEXT_ID as i32, 0))
+        })
+        .map_err(|t| anyhow!("root context: {t}"))?;
         if let Some(start) = vm.exports.vm_start.clone() {
             let size = self.plugin.vm_configuration.len() as i32;
             let ok = vm
-                .call(ROOT_CONTEXT_ID, Phase::VmStart, |s| start.call(s, (ROOT_CONTEXT_ID as i32, size)))
+                .call(ROOT_CONTEXT_ID, Phase::VmStart, |s| {
+                    start.call(s, (ROOT_CONTEXT_ID as i32, size))
+                })
                 .map_err(|t| anyhow!("proxy_on_vm_start: {t}"))?;
             if ok == 0 {
-                return Err(anyhow!("the filter refused to start (proxy_on_vm_start returned false)"));
+                return Err(anyhow!(
+                    "the filter refused to start (proxy_on_vm_start returned false)"
+                ));
             }
         }
         if let Some(configure) = vm.exports.configure.clone() {
             let size = self.plugin.configuration.len() as i32;
             let ok = vm
-                .call(ROOT_CONTEXT_ID, Phase::Configure, |s| configure.call(s, (ROOT_CONTEXT_ID as i32, size)))
+                .call(ROOT_CONTEXT_ID, Phase::Configure, |s| {
+                    configure.call(s, (ROOT_CONTEXT_ID as i32, size))
+                })
                 .map_err(|t| anyhow!("proxy_on_configure: {t}"))?;
             if ok == 0 {
-                let why = vm.store.data().last_log.as_ref().map(|l| l.message.clone()).unwrap_or_default();
-                return Err(anyhow!("the filter rejected its configuration (proxy_on_configure returned false): {why}"));
+                let why = vm
+                    .store
+                    .data()
+                    .last_log
+                    .as_ref()
+                    .map(|l| l.message.clone())
+                    .unwrap_or_default();
+                return Err(anyhow!(
+                    "the filter rejected its configuration (proxy_on_configure returned false): {why}"
+                ));
             }
         }
         Ok(vm)
@@ -145,15 +189,21 @@ pub const ROOT_CONTEXT_ID: u32 = 1;
 
 fn check_abi(module: &Module) -> Result<()> {
     let exports: Vec<_> = module.exports().map(|e| e.name().to_string()).collect();
-    if exports.iter().any(|e| e == "proxy_abi_version_0_2_1" || e == "proxy_abi_version_0_2_0") {
+    if exports
+        .iter()
+        .any(|e| e == "proxy_abi_version_0_2_1" || e == "proxy_abi_version_0_2_0")
+    {
         Ok(())
     } else {
-        Err(anyhow!("not a proxy-wasm 0.2.x module (no proxy_abi_version_0_2_1 export)"))
+        Err(anyhow!(
+            "not a proxy-wasm 0.2.x module (no proxy_abi_version_0_2_1 export)"
+        ))
     }
 }
 
 type F2 = TypedFunc<(i32, i32), i32>;
 type F3 = TypedFunc<(i32, i32, i32), i32>;
+type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 /// The callbacks a module exports (all optional but context creation).
 #[derive(Clone)]
@@ -167,7 +217,7 @@ struct Exports {
     request_body: Option<F3>,
     response_headers: Option<F3>,
     response_body: Option<F3>,
-    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    http_call_response: Option<F5>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -184,7 +234,9 @@ impl Exports {
             initialize: opt!("_initialize"),
             context_create: instance
                 .get_typed_func(&mut *store, "proxy_on_context_create")
-                .map_err(|e| anyhow!("the module exports no usable proxy_on_context_create: {e:#}"))?,
+                .map_err(|e| {
+                    anyhow!("the module exports no usable proxy_on_context_create: {e:#}")
+                })?,
             vm_start: opt!("proxy_on_vm_start"),
             configure: opt!("proxy_on_configure"),
             tick: opt!("proxy_on_tick"),
@@ -243,13 +295,21 @@ impl Vm {
     /// Creates an HTTP stream context under the root context.
     pub fn create_stream(&mut self, info: StreamInfo) -> Result<u32, GuestTrap> {
         let id = self.next_context_id;
-        self.next_context_id = self.next_context_id.wrapping_add(1).max(ROOT_CONTEXT_ID + 1);
-        self.store
-            .data_mut()
-            .streams
-            .insert(id, StreamState { info: Some(info), ..StreamState::default() });
+        self.next_context_id = self
+            .next_context_id
+            .wrapping_add(1)
+            .max(ROOT_CONTEXT_ID + 1);
+        self.store.data_mut().streams.insert(
+            id,
+            StreamState {
+                info: Some(info),
+                ..StreamState::default()
+            },
+        );
         let create = self.exports.context_create.clone();
-        self.call(id, Phase::Other, |s| create.call(s, (id as i32, ROOT_CONTEXT_ID as i32)))?;
+        self.call(id, Phase::Other, |s| {
+            create.call(s, (id as i32, ROOT_CONTEXT_ID as i32))
+        })?;
         Ok(id)
     }
 
@@ -258,17 +318,29 @@ impl Vm {
         self.store.data_mut().streams.get_mut(&id)
     }
 
-    fn header_call(&mut self, id: u32, phase: Phase, f: Option<F3>, count: usize, eos: bool) -> Result<Action, GuestTrap> {
+    fn header_call(
+        &mut self,
+        id: u32,
+        phase: Phase,
+        f: Option<F3>,
+        count: usize,
+        eos: bool,
+    ) -> Result<Action, GuestTrap> {
         let Some(f) = f else {
             return Ok(Action::Continue);
         };
-        let raw = self.call(id, phase, |s| f.call(s, (id as i32, count as i32, i32::from(eos))))?;
+        let raw = self.call(id, phase, |s| {
+            f.call(s, (id as i32, count as i32, i32::from(eos)))
+        })?;
         Ok(Action::from_raw(raw))
     }
 
     /// `proxy_on_request_headers`, with the headers already in the stream state.
     pub fn on_request_headers(&mut self, id: u32, eos: bool) -> Result<Action, GuestTrap> {
-        let count = self.stream(id).and_then(|s| s.request_headers.as_ref().map(Vec::len)).unwrap_or(0);
+        let count = self
+            .stream(id)
+            .and_then(|s| s.request_headers.as_ref().map(Vec::len))
+            .unwrap_or(0);
         let f = self.exports.request_headers.clone();
         self.header_call(id, Phase::RequestHeaders, f, count, eos)
     }
@@ -282,7 +354,10 @@ impl Vm {
 
     /// `proxy_on_response_headers`, with the headers already in the stream state.
     pub fn on_response_headers(&mut self, id: u32, eos: bool) -> Result<Action, GuestTrap> {
-        let count = self.stream(id).and_then(|s| s.response_headers.as_ref().map(Vec::len)).unwrap_or(0);
+        let count = self
+            .stream(id)
+            .and_then(|s| s.response_headers.as_ref().map(Vec::len))
+            .unwrap_or(0);
         let f = self.exports.response_headers.clone();
         self.header_call(id, Phase::ResponseHeaders, f, count, eos)
     }
@@ -318,7 +393,9 @@ impl Vm {
     /// `proxy_on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), GuestTrap> {
         match self.exports.tick.clone() {
-            Some(tick) => self.call(ROOT_CONTEXT_ID, Phase::Other, |s| tick.call(s, ROOT_CONTEXT_ID as i32)),
+            Some(tick) => self.call(ROOT_CONTEXT_ID, Phase::Other, |s| {
+                tick.call(s, ROOT_CONTEXT_ID as i32)
+            }),
             None => Ok(()),
         }
     }
@@ -332,7 +409,12 @@ impl Vm {
     }
 
     /// Delivers an `http_call` response (`headers` empty = the call failed).
-    pub fn on_http_call_response(&mut self, context: u32, token: u32, response: HttpCallResponse) -> Result<(), GuestTrap> {
+    pub fn on_http_call_response(
+        &mut self,
+        context: u32,
+        token: u32,
+        response: HttpCallResponse,
+    ) -> Result<(), GuestTrap> {
         let Some(f) = self.exports.http_call_response.clone() else {
             return Ok(());
         };

@@ -82,7 +82,12 @@ impl Proxy {
             shared_data: SharedData::default(),
             metrics: Arc::new(Metrics::default()),
         };
-        let runtime = Runtime::new(&config.plugin_wasm, plugin, config.vm_limits.clone(), config.cache_dir.as_deref())?;
+        let runtime = Runtime::new(
+            &config.plugin_wasm,
+            plugin,
+            config.vm_limits.clone(),
+            config.cache_dir.as_deref(),
+        )?;
         let metrics = Arc::new(HostMetrics::new(runtime.plugin().metrics.clone())?);
         let upstreams = Arc::new(Upstreams::new(&config.openai_url, &config.anthropic_url)?);
         let workers = config.workers.max(1);
@@ -91,32 +96,44 @@ impl Proxy {
             vms.push(runtime.instantiate()?);
         }
 
-        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(workers);
         for (index, vm) in vms.into_iter().enumerate() {
             let listener = listener.try_clone()?;
-            let (runtime, upstreams, metrics) = (runtime.clone(), upstreams.clone(), metrics.clone());
+            let (runtime, upstreams, metrics) =
+                (runtime.clone(), upstreams.clone(), metrics.clone());
             let shutdown_rx = shutdown_rx.clone();
             let grace = config.shutdown_grace;
-            let thread = std::thread::Builder::new().name(format!("headroom-worker-{index}")).spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("worker {index}: {e}");
-                        return;
-                    }
-                };
-                let local = tokio::task::LocalSet::new();
-                let worker = Worker::new(runtime, Some(vm), upstreams, metrics);
-                local.block_on(&rt, serve(worker, listener, shutdown_rx, grace));
-            })?;
+            let thread = std::thread::Builder::new()
+                .name(format!("headroom-worker-{index}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!("worker {index}: {e}");
+                            return;
+                        }
+                    };
+                    let local = tokio::task::LocalSet::new();
+                    let worker = Worker::new(runtime, Some(vm), upstreams, metrics);
+                    local.block_on(&rt, serve(worker, listener, shutdown_rx, grace));
+                })?;
             threads.push(thread);
         }
         tracing::info!(%addr, workers, "headroom listening on http://{addr}");
-        Ok(Self { addr, shutdown, threads, metrics })
+        Ok(Self {
+            addr,
+            shutdown,
+            threads,
+            metrics,
+        })
     }
 
     /// The bound address.
@@ -138,7 +155,12 @@ impl Proxy {
     }
 }
 
-async fn serve(worker: Rc<Worker>, listener: std::net::TcpListener, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+async fn serve(
+    worker: Rc<Worker>,
+    listener: std::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -182,13 +204,20 @@ async fn serve(worker: Rc<Worker>, listener: std::net::TcpListener, mut shutdown
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }
 
 /// The host's own endpoints; everything else goes through the filter.
-async fn route(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInfo) -> Response<ClientBody> {
+async fn route(
+    worker: Rc<Worker>,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ClientBody> {
     if request.method() == Method::GET && request.uri().path() == "/metrics" {
         let mut response = Response::new(full(worker.metrics.render()));
         response.headers_mut().insert(

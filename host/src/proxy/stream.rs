@@ -68,7 +68,9 @@ struct StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         let id = self.id;
-        let _ = self.worker.with_vm(self.generation, |vm| vm.finish_stream(id));
+        let _ = self
+            .worker
+            .with_vm(self.generation, |vm| vm.finish_stream(id));
         self.worker.forget(id);
     }
 }
@@ -83,9 +85,14 @@ impl Filter {
         self.guard.id
     }
 
-    fn call<R>(&self, f: impl FnOnce(&mut crate::abi::vm::Vm, u32) -> Result<R, crate::abi::vm::GuestTrap>) -> Result<R, VmError> {
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut crate::abi::vm::Vm, u32) -> Result<R, crate::abi::vm::GuestTrap>,
+    ) -> Result<R, VmError> {
         let id = self.id();
-        self.guard.worker.with_vm(self.guard.generation, |vm| f(vm, id))
+        self.guard
+            .worker
+            .with_vm(self.guard.generation, |vm| f(vm, id))
     }
 
     /// Reads or edits this stream's state (no guest call).
@@ -107,7 +114,11 @@ impl Filter {
         let waker = self.guard.worker.waker(self.id());
         loop {
             let done = self.state(|s| {
-                let resumed = if request { &mut s.resume_request } else { &mut s.resume_response };
+                let resumed = if request {
+                    &mut s.resume_request
+                } else {
+                    &mut s.resume_response
+                };
                 let r = *resumed || s.local_response.is_some() || s.close;
                 *resumed = false;
                 r
@@ -126,13 +137,25 @@ fn header_map_of(parts: &http::request::Parts) -> HeaderMap {
         .headers
         .get(http::header::HOST)
         .map(|h| h.as_bytes().to_vec())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().as_bytes().to_vec())
+        })
         .unwrap_or_default();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let mut map: HeaderMap = vec![
         (b":authority".to_vec(), authority),
         (b":path".to_vec(), path.as_bytes().to_vec()),
-        (b":method".to_vec(), parts.method.as_str().as_bytes().to_vec()),
+        (
+            b":method".to_vec(),
+            parts.method.as_str().as_bytes().to_vec(),
+        ),
         (b":scheme".to_vec(), b"http".to_vec()),
     ];
     for (name, value) in &parts.headers {
@@ -145,7 +168,10 @@ fn header_map_of(parts: &http::request::Parts) -> HeaderMap {
 }
 
 fn response_map_of(parts: &http::response::Parts) -> HeaderMap {
-    let mut map: HeaderMap = vec![(b":status".to_vec(), parts.status.as_str().as_bytes().to_vec())];
+    let mut map: HeaderMap = vec![(
+        b":status".to_vec(),
+        parts.status.as_str().as_bytes().to_vec(),
+    )];
     for (name, value) in &parts.headers {
         if HOP_BY_HOP.contains(&name.as_str()) {
             continue;
@@ -169,11 +195,20 @@ fn apply_headers(map: &HeaderMap, headers: &mut http::HeaderMap) {
 
 fn local_to_response(local: &LocalResponse) -> HeaderMap {
     let mut map: HeaderMap = vec![(b":status".to_vec(), local.status.to_string().into_bytes())];
-    map.extend(local.headers.iter().filter(|(n, _)| !n.starts_with(b":")).cloned());
+    map.extend(
+        local
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.starts_with(b":"))
+            .cloned(),
+    );
     if !local.body.is_empty() && map.first(b"content-type").is_none() {
         map.push((b"content-type".to_vec(), b"text/plain".to_vec()));
     }
-    map.push((b"content-length".to_vec(), local.body.len().to_string().into_bytes()));
+    map.push((
+        b"content-length".to_vec(),
+        local.body.len().to_string().into_bytes(),
+    ));
     map
 }
 
@@ -190,7 +225,11 @@ fn build_response(map: &HeaderMap, body: ClientBody) -> Response<ClientBody> {
 }
 
 /// Serves one request through the filter.
-pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInfo) -> Response<ClientBody> {
+pub async fn serve(
+    worker: Rc<Worker>,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ClientBody> {
     let (parts, body) = request.into_parts();
     let mut headers = header_map_of(&parts);
     let request_eos = body.is_end_stream();
@@ -208,8 +247,16 @@ pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInf
 
     // Attach the filter, unless its VM cannot be had (then the request passes untouched).
     let filter = worker.generation().and_then(|generation| {
-        let id = worker.with_vm(generation, |vm| vm.create_stream(info)).ok()?;
-        Some(Filter { guard: StreamGuard { worker: worker.clone(), generation, id } })
+        let id = worker
+            .with_vm(generation, |vm| vm.create_stream(info))
+            .ok()?;
+        Some(Filter {
+            guard: StreamGuard {
+                worker: worker.clone(),
+                generation,
+                id,
+            },
+        })
     });
 
     let mut filter = filter;
@@ -234,11 +281,28 @@ pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInf
         }
     }
 
-    let path = headers.first(b":path").map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+    let path = headers
+        .first(b":path")
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
     let Some(upstream) = worker.upstreams.route(&path).cloned() else {
-        let method = headers.first(b":method").map(|m| String::from_utf8_lossy(m).into_owned()).unwrap_or_default();
-        let local = json_error(StatusCode::NOT_FOUND, "not_found", &format!("no route for {method} {path}"));
-        return respond_locally(filter, LocalResponse { details: "route_not_found".into(), ..local }).await;
+        let method = headers
+            .first(b":method")
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .unwrap_or_default();
+        let local = json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {method} {path}"),
+        );
+        return respond_locally(
+            filter,
+            LocalResponse {
+                details: "route_not_found".into(),
+                ..local
+            },
+        )
+        .await;
     };
 
     // Headers go upstream now (as Envoy's router does); the body follows as the filter releases it.
@@ -247,7 +311,11 @@ pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInf
         .uri(match upstream.uri(&path) {
             Ok(uri) => uri,
             Err(e) => {
-                let local = json_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("invalid path: {e}"));
+                let local = json_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("invalid path: {e}"),
+                );
                 return respond_locally(filter, local).await;
             }
         });
@@ -266,12 +334,17 @@ pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInf
     let upstream_request = match builder.body(upstream_body) {
         Ok(r) => r,
         Err(e) => {
-            let local = json_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("invalid request: {e}"));
+            let local = json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("invalid request: {e}"),
+            );
             return respond_locally(filter, local).await;
         }
     };
     let client = worker.upstreams.client.clone();
-    let upstream_call = tokio::task::spawn_local(async move { client.request(upstream_request).await });
+    let upstream_call =
+        tokio::task::spawn_local(async move { client.request(upstream_request).await });
 
     if let Some(tx) = body_tx {
         match pump_request_body(&mut filter, body, tx).await {
@@ -292,11 +365,26 @@ pub async fn serve(worker: Rc<Worker>, request: Request<Incoming>, conn: ConnInf
         Ok(Err(e)) => {
             worker.metrics.upstream_errors.inc();
             tracing::warn!(upstream = upstream.name, "upstream request failed: {e:#}");
-            let local = json_error(StatusCode::BAD_GATEWAY, "upstream_error", &format!("the {} upstream could not be reached: {e}", upstream.name));
-            return respond_locally(filter, LocalResponse { details: "upstream_reset_before_response_started".into(), ..local }).await;
+            let local = json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                &format!("the {} upstream could not be reached: {e}", upstream.name),
+            );
+            return respond_locally(
+                filter,
+                LocalResponse {
+                    details: "upstream_reset_before_response_started".into(),
+                    ..local
+                },
+            )
+            .await;
         }
         Err(_) => {
-            let local = json_error(StatusCode::BAD_GATEWAY, "upstream_error", "the upstream request was cancelled");
+            let local = json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "the upstream request was cancelled",
+            );
             return respond_locally(filter, local).await;
         }
     };
@@ -311,7 +399,11 @@ enum BodyOutcome {
 }
 
 /// Feeds the request body through the filter and on to `tx`.
-async fn pump_request_body(filter: &mut Option<Filter>, mut body: Incoming, tx: BodySender) -> Result<(), BodyOutcome> {
+async fn pump_request_body(
+    filter: &mut Option<Filter>,
+    mut body: Incoming,
+    tx: BodySender,
+) -> Result<(), BodyOutcome> {
     // Original bytes not yet forwarded: what goes upstream if the filter traps.
     let mut pending_original: Vec<Bytes> = Vec::new();
     let mut sent_modified = false;
@@ -358,8 +450,15 @@ async fn pump_request_body(filter: &mut Option<Filter>, mut body: Incoming, tx: 
                 s.request_body.len() > DEFAULT_BUFFER_LIMIT
             });
             if over == Some(true) {
-                let local = json_error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body exceeds the proxy's buffer limit");
-                return Err(BodyOutcome::Local(LocalResponse { details: "request_payload_too_large".into(), ..local }));
+                let local = json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    "the request body exceeds the proxy's buffer limit",
+                );
+                return Err(BodyOutcome::Local(LocalResponse {
+                    details: "request_payload_too_large".into(),
+                    ..local
+                }));
             }
         }
         if trailers.is_some() {
@@ -376,7 +475,9 @@ async fn pump_request_body(filter: &mut Option<Filter>, mut body: Incoming, tx: 
                 if let Some(local) = f.take_local_response() {
                     return Err(BodyOutcome::Local(local));
                 }
-                let buffered = f.state(|s| std::mem::take(&mut s.request_body)).unwrap_or_default();
+                let buffered = f
+                    .state(|s| std::mem::take(&mut s.request_body))
+                    .unwrap_or_default();
                 let original_len: usize = pending_original.iter().map(Bytes::len).sum();
                 if buffered.len() != original_len || !same_bytes(&buffered, &pending_original) {
                     sent_modified = true;
@@ -395,7 +496,11 @@ async fn pump_request_body(filter: &mut Option<Filter>, mut body: Incoming, tx: 
                 // The filter is gone: fail open with the original bytes, if that is still honest.
                 *filter = None;
                 if sent_modified {
-                    let local = json_error(StatusCode::BAD_GATEWAY, "filter_error", "the Headroom filter failed after part of a modified request body was sent");
+                    let local = json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "filter_error",
+                        "the Headroom filter failed after part of a modified request body was sent",
+                    );
                     return Err(BodyOutcome::Local(local));
                 }
                 for chunk in pending_original.drain(..) {
@@ -439,10 +544,18 @@ async fn respond_locally(filter: Option<Filter>, local: LocalResponse) -> Respon
             s.response_body = response_body;
         });
         // A filter that answers from its response callbacks is not followed into a loop.
-        if f.call(|vm, id| vm.on_response_headers(id, body.is_empty())).is_ok() && !body.is_empty() {
+        if f.call(|vm, id| vm.on_response_headers(id, body.is_empty()))
+            .is_ok()
+            && !body.is_empty()
+        {
             let _ = f.call(|vm, id| vm.on_response_body(id, true));
         }
-        if let Some((Some(edited), edited_body)) = f.state(|s| (s.response_headers.clone(), std::mem::take(&mut s.response_body))) {
+        if let Some((Some(edited), edited_body)) = f.state(|s| {
+            (
+                s.response_headers.clone(),
+                std::mem::take(&mut s.response_body),
+            )
+        }) {
             map = edited;
             body = edited_body;
         }
@@ -451,7 +564,10 @@ async fn respond_locally(filter: Option<Filter>, local: LocalResponse) -> Respon
     build_response(&map, full(body))
 }
 
-async fn respond_from_upstream(mut filter: Option<Filter>, response: Response<Incoming>) -> Response<ClientBody> {
+async fn respond_from_upstream(
+    mut filter: Option<Filter>,
+    response: Response<Incoming>,
+) -> Response<ClientBody> {
     let (parts, mut body) = response.into_parts();
     let mut map = response_map_of(&parts);
     let eos = body.is_end_stream();
@@ -510,11 +626,14 @@ async fn respond_from_upstream(mut filter: Option<Filter>, response: Response<In
                         f.state(|s| s.response_body.extend_from_slice(data));
                     }
                     match f.call(|vm, id| vm.on_response_body(id, end)) {
-                        Ok(Action::Continue) => f.state(|s| std::mem::take(&mut s.response_body)).map(Bytes::from),
+                        Ok(Action::Continue) => f
+                            .state(|s| std::mem::take(&mut s.response_body))
+                            .map(Bytes::from),
                         Ok(Action::Pause) if !end => None,
                         Ok(Action::Pause) => {
                             let _ = f.wait_resume(false).await;
-                            f.state(|s| std::mem::take(&mut s.response_body)).map(Bytes::from)
+                            f.state(|s| std::mem::take(&mut s.response_body))
+                                .map(Bytes::from)
                         }
                         Err(_) => {
                             // Bytes already sent cannot be taken back: pass the rest through.
@@ -544,6 +663,9 @@ fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
     format!("{:016x}-{:08x}-{:08x}", t, std::process::id(), n)
 }

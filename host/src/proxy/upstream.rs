@@ -25,8 +25,11 @@ pub struct Upstream {
 impl Upstream {
     /// Parses an upstream URL such as `https://api.openai.com` or `http://127.0.0.1:9000`.
     pub fn parse(name: &'static str, url: &str) -> Result<Self> {
-        let uri: Uri = url.parse().with_context(|| format!("invalid {name} upstream URL {url:?}"))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("invalid {name} upstream URL {url:?}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
             bail!("{name} upstream URL {url:?} needs a scheme and a host");
         };
         if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
@@ -38,7 +41,12 @@ impl Upstream {
         if base_path.ends_with("/v1") {
             base_path.truncate(base_path.len() - 3);
         }
-        Ok(Self { name, scheme, authority, base_path })
+        Ok(Self {
+            name,
+            scheme,
+            authority,
+            base_path,
+        })
     }
 
     /// The URI of `path_and_query` on this upstream.
@@ -89,13 +97,15 @@ impl Upstreams {
         })
     }
 
-    /// The upstream for a request path: `/v1/messages…` goes to Anthropic, any other `/v1/…`
-    /// to OpenAI, and nothing else is proxied.
-    pub fn route(&self, path: &str) -> Option<&Upstream> {
+    /// The upstream for a request: `/v1/messages…`, or any `/v1/…` request from an Anthropic
+    /// client (it sends `anthropic-version`), goes to Anthropic; any other `/v1/…` to OpenAI;
+    /// nothing else is proxied. Envoy's bootstrap routes the same way.
+    pub fn route(&self, path: &str, anthropic_client: bool) -> Option<&Upstream> {
         let path = path.split('?').next().unwrap_or_default();
-        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+        let v1 = path.starts_with("/v1/");
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") || (v1 && anthropic_client) {
             Some(&self.anthropic)
-        } else if path.starts_with("/v1/") {
+        } else if v1 {
             Some(&self.openai)
         } else {
             None
@@ -104,7 +114,9 @@ impl Upstreams {
 
     /// The upstream named `name` (for the filter's `http_call` clusters).
     pub fn by_name(&self, name: &str) -> Option<&Upstream> {
-        [&self.openai, &self.anthropic].into_iter().find(|u| u.name == name)
+        [&self.openai, &self.anthropic]
+            .into_iter()
+            .find(|u| u.name == name)
     }
 }
 
@@ -115,20 +127,25 @@ mod tests {
     #[test]
     fn routes_by_provider_path() {
         let u = Upstreams::new("https://api.openai.com", "http://127.0.0.1:9/").unwrap();
-        assert_eq!(u.route("/v1/messages").unwrap().name, "anthropic");
-        assert_eq!(u.route("/v1/messages?beta=true").unwrap().name, "anthropic");
-        assert_eq!(u.route("/v1/messages/count_tokens").unwrap().name, "anthropic");
-        assert_eq!(u.route("/v1/chat/completions").unwrap().name, "openai");
-        assert_eq!(u.route("/v1/models").unwrap().name, "openai");
-        assert!(u.route("/v1").is_none());
-        assert!(u.route("/health").is_none());
-        assert!(u.route("/v1/messagesX").unwrap().name == "openai");
+        let name = |path: &str, anthropic: bool| u.route(path, anthropic).map(|u| u.name);
+        assert_eq!(name("/v1/messages", false), Some("anthropic"));
+        assert_eq!(name("/v1/messages?beta=true", false), Some("anthropic"));
+        assert_eq!(name("/v1/messages/count_tokens", false), Some("anthropic"));
+        assert_eq!(name("/v1/chat/completions", false), Some("openai"));
+        assert_eq!(name("/v1/models", false), Some("openai"));
+        assert_eq!(name("/v1/models", true), Some("anthropic"));
+        assert_eq!(name("/v1/messagesX", false), Some("openai"));
+        assert_eq!(name("/v1", false), None);
+        assert_eq!(name("/health", true), None);
     }
 
     #[test]
     fn base_urls_with_v1_are_not_doubled() {
         let up = Upstream::parse("openai", "https://example.test/proxy/v1/").unwrap();
-        assert_eq!(up.uri("/v1/models").unwrap().to_string(), "https://example.test/proxy/v1/models");
+        assert_eq!(
+            up.uri("/v1/models").unwrap().to_string(),
+            "https://example.test/proxy/v1/models"
+        );
         assert!(Upstream::parse("openai", "ftp://x").is_err());
         assert!(Upstream::parse("openai", "/relative").is_err());
     }

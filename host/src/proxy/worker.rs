@@ -43,7 +43,12 @@ pub struct Worker {
 
 impl Worker {
     /// A worker running `vm`.
-    pub fn new(runtime: Arc<Runtime>, vm: Option<Vm>, upstreams: Arc<Upstreams>, metrics: Arc<HostMetrics>) -> Rc<Self> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        vm: Option<Vm>,
+        upstreams: Arc<Upstreams>,
+        metrics: Arc<HostMetrics>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             runtime,
             vm: RefCell::new(vm),
@@ -76,7 +81,11 @@ impl Worker {
 
     /// Runs `f` on the VM of generation `generation`. After the call, `http_call`s the guest
     /// made are dispatched and streams it woke are notified. A trap replaces the VM.
-    pub fn with_vm<R>(self: &Rc<Self>, generation: u64, f: impl FnOnce(&mut Vm) -> Result<R, GuestTrap>) -> Result<R, VmError> {
+    pub fn with_vm<R>(
+        self: &Rc<Self>,
+        generation: u64,
+        f: impl FnOnce(&mut Vm) -> Result<R, GuestTrap>,
+    ) -> Result<R, VmError> {
         if generation != self.generation.get() {
             return Err(VmError::Gone);
         }
@@ -87,7 +96,12 @@ impl Worker {
             };
             let before = vm.tick_period();
             let result = f(vm);
-            (result, vm.take_http_calls(), vm.take_wakeups(), vm.tick_period() != before)
+            (
+                result,
+                vm.take_http_calls(),
+                vm.take_wakeups(),
+                vm.tick_period() != before,
+            )
         };
         if tick {
             self.tick_changed.notify_one();
@@ -113,7 +127,11 @@ impl Worker {
 
     /// A notifier that fires when the guest resumes, answers or closes stream `id`.
     pub fn waker(&self, id: u32) -> Rc<Notify> {
-        self.wakers.borrow_mut().entry(id).or_insert_with(|| Rc::new(Notify::new())).clone()
+        self.wakers
+            .borrow_mut()
+            .entry(id)
+            .or_insert_with(|| Rc::new(Notify::new()))
+            .clone()
     }
 
     /// Forgets stream `id`'s notifier.
@@ -148,12 +166,18 @@ impl Worker {
                 tracing::debug!("http_call failed: {e:#}");
                 HttpCallResponse::default()
             });
-            let _ = worker.with_vm(generation, |vm| vm.on_http_call_response(context, token, response));
+            let _ = worker.with_vm(generation, |vm| {
+                vm.on_http_call_response(context, token, response)
+            });
         });
     }
 
     async fn perform_http_call(&self, call: HttpCallRequest) -> anyhow::Result<HttpCallResponse> {
-        let path = call.headers.first(b":path").map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+        let path = call
+            .headers
+            .first(b":path")
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
         let base = super::upstream::Upstream::parse("http_call", &call.base_url)?;
         let mut builder = http::Request::builder()
             .method(call.headers.first(b":method").unwrap_or(b"GET"))
@@ -181,12 +205,28 @@ impl Worker {
         })
         .await??;
         let (parts, collected) = response;
-        let mut headers: HeaderMap = vec![(b":status".to_vec(), parts.status.as_str().as_bytes().to_vec())];
-        headers.extend(parts.headers.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())));
+        let mut headers: HeaderMap = vec![(
+            b":status".to_vec(),
+            parts.status.as_str().as_bytes().to_vec(),
+        )];
+        headers.extend(
+            parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())),
+        );
         let trailers = collected
             .trailers()
-            .map(|t| t.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(HttpCallResponse { headers, body: collected.to_bytes().to_vec(), trailers })
+        Ok(HttpCallResponse {
+            headers,
+            body: collected.to_bytes().to_vec(),
+            trailers,
+        })
     }
 }
