@@ -285,7 +285,8 @@ pub async fn serve(
         .first(b":path")
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
-    let Some(upstream) = worker.upstreams.route(&path).cloned() else {
+    let anthropic_client = headers.first(b"anthropic-version").is_some();
+    let Some(upstream) = worker.upstreams.route(&path, anthropic_client).cloned() else {
         let method = headers
             .first(b":method")
             .map(|m| String::from_utf8_lossy(m).into_owned())
