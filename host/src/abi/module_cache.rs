@@ -79,3 +79,35 @@ pub fn default_dir() -> Option<PathBuf> {
     }
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("headroom"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_once_then_loads_the_artifact_and_survives_a_corrupt_one() {
+        let dir = std::env::temp_dir().join(format!("headroom-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Engine::default();
+        let wasm = crate::EMBEDDED_PLUGIN;
+        load(&engine, wasm, Some(&dir)).unwrap();
+        let artifact = artifact_path(&engine, wasm, &dir);
+        let written = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+        // Second load: from the artifact, which is left as it was.
+        let module = load(&engine, wasm, Some(&dir)).unwrap();
+        assert!(
+            module
+                .exports()
+                .any(|e| e.name() == "proxy_abi_version_0_2_1")
+        );
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+            written
+        );
+        // A corrupt artifact is ignored and replaced by a fresh compile.
+        std::fs::write(&artifact, b"not a module").unwrap();
+        load(&engine, wasm, Some(&dir)).unwrap();
+        assert!(std::fs::metadata(&artifact).unwrap().len() > 1000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
