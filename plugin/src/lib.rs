@@ -2,7 +2,7 @@
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
 //! The pure modules ([`api`], [`config`], [`fail_open`], [`flow`], [`json`], [`metrics`],
-//! [`rewrite`]) take bytes and return decisions; they have no proxy-wasm dependency and are
+//! [`pipeline`], [`rewrite`], [`tokens`]) take bytes and return decisions; they have no proxy-wasm dependency and are
 //! tested natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
 
 #![warn(missing_docs)]
@@ -13,7 +13,9 @@ pub mod fail_open;
 pub mod flow;
 pub mod json;
 pub mod metrics;
+pub mod pipeline;
 pub mod rewrite;
+pub mod tokens;
 
 // Compiled (and linted) natively too; only its wasm32 entry point registers it.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, unused_imports))]

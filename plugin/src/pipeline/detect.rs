@@ -1,0 +1,616 @@
+//! Content detection for one tool-output text: JSON (any value; objects holding arrays are the
+//! common case), unified diffs, HTML, search results (`path:line:text`), build and application
+//! logs, source code, plain text. Deterministic line heuristics, no model: each detector looks
+//! at a bounded prefix of the text, so detection is linear and cheap.
+
+use crate::json::{Document, Kind};
+
+/// What a tool output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentKind {
+    /// A JSON object or array.
+    Json,
+    /// A unified diff (`git diff`, `diff -u`, combined diffs).
+    Diff,
+    /// An HTML document (not compressed: no extractor yet).
+    Html,
+    /// grep / ripgrep results.
+    Search,
+    /// Build, test or application logs.
+    Log,
+    /// Source code.
+    Code,
+    /// Anything else.
+    Text,
+}
+
+impl ContentKind {
+    /// A short label for manifests and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Diff => "diff",
+            Self::Html => "html",
+            Self::Search => "search",
+            Self::Log => "log",
+            Self::Code => "code",
+            Self::Text => "text",
+        }
+    }
+}
+
+/// A detection result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// The kind.
+    pub kind: ContentKind,
+    /// How sure the detector is, 0..=1.
+    pub confidence: f64,
+    /// The programming language, for [`ContentKind::Code`].
+    pub language: Option<&'static str>,
+}
+
+impl Detection {
+    fn new(kind: ContentKind, confidence: f64) -> Detection {
+        Detection {
+            kind,
+            confidence: confidence.clamp(0.0, 1.0),
+            language: None,
+        }
+    }
+}
+
+/// Detects the kind of `text`. JSON is recognised by a real parse (nested at most `max_depth`).
+pub fn detect(text: &str, max_depth: u32) -> Detection {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Detection::new(ContentKind::Text, 0.0);
+    }
+    if let Some(detection) = detect_json(trimmed, max_depth) {
+        return detection;
+    }
+    let lines: Vec<&str> = text.lines().take(500).collect();
+    if let Some(confidence) = diff_confidence(&lines) {
+        return Detection::new(ContentKind::Diff, confidence);
+    }
+    if let Some(confidence) = html_confidence(text) {
+        return Detection::new(ContentKind::Html, confidence);
+    }
+    if let Some(confidence) = search_confidence(&lines) {
+        return Detection::new(ContentKind::Search, confidence);
+    }
+    if let Some(confidence) = log_confidence(&lines) {
+        return Detection::new(ContentKind::Log, confidence);
+    }
+    if let Some((language, confidence)) = code_language(&lines) {
+        return Detection {
+            language: Some(language),
+            ..Detection::new(ContentKind::Code, confidence)
+        };
+    }
+    Detection::new(ContentKind::Text, 0.5)
+}
+
+fn detect_json(trimmed: &str, max_depth: u32) -> Option<Detection> {
+    if !trimmed.starts_with(['{', '[']) {
+        return None;
+    }
+    let doc = Document::parse(trimmed.as_bytes(), max_depth).ok()?;
+    let root = doc.root();
+    let confidence = match root.kind() {
+        Kind::Object => 1.0,
+        Kind::Array => {
+            let mut elements = root.elements().peekable();
+            let all_objects =
+                elements.peek().is_some() && elements.all(|v| v.kind() == Kind::Object);
+            if all_objects { 1.0 } else { 0.8 }
+        }
+        _ => return None,
+    };
+    Some(Detection::new(ContentKind::Json, confidence))
+}
+
+/// A hunk header `@@ -a[,b] +c[,d] @@` (two-way) or `@@@ ... @@@` (combined).
+pub(crate) fn is_hunk_header(line: &str) -> bool {
+    if line.starts_with("@@@ ") {
+        return line.get(4..).is_some_and(|rest| rest.contains("@@@"));
+    }
+    parse_hunk_header(line).is_some()
+}
+
+/// The four numbers of a two-way hunk header: old start, old count, new start, new count.
+pub(crate) fn parse_hunk_header(line: &str) -> Option<(u64, u64, u64, u64)> {
+    let rest = line.strip_prefix("@@ -")?;
+    let (ranges, _) = rest.split_once(" @@")?;
+    let (old, new) = ranges.split_once(" +")?;
+    let range = |text: &str| -> Option<(u64, u64)> {
+        match text.split_once(',') {
+            Some((start, count)) => Some((start.parse().ok()?, count.parse().ok()?)),
+            None => Some((text.parse().ok()?, 1)),
+        }
+    };
+    let (a, b) = range(old)?;
+    let (c, d) = range(new)?;
+    Some((a, b, c, d))
+}
+
+fn diff_confidence(lines: &[&str]) -> Option<f64> {
+    let mut headers = 0u32;
+    let mut changes = 0u32;
+    for line in lines {
+        if line.starts_with("diff --git ")
+            || line.starts_with("diff --combined ")
+            || line.starts_with("diff --cc ")
+            || line.starts_with("--- a/")
+            || line.starts_with("--- /dev/null")
+            || is_hunk_header(line)
+        {
+            headers += 1;
+        } else if (line.starts_with('+') && !line.starts_with("+++"))
+            || (line.starts_with('-') && !line.starts_with("---"))
+        {
+            changes += 1;
+        }
+    }
+    let confidence = (0.5 + 0.2 * f64::from(headers) + 0.05 * f64::from(changes)).min(1.0);
+    (headers > 0 && confidence >= 0.7).then_some(confidence)
+}
+
+fn html_confidence(text: &str) -> Option<f64> {
+    let head: String = text
+        .chars()
+        .take(3000)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let doctype = head.contains("<!doctype html");
+    let html = head.contains("<html");
+    let structural = [
+        "<head", "<body", "<div", "<nav", "<header", "<footer", "<main", "<article",
+    ]
+    .iter()
+    .filter(|tag| head.contains(*tag))
+    .count();
+    if !doctype && !html && structural < 3 {
+        return None;
+    }
+    let mut confidence = 0.0;
+    if doctype {
+        confidence += 0.5;
+    }
+    if html {
+        confidence += 0.3;
+    }
+    confidence += (0.03 * structural as f64).min(0.3);
+    (confidence >= 0.7).then_some(confidence)
+}
+
+/// Splits a search-result line `path:line:text` (or ripgrep's context form `path-line-text`)
+/// into path, line number and text. A Windows drive letter (`C:\`) belongs to the path.
+pub(crate) fn parse_search_line(line: &str) -> Option<(&str, u64, &str, bool)> {
+    let skip = if line.len() > 2
+        && line.as_bytes().get(1) == Some(&b':')
+        && line.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && matches!(line.as_bytes().get(2), Some(b'\\' | b'/'))
+    {
+        2
+    } else {
+        0
+    };
+    let body = line.get(skip..)?;
+    // The first `:digits:` (match) or `-digits-` (context) after a non-empty path.
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let sep = bytes.get(i).copied()?;
+        if (sep == b':' || sep == b'-') && i > 0 {
+            let digits = bytes
+                .get(i + 1..)?
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits > 0 && bytes.get(i + 1 + digits) == Some(&sep) {
+                let path = line.get(..skip + i)?;
+                if path.contains(char::is_whitespace) {
+                    return None;
+                }
+                let number = body.get(i + 1..i + 1 + digits)?.parse().ok()?;
+                let text = body.get(i + 2 + digits..)?;
+                return Some((path, number, text, sep == b':'));
+            }
+            if sep == b':' {
+                return None;
+            }
+        }
+        if sep.is_ascii_whitespace() {
+            return None;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn search_confidence(lines: &[&str]) -> Option<f64> {
+    let sample = lines.iter().take(100).filter(|l| !l.trim().is_empty());
+    let (mut total, mut matching) = (0u32, 0u32);
+    for line in sample {
+        total += 1;
+        if parse_search_line(line).is_some_and(|(_, _, _, is_match)| is_match) {
+            matching += 1;
+        }
+    }
+    if total == 0 {
+        return None;
+    }
+    let ratio = f64::from(matching) / f64::from(total);
+    let confidence = 0.4 + 0.6 * ratio;
+    (ratio >= 0.3 && confidence >= 0.6).then_some(confidence)
+}
+
+/// Severity words of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// Trace, debug, info or no level.
+    Other,
+    /// A warning.
+    Warn,
+    /// An error, failure, fatal or panic.
+    Error,
+}
+
+/// The level of a log line, from its words: uppercase level names anywhere, lowercase ones in
+/// the common prefixed forms (`error:`, `[error]`, `level=error`), and failure words.
+pub(crate) fn line_level(line: &str) -> Level {
+    const ERROR_WORDS: [&str; 9] = [
+        "ERROR", "FATAL", "CRITICAL", "FAILED", "FAIL", "PANIC", "SEVERE", "EMERG", "ALERT",
+    ];
+    const WARN_WORDS: [&str; 2] = ["WARN", "WARNING"];
+    let mut level = Level::Other;
+    for word in line
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+    {
+        if ERROR_WORDS.contains(&word) {
+            return Level::Error;
+        }
+        if WARN_WORDS.contains(&word) {
+            level = Level::Warn;
+        }
+    }
+    let lower = line.trim_start().to_ascii_lowercase();
+    let error_prefixes = [
+        "error:",
+        "error[",
+        "[error]",
+        "fatal:",
+        "panic:",
+        "npm err!",
+        "yarn error",
+        "e ",
+        "traceback (most recent call last)",
+        "exception in thread",
+        "caused by:",
+    ];
+    if error_prefixes.iter().any(|p| lower.starts_with(p))
+        || lower.contains("level=error")
+        || lower.contains("\"level\":\"error\"")
+        || lower.contains("' panicked at")
+        || is_exception_line(line.trim_start())
+    {
+        return Level::Error;
+    }
+    if level == Level::Other
+        && (lower.starts_with("warning:")
+            || lower.starts_with("[warn")
+            || lower.contains("level=warn")
+            || lower.contains("deprecat"))
+    {
+        level = Level::Warn;
+    }
+    level
+}
+
+/// `SomethingError: ...` / `java.lang.IllegalStateException: ...` / `FooException`.
+pub(crate) fn is_exception_line(line: &str) -> bool {
+    let head = line.split([':', ' ', '(']).next().unwrap_or("");
+    let name = head.rsplit('.').next().unwrap_or(head);
+    name.len() > 5
+        && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && (name.ends_with("Error") || name.ends_with("Exception"))
+        && (line.get(head.len()..).is_some_and(|r| r.starts_with(':')) || line.len() == head.len())
+}
+
+/// A stack-trace frame line: JVM/JS `at ...`, Python `File "...", line N`, Rust/Go frames.
+pub(crate) fn is_stack_frame(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    let indented = trimmed.len() < line.len();
+    (indented && trimmed.starts_with("at "))
+        || (indented && trimmed.starts_with("File \"") && trimmed.contains("line "))
+        || trimmed.starts_with("... ") && trimmed.ends_with(" more")
+        || (indented
+            && trimmed
+                .split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
+        || (indented && trimmed.starts_with("at /"))
+        || trimmed.starts_with("goroutine ") && trimmed.ends_with(':')
+        || (indented && trimmed.contains(".go:") && trimmed.contains(" +0x"))
+}
+
+fn starts_with_timestamp(line: &str) -> bool {
+    let b = line.trim_start_matches('[').as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    // 2024-01-31 / 2024/01/31 ...
+    let date = (0..4).all(digit)
+        && matches!(b.get(4), Some(b'-' | b'/'))
+        && digit(5)
+        && digit(6)
+        && matches!(b.get(7), Some(b'-' | b'/'));
+    // 12:34:56
+    let time = digit(0)
+        && digit(1)
+        && b.get(2) == Some(&b':')
+        && digit(3)
+        && digit(4)
+        && b.get(5) == Some(&b':');
+    date || time
+}
+
+fn log_confidence(lines: &[&str]) -> Option<f64> {
+    let sample: Vec<&&str> = lines.iter().take(200).collect();
+    if sample.is_empty() {
+        return None;
+    }
+    let (mut hits, mut errors) = (0u32, 0u32);
+    for line in &sample {
+        let level = line_level(line);
+        let trimmed = line.trim_start();
+        let words_hit = trimmed.split_whitespace().any(|w| {
+            matches!(
+                w.trim_matches(|c: char| !c.is_ascii_alphabetic()),
+                "INFO"
+                    | "DEBUG"
+                    | "TRACE"
+                    | "PASSED"
+                    | "SKIPPED"
+                    | "PASS"
+                    | "OK"
+                    | "Compiling"
+                    | "Finished"
+                    | "Running"
+            )
+        });
+        let hit = level != Level::Other
+            || words_hit
+            || starts_with_timestamp(line)
+            || trimmed.starts_with("===")
+            || (trimmed.starts_with("---") && !trimmed.starts_with("--- a/"))
+            || is_stack_frame(line);
+        if hit {
+            hits += 1;
+        }
+        if level == Level::Error {
+            errors += 1;
+        }
+    }
+    let ratio = f64::from(hits) / sample.len() as f64;
+    let confidence = (0.3 + 0.5 * ratio + 0.05 * f64::from(errors.min(4))).min(1.0);
+    (ratio >= 0.1 && confidence >= 0.5).then_some(confidence)
+}
+
+/// Per-language line signals: the language wins with the most matching lines (at least 3, and
+/// at least a tenth of the non-empty lines).
+fn code_language(lines: &[&str]) -> Option<(&'static str, f64)> {
+    type Rule = fn(&str) -> bool;
+    let languages: [(&str, Rule); 6] = [
+        ("python", |l| {
+            let t = l.trim_start();
+            t.starts_with("def ")
+                || t.starts_with("class ") && t.ends_with(':')
+                || t.starts_with("import ") && !t.ends_with(';') && !t.contains(" from ")
+                || t.starts_with("from ") && t.contains(" import ")
+                || t.starts_with("async def ")
+                || t.starts_with("@") && !t.contains(' ')
+                || t.starts_with("return ") && !t.ends_with(';')
+                || t.starts_with("\"\"\"")
+                || (t.starts_with("if ") || t.starts_with("elif ") || t.starts_with("for "))
+                    && t.ends_with(':')
+        }),
+        ("javascript", |l| {
+            let t = l.trim_start();
+            t.starts_with("const ")
+                || t.starts_with("let ")
+                || t.starts_with("var ")
+                || t.starts_with("function ")
+                || t.starts_with("export ")
+                || t.starts_with("import ") && (t.contains(" from ") || t.ends_with(';'))
+                || t.contains("module.exports")
+                || t.contains("require(")
+                || t.contains("=> {")
+                || t.starts_with("async function")
+        }),
+        ("typescript", |l| {
+            let t = l.trim_start().trim_start_matches("export ");
+            t.starts_with("interface ")
+                || t.starts_with("type ") && t.contains(" = ")
+                || t.starts_with("enum ")
+                || t.contains(": string")
+                || t.contains(": number")
+                || t.contains(": boolean")
+                || t.contains("): ") && t.contains("function")
+        }),
+        ("go", |l| {
+            let t = l.trim_start();
+            t.starts_with("package ") && !t.ends_with(';')
+                || t.starts_with("func ")
+                || t.starts_with("import \"")
+                || t.starts_with("import (")
+                || t.starts_with("type ") && (t.contains(" struct") || t.contains(" interface"))
+                || t.contains(" := ")
+                || t.starts_with("defer ")
+        }),
+        ("rust", |l| {
+            let t = l.trim_start();
+            t.starts_with("fn ")
+                || t.starts_with("pub ")
+                || t.starts_with("impl ")
+                || t.starts_with("impl<")
+                || t.starts_with("use ") && t.ends_with(';')
+                || t.starts_with("mod ")
+                || t.starts_with("struct ")
+                || t.starts_with("enum ") && t.ends_with('{')
+                || t.starts_with("let mut ")
+                || t.starts_with("#[")
+                || t.starts_with("match ")
+        }),
+        ("java", |l| {
+            let t = l.trim_start();
+            t.starts_with("public ")
+                || t.starts_with("private ")
+                || t.starts_with("protected ")
+                || t.starts_with("package ") && t.ends_with(';')
+                || t.starts_with("import ")
+                    && t.ends_with(';')
+                    && !t.contains(" from ")
+                    && !t.contains('\'')
+                || t.starts_with("@Override")
+                || t.contains("System.out.")
+        }),
+    ];
+    let non_empty: Vec<&str> = lines
+        .iter()
+        .take(100)
+        .copied()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if non_empty.is_empty() {
+        return None;
+    }
+    let mut best: Option<(&'static str, usize)> = None;
+    for (name, rule) in languages {
+        let hits = non_empty.iter().filter(|l| rule(l)).count();
+        // Earlier languages win ties, except that TypeScript beats JavaScript on a tie because
+        // its signals are specific.
+        let better = match best {
+            None => true,
+            Some((best_name, best_hits)) => {
+                hits > best_hits
+                    || (hits == best_hits && name == "typescript" && best_name == "javascript")
+            }
+        };
+        if better {
+            best = Some((name, hits));
+        }
+    }
+    let (name, hits) = best?;
+    let ratio = hits as f64 / non_empty.len() as f64;
+    if hits < 3 || ratio < 0.1 {
+        return None;
+    }
+    Some((name, (0.5 + ratio).min(1.0)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn kind(text: &str) -> ContentKind {
+        detect(text, 256).kind
+    }
+
+    #[test]
+    fn detects_each_kind() {
+        assert_eq!(kind(r#"{"results":[{"id":1}]}"#), ContentKind::Json);
+        assert_eq!(kind(" [1,2] "), ContentKind::Json);
+        assert_eq!(kind("\"just a string\""), ContentKind::Text);
+        assert_eq!(kind("{not json"), ContentKind::Text);
+        assert_eq!(
+            kind("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-a\n+b\n c\n"),
+            ContentKind::Diff
+        );
+        assert_eq!(
+            kind("src/a.rs:12:fn main() {\nsrc/b.rs:3:use x;\nC:\\w\\c.rs:9:let y;\n"),
+            ContentKind::Search
+        );
+        assert_eq!(
+            kind("2024-01-01T00:00:00Z INFO start\n2024-01-01T00:00:01Z ERROR boom\n"),
+            ContentKind::Log
+        );
+        assert_eq!(
+            kind("use std::io;\n\npub fn main() {\n    let mut x = 1;\n}\nimpl Foo {}\n"),
+            ContentKind::Code
+        );
+        assert_eq!(kind("Some plain prose, nothing else."), ContentKind::Text);
+        assert_eq!(kind("   "), ContentKind::Text);
+    }
+
+    #[test]
+    fn parses_search_lines() {
+        assert_eq!(
+            parse_search_line("src/a-b.rs:12:x: y"),
+            Some(("src/a-b.rs", 12, "x: y", true))
+        );
+        assert_eq!(
+            parse_search_line("src/a.rs-13-ctx"),
+            Some(("src/a.rs", 13, "ctx", false))
+        );
+        assert_eq!(
+            parse_search_line("C:\\src\\a.rs:7:z"),
+            Some(("C:\\src\\a.rs", 7, "z", true))
+        );
+        assert_eq!(parse_search_line("no match here"), None);
+        assert_eq!(parse_search_line("key: value"), None);
+    }
+
+    #[test]
+    fn levels_and_frames() {
+        assert_eq!(line_level("2024 ERROR x"), Level::Error);
+        assert_eq!(line_level("error[E0308]: mismatched types"), Level::Error);
+        assert_eq!(line_level("ValueError: bad"), Level::Error);
+        assert_eq!(line_level("WARN slow"), Level::Warn);
+        assert_eq!(line_level("INFO fine, no errors"), Level::Other);
+        assert!(is_stack_frame("    at com.x.Y.z(Y.java:10)"));
+        assert!(is_stack_frame("  File \"a.py\", line 3, in f"));
+        assert!(!is_stack_frame("at the end"));
+    }
+
+    /// Upstream's content_detector fixtures: the kind must match (upstream `json_array` is our
+    /// `json`, `build` our `log`, `search`/`source_code` our `search`/`code`), and the language
+    /// for code. Differences, each deliberate:
+    ///
+    /// | input | upstream | ours | why |
+    /// |---|---|---|---|
+    /// | `{"foo": "bar"}` | text | json | upstream detects JSON only when it starts with `[` (bug B3) |
+    #[test]
+    fn upstream_content_detector_fixtures() {
+        let Some(dir) = super::super::fixtures::dir("content_detector") else {
+            return;
+        };
+        let known_differences = [(r#"{"foo": "bar"}"#, "json")];
+        let (mut matched, mut differ, mut total) = (0, 0, 0);
+        for (name, case) in super::super::fixtures::load(&dir) {
+            let text = case["input"].as_str().unwrap();
+            let expected = case["output"]["content_type"].as_str().unwrap();
+            let ours = detect(text, 256);
+            let mapped = match ours.kind {
+                ContentKind::Json => "json_array",
+                ContentKind::Log => "build",
+                ContentKind::Code => "source_code",
+                other => other.as_str(),
+            };
+            total += 1;
+            if let Some((_, ours_expected)) = known_differences.iter().find(|(t, _)| *t == text) {
+                assert_eq!(ours.kind.as_str(), *ours_expected, "{name}");
+                differ += 1;
+                continue;
+            }
+            assert_eq!(mapped, expected, "{name}: {text:?}");
+            if let Some(language) = case["output"]["metadata"]["language"].as_str() {
+                assert_eq!(ours.language, Some(language), "{name}");
+            }
+            matched += 1;
+        }
+        println!("content_detector fixtures: {matched}/{total} match, {differ} listed differences");
+        assert_eq!(matched + differ, total);
+    }
+}

@@ -1,0 +1,38 @@
+//! Test support: upstream Headroom's parity fixtures, read from the directory named by
+//! `HEADROOM_UPSTREAM_FIXTURES` (CI points it at `../shared/headroom-fixtures`). Without the
+//! variable the fixture tests say they are skipped and pass.
+
+use std::path::PathBuf;
+
+/// The fixture directory of `transform`, or `None` (after saying so) when not configured.
+pub fn dir(transform: &str) -> Option<PathBuf> {
+    let Some(root) = std::env::var_os("HEADROOM_UPSTREAM_FIXTURES") else {
+        println!("skipped: HEADROOM_UPSTREAM_FIXTURES is not set ({transform} fixtures)");
+        return None;
+    };
+    let dir = PathBuf::from(root)
+        .join("tests/parity/fixtures")
+        .join(transform);
+    if !dir.is_dir() {
+        println!("skipped: {} does not exist", dir.display());
+        return None;
+    }
+    Some(dir)
+}
+
+/// Every `*.json` case in `dir`, sorted by file name.
+pub fn load(dir: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    names.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let value = serde_json::from_str(&text).ok()?;
+            Some((path.file_name()?.to_string_lossy().into_owned(), value))
+        })
+        .collect()
+}

@@ -1,0 +1,613 @@
+//! SmartCrusher for JSON: rewrites any JSON value compactly, and for each array of at least
+//! `min_items` items chooses, in this order:
+//!
+//! 1. **Lossless table form** for arrays of objects that share one key sequence, when it saves
+//!    at least `table_min_savings` of the bytes:
+//!    `{"headroom_columns":["id","status"],"rows":[[1,"ok"],[2,"error"]]}`.
+//! 2. **Lossy selection** only when a signal says which items matter: error rows (error words
+//!    in values, truthy `error` fields, `ok:false`, HTTP status ≥ 400), rare keys, rare
+//!    categorical values, numeric outliers, a score field, relevance to the latest user text
+//!    (BM25), or duplicates. Signalled items, the first and last items and an even spread up
+//!    to the adaptive count are kept in order; one marker (as the table's `"omitted"` member or
+//!    a final string item) says how many items were left out.
+//!
+//! Nested values are processed recursively (rows keep their own nested arrays compressed).
+//! Scalars are copied byte for byte (numbers keep their spelling). Output is valid JSON, and
+//! compressing it again changes nothing: tables and marked texts are never reprocessed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::adaptive::{keep_count, novelty};
+use super::config::PipelineConfig;
+use super::hash::ContentHash;
+use super::marker::{Marker, contains_marker, count_of};
+use super::relevance::Query;
+use super::signals::{has_error_word, numeric_outliers, rare_values};
+use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
+
+/// The key that marks a table object (which is never reprocessed).
+pub const TABLE_KEY: &str = "headroom_columns";
+
+/// What [`crush`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crushed {
+    /// The new JSON text.
+    pub text: String,
+    /// Arrays rewritten as tables.
+    pub tables: usize,
+    /// Arrays reduced by lossy selection.
+    pub reduced: usize,
+    /// Items left out in total.
+    pub omitted: usize,
+}
+
+impl Crushed {
+    /// A short description for the manifest.
+    pub fn strategy(&self) -> &'static str {
+        match (self.reduced > 0, self.tables > 0) {
+            (true, _) => "json:select",
+            (false, true) => "json:table",
+            (false, false) => "json:compact",
+        }
+    }
+}
+
+struct Ctx<'a> {
+    config: &'a PipelineConfig,
+    query: &'a Query,
+    hash: ContentHash,
+    tables: usize,
+    reduced: usize,
+    omitted: usize,
+}
+
+/// Crushes the JSON `text`; `None` when it is not a JSON object or array or already carries a
+/// marker. `hash` is the content hash of the whole block, named by markers.
+pub fn crush(
+    text: &str,
+    config: &PipelineConfig,
+    query: &Query,
+    hash: ContentHash,
+) -> Option<Crushed> {
+    if contains_marker(text) {
+        return None;
+    }
+    let doc = Document::parse(text.trim().as_bytes(), config.max_json_depth).ok()?;
+    let root = doc.root();
+    if !matches!(root.kind(), Kind::Object | Kind::Array) {
+        return None;
+    }
+    let mut ctx = Ctx {
+        config,
+        query,
+        hash,
+        tables: 0,
+        reduced: 0,
+        omitted: 0,
+    };
+    let mut out = String::with_capacity(text.len() / 2);
+    write_value(&mut ctx, root, &mut out, "$");
+    Some(Crushed {
+        text: out,
+        tables: ctx.tables,
+        reduced: ctx.reduced,
+        omitted: ctx.omitted,
+    })
+}
+
+fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &str) {
+    match value.kind() {
+        Kind::Object => {
+            if is_table(value) {
+                let raw = value.raw();
+                out.push_str(&minify_bounded(raw, u32::MAX).unwrap_or_else(|| raw.to_owned()));
+                return;
+            }
+            out.push('{');
+            for (i, (key, member)) in value.members().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(key);
+                out.push(':');
+                let name = key.trim_matches('"');
+                write_value(ctx, member, out, &format!("{path}.{name}"));
+            }
+            out.push('}');
+        }
+        Kind::Array => {
+            let items: Vec<Value<'_>> = value.elements().collect();
+            if items.len() >= ctx.config.min_items.max(2) {
+                write_array(ctx, &items, out, path);
+            } else {
+                out.push('[');
+                for (i, item) in items.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_value(ctx, item, out, &format!("{path}[{i}]"));
+                }
+                out.push(']');
+            }
+        }
+        _ => out.push_str(value.raw()),
+    }
+}
+
+fn is_table(value: Value<'_>) -> bool {
+    value
+        .members()
+        .next()
+        .is_some_and(|(key, _)| key == format!("\"{TABLE_KEY}\""))
+}
+
+/// One array item, rendered.
+struct Item<'d> {
+    value: Value<'d>,
+    /// Compact rendering of the whole item.
+    text: String,
+    /// For objects: raw keys and rendered member values, in order.
+    cells: Vec<(&'d str, String)>,
+}
+
+fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: &str) {
+    let item_path = format!("{path}[*]");
+    let items: Vec<Item<'_>> = values
+        .iter()
+        .map(|&value| {
+            let mut cells = Vec::new();
+            if value.kind() == Kind::Object && !is_table(value) {
+                for (key, member) in value.members() {
+                    let mut rendered = String::new();
+                    let name = key.trim_matches('"');
+                    write_value(ctx, member, &mut rendered, &format!("{item_path}.{name}"));
+                    cells.push((key, rendered));
+                }
+            }
+            let mut text = String::new();
+            if cells.is_empty() {
+                write_value(ctx, value, &mut text, &item_path);
+            } else {
+                text.push('{');
+                for (i, (key, cell)) in cells.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(key);
+                    text.push(':');
+                    text.push_str(cell);
+                }
+                text.push('}');
+            }
+            Item { value, text, cells }
+        })
+        .collect();
+    let n = items.len();
+    let keep = if ctx.config.lossy {
+        select(ctx, &items)
+    } else {
+        None
+    };
+    let kept: Vec<&Item<'_>> = match &keep {
+        Some(mask) => items
+            .iter()
+            .zip(mask)
+            .filter(|(_, k)| **k)
+            .map(|(i, _)| i)
+            .collect(),
+        None => items.iter().collect(),
+    };
+    let omitted = n - kept.len();
+    let marker = (omitted > 0).then(|| {
+        Marker::new(
+            ctx.hash,
+            format!("{} at {path}", count_of(omitted, n, "items")),
+        )
+        .render()
+    });
+    let array_form = render_array(&kept, marker.as_deref());
+    let table_form = render_table(&kept, marker.as_deref());
+    let use_table = table_form.as_ref().is_some_and(|table| {
+        let saved = 1.0 - table.len() as f64 / array_form.len().max(1) as f64;
+        saved >= ctx.config.table_min_savings
+    });
+    if omitted > 0 {
+        ctx.reduced += 1;
+        ctx.omitted += omitted;
+    }
+    match table_form {
+        Some(table) if use_table => {
+            ctx.tables += 1;
+            out.push_str(&table);
+        }
+        _ => out.push_str(&array_form),
+    }
+}
+
+fn render_array(items: &[&Item<'_>], marker: Option<&str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item.text);
+    }
+    if let Some(marker) = marker {
+        if !items.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&encode_string(marker));
+    }
+    out.push(']');
+    out
+}
+
+/// The table form, when every item is an object with the same keys in the same order (two or
+/// more keys, no duplicates).
+fn render_table(items: &[&Item<'_>], marker: Option<&str>) -> Option<String> {
+    let first = items.first()?;
+    let keys: Vec<&str> = first.cells.iter().map(|(k, _)| *k).collect();
+    let distinct: BTreeSet<&str> = keys.iter().copied().collect();
+    if keys.len() < 2 || distinct.len() != keys.len() {
+        return None;
+    }
+    if !items.iter().all(|item| {
+        item.cells.len() == keys.len() && item.cells.iter().zip(&keys).all(|((k, _), key)| k == key)
+    }) {
+        return None;
+    }
+    let mut out = format!("{{\"{TABLE_KEY}\":[{}],\"rows\":[", keys.join(","));
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (j, (_, cell)) in item.cells.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(cell);
+        }
+        out.push(']');
+    }
+    out.push(']');
+    if let Some(marker) = marker {
+        out.push_str(",\"omitted\":");
+        out.push_str(&encode_string(marker));
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// Which items to keep, or `None` to keep all (no signal, or nothing would be left out).
+fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
+    let n = items.len();
+    let mut flagged = vec![false; n];
+    let mut any_signal = false;
+    let flag = |indices: &[usize], flagged: &mut Vec<bool>| {
+        // A signal that fires for most items does not say which ones matter.
+        if indices.is_empty() || indices.len() * 2 > n {
+            return false;
+        }
+        for &i in indices {
+            if let Some(slot) = flagged.get_mut(i) {
+                *slot = true;
+            }
+        }
+        true
+    };
+    let errors: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| is_error_item(item.value))
+        .map(|(i, _)| i)
+        .collect();
+    any_signal |= flag(&errors, &mut flagged);
+    for indices in field_signals(items) {
+        any_signal |= flag(&indices, &mut flagged);
+    }
+    if items.iter().all(|i| i.value.kind() == Kind::Number) {
+        let values: Vec<Option<f64>> = items.iter().map(|i| i.value.raw().parse().ok()).collect();
+        any_signal |= flag(&numeric_outliers(&values), &mut flagged);
+    }
+    let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+    let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
+    any_signal |= flag(&relevant, &mut flagged);
+    // Duplicates: low uniqueness says the repeats can go.
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut duplicate = vec![false; n];
+    for (i, item) in items.iter().enumerate() {
+        if first_seen.insert(item.text.as_str(), i).is_some()
+            && let Some(slot) = duplicate.get_mut(i)
+        {
+            *slot = true;
+        }
+    }
+    let duplicates = duplicate.iter().filter(|d| **d).count();
+    // Only whole records repeat meaninglessly; repeated numbers, booleans or nulls are data.
+    let records = items
+        .iter()
+        .all(|i| matches!(i.value.kind(), Kind::Object | Kind::String));
+    let dedupe = records && duplicates * 4 >= n;
+    if !any_signal && !dedupe {
+        return None;
+    }
+    let k = keep_count(
+        n,
+        novelty(&texts),
+        ctx.config.effective_bias(),
+        3,
+        ctx.config.max_items,
+    );
+    let mut keep: Vec<bool> = flagged
+        .iter()
+        .zip(&duplicate)
+        .map(|(f, d)| *f && !(*d && dedupe))
+        .collect();
+    let front = (k * 3).div_ceil(10).max(1);
+    let back = (k * 15).div_ceil(100).max(1);
+    for i in (0..front.min(n)).chain(n.saturating_sub(back)..n) {
+        if let Some(slot) = keep.get_mut(i) {
+            *slot = !(dedupe && duplicate.get(i) == Some(&true)) || i == 0;
+        }
+    }
+    // Fill evenly up to k with items not yet kept (skipping repeats when deduplicating).
+    let mut kept = keep.iter().filter(|k| **k).count();
+    if kept < k {
+        let candidates: Vec<usize> = (0..n)
+            .filter(|&i| {
+                keep.get(i) == Some(&false) && !(dedupe && duplicate.get(i) == Some(&true))
+            })
+            .collect();
+        let need = (k - kept).min(candidates.len());
+        for step in 0..need {
+            let at = step * candidates.len() / need + candidates.len() / (2 * need);
+            let pick = candidates.get(at.min(candidates.len().saturating_sub(1)));
+            if let Some(slot) = pick.and_then(|&i| keep.get_mut(i))
+                && !*slot
+            {
+                *slot = true;
+                kept += 1;
+            }
+        }
+    }
+    (kept < n).then_some(keep)
+}
+
+/// Whether one item reports an error: error words in its string values, a truthy
+/// `error`-like field, `ok`/`success` false, or an HTTP-like status of 400 or more.
+fn is_error_item(value: Value<'_>) -> bool {
+    match value.kind() {
+        Kind::String => value.decode_str().is_ok_and(|s| has_error_word(&s)),
+        Kind::Array => value.elements().any(is_error_item),
+        Kind::Object => value.members().any(|(key, member)| {
+            let key = key.trim_matches('"').to_ascii_lowercase();
+            let truthy = match member.kind() {
+                Kind::Null => false,
+                Kind::Bool => member.raw() == "true",
+                Kind::String => member.raw().len() > 2,
+                Kind::Number => member.raw().parse::<f64>().is_ok_and(|x| x != 0.0),
+                Kind::Array | Kind::Object => member.children().next().is_some(),
+            };
+            let error_key = matches!(
+                key.as_str(),
+                "error"
+                    | "errors"
+                    | "err"
+                    | "exception"
+                    | "failure"
+                    | "stacktrace"
+                    | "stack_trace"
+                    | "traceback"
+            );
+            let failed_flag = matches!(key.as_str(), "ok" | "success" | "succeeded" | "passed")
+                && member.raw() == "false";
+            let status = matches!(
+                key.as_str(),
+                "status" | "status_code" | "statuscode" | "http_status" | "code"
+            ) && member.kind() == Kind::Number
+                && member
+                    .raw()
+                    .parse::<u32>()
+                    .is_ok_and(|s| (400..600).contains(&s));
+            (error_key && truthy) || failed_flag || status || is_error_item(member)
+        }),
+        _ => false,
+    }
+}
+
+/// Per-field signals of an array of objects: rare keys, rare categorical values, numeric
+/// outliers, and the top items by a score field.
+fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
+    let n = items.len();
+    let mut fields: BTreeMap<&str, Vec<Option<Value<'_>>>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if item.value.kind() != Kind::Object {
+            continue;
+        }
+        for (key, member) in item.value.members() {
+            let column = fields.entry(key).or_insert_with(|| vec![None; n]);
+            if let Some(slot) = column.get_mut(i) {
+                *slot = Some(member);
+            }
+        }
+    }
+    let objects = items
+        .iter()
+        .filter(|i| i.value.kind() == Kind::Object)
+        .count();
+    let mut signals = Vec::new();
+    for (key, column) in &fields {
+        let present: Vec<usize> = column
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        // A key that few items have marks those items (an `error` member on 2 of 200 rows).
+        if objects >= 5 && present.len() * 5 < objects {
+            signals.push(present.clone());
+        }
+        let numbers: Vec<Option<f64>> = column
+            .iter()
+            .map(|v| {
+                v.filter(|v| v.kind() == Kind::Number)
+                    .and_then(|v| v.raw().parse().ok())
+            })
+            .collect();
+        let categorical: Vec<Option<&str>> = column
+            .iter()
+            .map(|v| {
+                v.filter(|v| matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40)
+                    .map(|v| v.raw())
+            })
+            .collect();
+        let name = key.trim_matches('"').to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "score" | "_score" | "relevance" | "relevance_score" | "similarity" | "confidence"
+        ) {
+            let mut scored: Vec<(usize, f64)> = numbers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|x| (i, x)))
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let top: Vec<usize> = scored.iter().take(5).map(|(i, _)| *i).collect();
+            if scored.len() >= 5 {
+                signals.push(top);
+            }
+        }
+        signals.push(numeric_outliers(&numbers));
+        signals.push(rare_values(&categorical));
+    }
+    signals
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, query: &str) -> Crushed {
+        crush(
+            text,
+            &PipelineConfig::default(),
+            &Query::new(query),
+            ContentHash::of(text.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn rows(n: usize, f: impl Fn(usize) -> String) -> String {
+        format!("[{}]", (0..n).map(f).collect::<Vec<_>>().join(", "))
+    }
+
+    #[test]
+    fn uniform_rows_without_signal_become_a_table() {
+        let text = rows(30, |i| {
+            format!(
+                r#"{{"id": {i}, "name": "user{i}", "team": "t{}"}}"#,
+                i * 7 % 13
+            )
+        });
+        let out = run(&text, "");
+        assert_eq!(out.strategy(), "json:table");
+        assert!(
+            out.text.starts_with(
+                r#"{"headroom_columns":["id","name","team"],"rows":[[0,"user0","t0"]"#
+            )
+        );
+        assert_eq!(out.omitted, 0);
+        // Idempotent.
+        assert_eq!(run(&out.text, "").text, out.text);
+    }
+
+    #[test]
+    fn error_rows_are_kept_and_the_rest_marked() {
+        let text = rows(200, |i| {
+            let status = if i == 57 || i == 133 { "error" } else { "ok" };
+            format!(
+                r#"{{"id": {i}, "status": "{status}", "latency_ms": {}}}"#,
+                20 + i % 5
+            )
+        });
+        let out = run(&text, "");
+        assert_eq!(out.strategy(), "json:select");
+        assert!(out.text.contains(r#"[57,"error",22]"#), "{}", out.text);
+        assert!(out.text.contains(r#"[133,"error",23]"#));
+        assert!(out.text.contains("[0,\"ok\",20]") && out.text.contains("[199,"));
+        assert!(out.text.contains("<<headroom:"));
+        assert!(out.omitted > 150);
+        serde_json::from_str::<serde_json::Value>(&out.text).unwrap();
+        assert!(
+            crush(
+                &out.text,
+                &PipelineConfig::default(),
+                &Query::default(),
+                ContentHash::of(b"x")
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn nested_arrays_inside_objects_are_found() {
+        let inner = rows(100, |i| {
+            let extra = if i == 42 {
+                r#", "error": "disk full""#
+            } else {
+                ""
+            };
+            format!(r#"{{"id": {i}, "v": "x"{extra}}}"#)
+        });
+        let text = format!(r#"{{"total": 100, "page": {{"results": {inner}}}}}"#);
+        let out = run(&text, "");
+        assert!(out.text.starts_with(r#"{"total":100,"page":{"results":["#));
+        assert!(out.text.contains("disk full"));
+        assert!(out.text.contains("at $.page.results>>"));
+    }
+
+    #[test]
+    fn query_relevance_and_outliers_are_signals() {
+        let text = rows(100, |i| {
+            format!(r#"{{"sku": "SKU-{i:04}", "qty": {}}}"#, 10 + i % 3)
+        });
+        let out = run(&text, "how many SKU-0077 do we have?");
+        assert!(out.text.contains("SKU-0077"));
+        let numbers = rows(60, |i| {
+            if i == 30 {
+                "9999".into()
+            } else {
+                format!("{}", 50 + i % 4)
+            }
+        });
+        let out = run(&numbers, "");
+        assert!(out.text.contains("9999") && out.omitted > 0);
+    }
+
+    #[test]
+    fn unique_rows_without_signal_lose_nothing() {
+        let text = rows(50, |i| {
+            format!(r#"{{"word": "w{i}", "n": {i}, "extra": [1, 2]}}"#)
+        });
+        let out = run(&text, "");
+        assert_eq!(out.omitted, 0);
+        let lossless = PipelineConfig {
+            lossy: false,
+            ..PipelineConfig::default()
+        };
+        let errors = rows(50, |i| {
+            format!(r#"{{"m": "{}"}}"#, if i == 3 { "error" } else { "fine" })
+        });
+        let out = crush(&errors, &lossless, &Query::default(), ContentHash::of(b"")).unwrap();
+        assert_eq!(out.omitted, 0);
+    }
+
+    #[test]
+    fn duplicates_collapse() {
+        let text = rows(40, |_| r#"{"event": "heartbeat", "ok": true}"#.to_owned());
+        let out = run(&text, "");
+        assert_eq!(out.omitted, 39, "{}", out.text);
+    }
+}

@@ -1,0 +1,673 @@
+//! The request-level entry point: finds the tool outputs of an OpenAI Chat, OpenAI Responses
+//! or Anthropic Messages body with the span parser, decides for each one (eligibility,
+//! replay, compression, token gate), and splices the replacements into the original bytes by
+//! byte range. Every other byte of the body is forwarded as the client sent it.
+//!
+//! Eligible: tool outputs only (OpenAI `role:"tool"`/`"function"` content, Anthropic
+//! `tool_result` string content or text parts, Responses `*_call_output` string `output`);
+//! never system, tools, user or assistant text, thinking, or images. Left intact: outputs
+//! below `min_block_bytes`, outputs of protected tools, short error outputs, and text that
+//! already carries a marker. A block is replaced only when the result has strictly fewer
+//! tokens.
+//!
+//! Prompt caches (specs/pipeline.md §8 B2, B4): every decision on an eligible output is kept in
+//! the [`ReplayStore`] under the hash of the original and the configuration, and a later
+//! request with the same original gets the same bytes — the compressed text, or the original
+//! if it was once forwarded unchanged — whatever its latest user text says now.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use super::block::compress_block;
+use super::config::PipelineConfig;
+use super::detect::ContentKind;
+use super::hash::ContentHash;
+use super::relevance::Query;
+use super::signals::distinct_error_roots;
+use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_key};
+use crate::api::Api;
+use crate::fail_open::FailOpen;
+use crate::json::{Document, Kind, Value, encode_string};
+use crate::tokens::{Exactness, Tokenizer};
+
+/// What the pipeline needs from its host: the two shared stores.
+pub trait PipelineHost {
+    /// Where originals of lossy compressions go.
+    fn omitted(&mut self) -> &mut dyn OmittedStore;
+    /// Where decisions are kept for replay.
+    fn replay(&mut self) -> &mut dyn ReplayStore;
+}
+
+/// A [`PipelineHost`] in memory, for tests and the component.
+#[derive(Debug, Clone)]
+pub struct MemoryHost {
+    /// Originals of lossy compressions.
+    pub omitted: MemoryStore,
+    /// Replay decisions.
+    pub replay: MemoryStore,
+}
+
+impl MemoryHost {
+    /// Stores with these byte budgets.
+    pub fn new(omitted_budget: usize, replay_budget: usize) -> MemoryHost {
+        MemoryHost {
+            omitted: MemoryStore::new(omitted_budget),
+            replay: MemoryStore::new(replay_budget),
+        }
+    }
+}
+
+impl Default for MemoryHost {
+    fn default() -> Self {
+        Self::new(64 << 20, 64 << 20)
+    }
+}
+
+impl PipelineHost for MemoryHost {
+    fn omitted(&mut self) -> &mut dyn OmittedStore {
+        &mut self.omitted
+    }
+
+    fn replay(&mut self) -> &mut dyn ReplayStore {
+        &mut self.replay
+    }
+}
+
+/// What was decided for one tool output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Replaced by a compressed form.
+    Compressed,
+    /// Replaced by the bytes sent for the same original on an earlier request.
+    Replayed,
+    /// Forwarded unchanged because it was forwarded unchanged before.
+    ReplayedUnchanged,
+    /// Shorter than `min_block_bytes`.
+    TooSmall,
+    /// The output of a protected tool.
+    ProtectedTool,
+    /// A short error output, kept whole for the agent to recover.
+    ErrorOutput,
+    /// Already carries a marker.
+    AlreadyCompressed,
+    /// The compressor found nothing to change.
+    NoChange,
+    /// The compressed form did not have fewer tokens.
+    NoGain,
+    /// The string holds a lone surrogate escape and has no text to compress.
+    Undecodable,
+}
+
+impl Decision {
+    /// A short label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compressed => "compressed",
+            Self::Replayed => "replayed",
+            Self::ReplayedUnchanged => "replayed_unchanged",
+            Self::TooSmall => "too_small",
+            Self::ProtectedTool => "protected_tool",
+            Self::ErrorOutput => "error_output",
+            Self::AlreadyCompressed => "already_compressed",
+            Self::NoChange => "no_change",
+            Self::NoGain => "no_gain",
+            Self::Undecodable => "undecodable",
+        }
+    }
+
+    /// Whether the block's bytes changed.
+    pub fn replaced(self) -> bool {
+        matches!(self, Self::Compressed | Self::Replayed)
+    }
+}
+
+/// The manifest entry of one tool output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReport {
+    /// Where it is, e.g. `messages[3].content[0].content`.
+    pub location: String,
+    /// The tool that produced it, when the request names it.
+    pub tool: Option<String>,
+    /// The detected kind, when detection ran.
+    pub kind: Option<ContentKind>,
+    /// The strategy that ran, or `none`.
+    pub strategy: &'static str,
+    /// What was decided.
+    pub decision: Decision,
+    /// Why, in words.
+    pub reason: String,
+    /// Content hash of the original text.
+    pub hash: ContentHash,
+    /// Bytes of the original text.
+    pub bytes_before: usize,
+    /// Bytes of the text sent.
+    pub bytes_after: usize,
+    /// Tokens of the original, when counted (only blocks with a candidate are counted).
+    pub tokens_before: Option<u64>,
+    /// Tokens of the text sent, when counted.
+    pub tokens_after: Option<u64>,
+}
+
+/// The result of [`compress_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The new body, or `None` to forward the original unchanged.
+    pub body: Option<Vec<u8>>,
+    /// The request's `model`, if any.
+    pub model: Option<String>,
+    /// How tokens were counted.
+    pub tokenizer: Tokenizer,
+    /// One entry per tool output, in document order.
+    pub blocks: Vec<BlockReport>,
+    /// Size of the original body.
+    pub bytes_before: u64,
+    /// Size of the body sent.
+    pub bytes_after: u64,
+}
+
+impl Outcome {
+    /// Whether token figures are exact or estimated.
+    pub fn exactness(&self) -> Exactness {
+        self.tokenizer.exactness()
+    }
+
+    /// Tokens saved over the replaced blocks (this request's, replays included).
+    pub fn tokens_saved(&self) -> u64 {
+        self.blocks
+            .iter()
+            .filter(|b| b.decision.replaced())
+            .map(|b| {
+                b.tokens_before
+                    .unwrap_or(0)
+                    .saturating_sub(b.tokens_after.unwrap_or(0))
+            })
+            .sum()
+    }
+
+    /// Number of blocks whose bytes changed.
+    pub fn replaced_blocks(&self) -> usize {
+        self.blocks.iter().filter(|b| b.decision.replaced()).count()
+    }
+}
+
+/// A tool output found in the body.
+struct Slot<'d> {
+    value: Value<'d>,
+    location: String,
+    tool: Option<String>,
+    is_error: bool,
+}
+
+/// Compresses the tool outputs of a request body of `api`. Errors say why the original must be
+/// forwarded unchanged: [`FailOpen::NotJson`] (invalid or too deep JSON),
+/// [`FailOpen::UnexpectedShape`] (not a request of `api`).
+pub fn compress_request(
+    api: Api,
+    body: &[u8],
+    config: &PipelineConfig,
+    host: &mut dyn PipelineHost,
+) -> Result<Outcome, FailOpen> {
+    let doc = Document::parse(body, config.max_json_depth).map_err(|_| FailOpen::NotJson)?;
+    let root = doc.root();
+    if root.kind() != Kind::Object {
+        return Err(FailOpen::UnexpectedShape);
+    }
+    let model = match root.get("model") {
+        Some(m) if m.kind() == Kind::String => m.decode_str().ok().map(|m| m.into_owned()),
+        _ => None,
+    };
+    let tokenizer = match (&model, api) {
+        (Some(model), _) => Tokenizer::for_model(model),
+        (None, Api::AnthropicMessages) => Tokenizer::Anthropic,
+        (None, _) => Tokenizer::for_model(""),
+    };
+    let mut slots = Vec::new();
+    let query_text = match api {
+        Api::OpenAiChat => openai_chat(root, &mut slots)?,
+        Api::AnthropicMessages => anthropic(root, &mut slots)?,
+        Api::OpenAiResponses => openai_responses(root, &mut slots)?,
+    };
+    let query = Query::new(&query_text);
+    let fingerprint = config.fingerprint();
+    let mut blocks = Vec::with_capacity(slots.len());
+    let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
+    for slot in slots {
+        let (report, replacement) = decide(&slot, config, &query, tokenizer, fingerprint, host);
+        if let Some(text) = replacement {
+            replacements.push((slot.value.span(), encode_string(&text)));
+        }
+        blocks.push(report);
+    }
+    let before = to_u64(body.len());
+    let new_body = if replacements.is_empty() {
+        None
+    } else {
+        Some(splice(body, &replacements)?)
+    };
+    let after = new_body.as_ref().map_or(before, |b| to_u64(b.len()));
+    Ok(Outcome {
+        body: new_body,
+        model,
+        tokenizer,
+        blocks,
+        bytes_before: before,
+        bytes_after: after,
+    })
+}
+
+/// Decides one tool output; returns its report and the replacement text, if any.
+fn decide(
+    slot: &Slot<'_>,
+    config: &PipelineConfig,
+    query: &Query,
+    tokenizer: Tokenizer,
+    fingerprint: ContentHash,
+    host: &mut dyn PipelineHost,
+) -> (BlockReport, Option<String>) {
+    let raw_len = slot.value.raw().len();
+    let mut report = BlockReport {
+        location: slot.location.clone(),
+        tool: slot.tool.clone(),
+        kind: None,
+        strategy: "none",
+        decision: Decision::NoChange,
+        reason: String::new(),
+        hash: ContentHash([0; 8]),
+        bytes_before: raw_len.saturating_sub(2),
+        bytes_after: raw_len.saturating_sub(2),
+        tokens_before: None,
+        tokens_after: None,
+    };
+    let finish = |mut report: BlockReport, decision: Decision, reason: String| {
+        report.decision = decision;
+        report.reason = reason;
+        (report, None)
+    };
+    let Ok(text) = slot.value.decode_str() else {
+        return finish(
+            report,
+            Decision::Undecodable,
+            "lone surrogate escape".into(),
+        );
+    };
+    report.hash = ContentHash::of(text.as_bytes());
+    report.bytes_before = text.len();
+    report.bytes_after = text.len();
+    if text.len() < config.min_block_bytes {
+        let reason = format!(
+            "{} bytes < min_block_bytes {}",
+            text.len(),
+            config.min_block_bytes
+        );
+        return finish(report, Decision::TooSmall, reason);
+    }
+    if let Some(tool) = slot.tool.as_deref().filter(|t| config.is_protected_tool(t)) {
+        let reason = format!("tool {tool} is protected");
+        return finish(report, Decision::ProtectedTool, reason);
+    }
+    let key = replay_key(fingerprint, &text);
+    match host.replay().get(key).and_then(|e| ReplayEntry::decode(&e)) {
+        Some(ReplayEntry::Unchanged) => {
+            return finish(
+                report,
+                Decision::ReplayedUnchanged,
+                "forwarded unchanged before".into(),
+            );
+        }
+        Some(ReplayEntry::Replaced {
+            text: sent,
+            tokens_before,
+            tokens_after,
+        }) => {
+            report.decision = Decision::Replayed;
+            report.reason = "same bytes as sent before".into();
+            report.strategy = "replay";
+            report.bytes_after = sent.len();
+            report.tokens_before = Some(tokens_before);
+            report.tokens_after = Some(tokens_after);
+            return (report, Some(sent));
+        }
+        None => {}
+    }
+    let error_like = slot.is_error || distinct_error_roots(&text) >= 2;
+    if error_like && text.len() <= config.protect_errors_below_bytes {
+        let reason = format!(
+            "error output of {} bytes <= {}",
+            text.len(),
+            config.protect_errors_below_bytes
+        );
+        return finish(report, Decision::ErrorOutput, reason);
+    }
+    let result = compress_block(&text, config, query, report.hash);
+    report.kind = Some(result.kind);
+    report.strategy = result.strategy;
+    let unchanged = ReplayEntry::Unchanged.encode();
+    let candidate = match result.text.filter(|c| !c.trim().is_empty() && *c != *text) {
+        Some(candidate) => candidate,
+        None => {
+            let (decision, reason) = if result.strategy == "none:already_compressed" {
+                (
+                    Decision::AlreadyCompressed,
+                    "carries a headroom marker".to_owned(),
+                )
+            } else {
+                host.replay().put(key, &unchanged);
+                (
+                    Decision::NoChange,
+                    format!("{} found nothing to remove", result.kind.as_str()),
+                )
+            };
+            return finish(report, decision, reason);
+        }
+    };
+    let before = tokenizer.count(&text).tokens;
+    let after = tokenizer.count(&candidate).tokens;
+    report.tokens_before = Some(before);
+    report.tokens_after = Some(after);
+    let needed = (before as f64 * config.min_token_savings.clamp(0.0, 1.0)).ceil() as u64;
+    if after >= before || before - after < needed.max(1) {
+        host.replay().put(key, &unchanged);
+        let reason =
+            format!("{after} tokens after >= {before} before (or below min_token_savings)");
+        return finish(report, Decision::NoGain, reason);
+    }
+    if result.lossy {
+        host.omitted().put(report.hash, text.as_bytes());
+    }
+    let entry = ReplayEntry::Replaced {
+        text: candidate.clone(),
+        tokens_before: before,
+        tokens_after: after,
+    };
+    host.replay().put(key, &entry.encode());
+    report.decision = Decision::Compressed;
+    report.reason = format!(
+        "{} tokens -> {after}{}",
+        before,
+        if result.lossy {
+            ", original kept under its hash"
+        } else {
+            ", lossless"
+        }
+    );
+    report.bytes_after = candidate.len();
+    (report, Some(candidate))
+}
+
+/// Chat Completions: `role:"tool"` (named through the assistant's `tool_calls`) and legacy
+/// `role:"function"` messages. Returns the latest user text.
+fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+    let messages = required_array(root, "messages")?;
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut query = String::new();
+    for (m, message) in messages.enumerate() {
+        let message = object(message)?;
+        let role = string_field(message, "role")?;
+        if role.as_deref() == Some("assistant")
+            && let Some(calls) = message
+                .get("tool_calls")
+                .filter(|c| c.kind() == Kind::Array)
+        {
+            {
+                for call in calls.elements().filter(|c| c.kind() == Kind::Object) {
+                    let id = string_field(call, "id")?;
+                    let name = call
+                        .get("function")
+                        .map(|f| string_field(f, "name"))
+                        .transpose()?
+                        .flatten();
+                    if let (Some(id), Some(name)) = (id, name) {
+                        names.insert(id, name);
+                    }
+                }
+            }
+        }
+        let Some(content) = message.get("content") else {
+            continue;
+        };
+        match role.as_deref() {
+            Some("tool") | Some("function") => {
+                let tool = if role.as_deref() == Some("function") {
+                    string_field(message, "name")?
+                } else {
+                    string_field(message, "tool_call_id")?.and_then(|id| names.get(&id).cloned())
+                };
+                text_parts(content, &format!("messages[{m}].content"), tool, false, out)?;
+            }
+            Some("user") => {
+                let text = plain_text(content, "text");
+                if !text.trim().is_empty() {
+                    query = text;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+/// Messages: `tool_result` blocks (named through `tool_use` blocks). Returns the latest user
+/// text.
+fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+    let messages = required_array(root, "messages")?;
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut query = String::new();
+    for (m, message) in messages.enumerate() {
+        let message = object(message)?;
+        let role = string_field(message, "role")?;
+        let Some(content) = message.get("content") else {
+            continue;
+        };
+        match content.kind() {
+            Kind::String => {
+                if role.as_deref() == Some("user") {
+                    query = content
+                        .decode_str()
+                        .map(|s| s.into_owned())
+                        .unwrap_or_default();
+                }
+                continue;
+            }
+            Kind::Null => continue,
+            Kind::Array => {}
+            _ => return Err(FailOpen::UnexpectedShape),
+        }
+        let mut user_text = String::new();
+        for (b, block) in content.elements().enumerate() {
+            let block = object(block)?;
+            match string_field(block, "type")?.as_deref() {
+                Some("tool_use") | Some("server_tool_use") => {
+                    if let (Some(id), Some(name)) =
+                        (string_field(block, "id")?, string_field(block, "name")?)
+                    {
+                        names.insert(id, name);
+                    }
+                }
+                Some("tool_result") => {
+                    let Some(result) = block.get("content") else {
+                        continue;
+                    };
+                    let tool =
+                        string_field(block, "tool_use_id")?.and_then(|id| names.get(&id).cloned());
+                    let is_error = block.get("is_error").is_some_and(|e| e.raw() == "true");
+                    text_parts(
+                        result,
+                        &format!("messages[{m}].content[{b}].content"),
+                        tool,
+                        is_error,
+                        out,
+                    )?;
+                }
+                Some("text") if role.as_deref() == Some("user") => {
+                    if let Some(text) = block.get("text").and_then(|t| t.decode_str().ok()) {
+                        user_text.push_str(&text);
+                        user_text.push('\n');
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !user_text.trim().is_empty() {
+            query = user_text;
+        }
+    }
+    Ok(query)
+}
+
+/// Responses: `input` items whose `type` ends with `_call_output` and whose `output` is a
+/// string (named through the matching `*_call` item). Returns the latest user text.
+fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+    let Some(input) = root.get("input") else {
+        return Ok(String::new());
+    };
+    match input.kind() {
+        Kind::String => {
+            return Ok(input
+                .decode_str()
+                .map(|s| s.into_owned())
+                .unwrap_or_default());
+        }
+        Kind::Null => return Ok(String::new()),
+        Kind::Array => {}
+        _ => return Err(FailOpen::UnexpectedShape),
+    }
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut query = String::new();
+    for (i, item) in input.elements().enumerate() {
+        let item = object(item)?;
+        let kind = string_field(item, "type")?;
+        if kind.is_none() || kind.as_deref() == Some("message") {
+            if string_field(item, "role")?.as_deref() == Some("user")
+                && let Some(content) = item.get("content")
+            {
+                let text = plain_text(content, "input_text");
+                if !text.trim().is_empty() {
+                    query = text;
+                }
+            }
+            continue;
+        }
+        let Some(kind) = kind else { continue };
+        let call_id = string_field(item, "call_id")?;
+        if let Some(stem) = kind.strip_suffix("_call_output") {
+            if let Some(output) = item.get("output").filter(|o| o.kind() == Kind::String) {
+                let tool = call_id
+                    .and_then(|id| names.get(&id).cloned())
+                    .or_else(|| Some(stem.to_owned()));
+                out.push(Slot {
+                    value: output,
+                    location: format!("input[{i}].output"),
+                    tool,
+                    is_error: false,
+                });
+            }
+        } else if let (Some(stem), Some(id)) = (kind.strip_suffix("_call"), call_id) {
+            let name = string_field(item, "name")?.unwrap_or_else(|| stem.to_owned());
+            names.insert(id, name);
+        }
+    }
+    Ok(query)
+}
+
+/// Collects a tool output `content`: a string, or the `text` of its `{type:"text"}` parts.
+fn text_parts<'d>(
+    content: Value<'d>,
+    location: &str,
+    tool: Option<String>,
+    is_error: bool,
+    out: &mut Vec<Slot<'d>>,
+) -> Result<(), FailOpen> {
+    match content.kind() {
+        Kind::String => out.push(Slot {
+            value: content,
+            location: location.to_owned(),
+            tool,
+            is_error,
+        }),
+        Kind::Null => {}
+        Kind::Array => {
+            for (p, part) in content.elements().enumerate() {
+                let part = object(part)?;
+                if string_field(part, "type")?.as_deref() == Some("text") {
+                    match part.get("text") {
+                        Some(text) if text.kind() == Kind::String => out.push(Slot {
+                            value: text,
+                            location: format!("{location}[{p}].text"),
+                            tool: tool.clone(),
+                            is_error,
+                        }),
+                        _ => return Err(FailOpen::UnexpectedShape),
+                    }
+                }
+            }
+        }
+        _ => return Err(FailOpen::UnexpectedShape),
+    }
+    Ok(())
+}
+
+/// The text of a user `content`: a string, or its parts of type `part_type`, joined.
+fn plain_text(content: Value<'_>, part_type: &str) -> String {
+    match content.kind() {
+        Kind::String => content
+            .decode_str()
+            .map(|s| s.into_owned())
+            .unwrap_or_default(),
+        Kind::Array => content
+            .elements()
+            .filter(|p| p.get("type").is_some_and(|t| t.is_str(part_type)))
+            .filter_map(|p| p.get("text").and_then(|t| t.decode_str().ok()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn required_array<'d>(
+    root: Value<'d>,
+    key: &str,
+) -> Result<impl Iterator<Item = Value<'d>>, FailOpen> {
+    match root.get(key) {
+        Some(value) if value.kind() == Kind::Array => Ok(value.elements()),
+        _ => Err(FailOpen::UnexpectedShape),
+    }
+}
+
+fn object(value: Value<'_>) -> Result<Value<'_>, FailOpen> {
+    if value.kind() == Kind::Object {
+        Ok(value)
+    } else {
+        Err(FailOpen::UnexpectedShape)
+    }
+}
+
+/// `object.key` as a string: absent is `None`, a non-string is an unexpected shape.
+fn string_field(object: Value<'_>, key: &str) -> Result<Option<String>, FailOpen> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(value) if value.kind() == Kind::String => Ok(Some(
+            value
+                .decode_str()
+                .map_err(|_| FailOpen::NotJson)?
+                .into_owned(),
+        )),
+        Some(_) => Err(FailOpen::UnexpectedShape),
+    }
+}
+
+/// Copies `body` with each range replaced; ranges are in document order and disjoint.
+fn splice(body: &[u8], replacements: &[(Range<usize>, String)]) -> Result<Vec<u8>, FailOpen> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut cursor = 0;
+    for (range, replacement) in replacements {
+        out.extend_from_slice(body.get(cursor..range.start).ok_or(FailOpen::Internal)?);
+        out.extend_from_slice(replacement.as_bytes());
+        cursor = range.end;
+    }
+    out.extend_from_slice(body.get(cursor..).ok_or(FailOpen::Internal)?);
+    Ok(out)
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}

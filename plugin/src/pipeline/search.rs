@@ -1,0 +1,216 @@
+//! Search-results compressor for grep/ripgrep output (`path:line:text`, context lines
+//! `path-line-text`). Always regroups matches by file (each path written once: lossless but
+//! for the interleaving of files, which grep does not produce). When there are more than
+//! `max_matches` matches, each file keeps its first and last match, every match relevant to
+//! the latest user text or carrying an error word, and its best matches up to `per_file`; the
+//! rest is counted per file and named by one marker.
+
+use std::collections::BTreeMap;
+
+use super::detect::parse_search_line;
+use super::hash::ContentHash;
+use super::marker::{Marker, count_of};
+use super::relevance::Query;
+use super::signals::has_error_word;
+
+/// The result of [`compress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedSearch {
+    /// The new text.
+    pub text: String,
+    /// Matches left out.
+    pub omitted: usize,
+}
+
+struct Hit<'a> {
+    line: u64,
+    text: &'a str,
+    is_match: bool,
+}
+
+/// Compresses search results; `None` when the text is not mostly search results.
+pub fn compress(
+    text: &str,
+    query: &Query,
+    per_file: usize,
+    max_matches: usize,
+    lossy: bool,
+    hash: ContentHash,
+) -> Option<CompressedSearch> {
+    let mut files: Vec<(&str, Vec<Hit<'_>>)> = Vec::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut other: Vec<&str> = Vec::new();
+    let mut total_lines = 0usize;
+    for line in text.lines() {
+        if line.trim().is_empty() || line == "--" {
+            continue;
+        }
+        total_lines += 1;
+        match parse_search_line(line) {
+            Some((path, number, body, is_match)) => {
+                let at = *index.entry(path).or_insert_with(|| {
+                    files.push((path, Vec::new()));
+                    files.len() - 1
+                });
+                if let Some((_, hits)) = files.get_mut(at) {
+                    hits.push(Hit {
+                        line: number,
+                        text: body,
+                        is_match,
+                    });
+                }
+            }
+            None => other.push(line),
+        }
+    }
+    let parsed = total_lines - other.len();
+    if parsed * 10 < total_lines * 7 || files.is_empty() {
+        return None;
+    }
+    let matches: usize = files
+        .iter()
+        .map(|(_, h)| h.iter().filter(|h| h.is_match).count())
+        .sum();
+    let reduce = lossy && matches > max_matches;
+    let mut out = String::with_capacity(text.len() / 2);
+    let mut omitted = 0usize;
+    for (path, hits) in &files {
+        out.push_str(path);
+        out.push('\n');
+        let keep = if reduce {
+            select(hits, query, per_file)
+        } else {
+            vec![true; hits.len()]
+        };
+        let mut dropped = 0usize;
+        for (hit, keep) in hits.iter().zip(&keep) {
+            if !keep {
+                dropped += usize::from(hit.is_match);
+                continue;
+            }
+            let sep = if hit.is_match { ':' } else { '-' };
+            out.push_str(&format!("{}{sep}{}\n", hit.line, hit.text));
+        }
+        if dropped > 0 {
+            out.push_str(&format!("[+{dropped} more matches]\n"));
+            omitted += dropped;
+        }
+    }
+    for line in &other {
+        out.push_str(line);
+        out.push('\n');
+    }
+    if omitted > 0 {
+        out.push_str(&Marker::new(hash, count_of(omitted, matches, "matches")).render());
+        out.push('\n');
+    }
+    if !text.ends_with('\n') && out.ends_with('\n') {
+        out.pop();
+    }
+    Some(CompressedSearch { text: out, omitted })
+}
+
+/// Which hits of one file to keep: context lines go with the matches they surround.
+fn select(hits: &[Hit<'_>], query: &Query, per_file: usize) -> Vec<bool> {
+    let matches: Vec<usize> = (0..hits.len())
+        .filter(|&i| hits.get(i).is_some_and(|h| h.is_match))
+        .collect();
+    let mut keep = vec![false; hits.len()];
+    if matches.len() <= per_file {
+        return vec![true; hits.len()];
+    }
+    let docs: Vec<String> = matches
+        .iter()
+        .filter_map(|&i| hits.get(i))
+        .map(|h| h.text.to_owned())
+        .collect();
+    let scores = query.scores(&docs);
+    let mut chosen: Vec<usize> = Vec::new();
+    if let (Some(&first), Some(&last)) = (matches.first(), matches.last()) {
+        chosen.push(first);
+        chosen.push(last);
+    }
+    for (rank, &i) in matches.iter().enumerate() {
+        let relevant = scores.get(rank).is_some_and(|s| *s > 0.0);
+        if relevant || hits.get(i).is_some_and(|h| has_error_word(h.text)) {
+            chosen.push(i);
+        }
+    }
+    // Fill up to per_file with evenly spread matches.
+    let mut filler = matches
+        .iter()
+        .copied()
+        .filter(|i| !chosen.contains(i))
+        .collect::<Vec<_>>();
+    let room = per_file.saturating_sub(chosen.len());
+    if room > 0 && !filler.is_empty() {
+        let step = filler.len().div_ceil(room).max(1);
+        filler = filler.into_iter().step_by(step).take(room).collect();
+        chosen.extend(filler);
+    }
+    for i in chosen {
+        if let Some(slot) = keep.get_mut(i) {
+            *slot = true;
+        }
+        // Context lines directly around a kept match stay with it.
+        for j in [i.wrapping_sub(1), i + 1] {
+            if hits.get(j).is_some_and(|h| !h.is_match)
+                && let Some(slot) = keep.get_mut(j)
+            {
+                *slot = true;
+            }
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn grep(files: usize, per: usize) -> String {
+        let mut out = String::new();
+        for f in 0..files {
+            for m in 0..per {
+                out.push_str(&format!(
+                    "src/services/module_{f}/handler.rs:{}:    let value = compute_{m}(input);\n",
+                    m * 10 + 1
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn groups_by_file_losslessly_when_small() {
+        let text = grep(3, 4);
+        let out = compress(&text, &Query::default(), 5, 30, true, ContentHash::of(b"")).unwrap();
+        assert_eq!(out.omitted, 0);
+        assert!(
+            out.text
+                .starts_with("src/services/module_0/handler.rs\n1:    let value")
+        );
+        assert!(out.text.len() < text.len());
+    }
+
+    #[test]
+    fn caps_matches_and_keeps_query_hits() {
+        let mut text = grep(10, 20);
+        text.push_str("src/services/module_3/handler.rs:999:    panic!(\"unreachable state\");\n");
+        let out = compress(
+            &text,
+            &Query::new("where is compute_13 called?"),
+            5,
+            30,
+            true,
+            ContentHash::of(b""),
+        )
+        .unwrap();
+        assert!(out.text.contains("compute_13"));
+        assert!(out.text.contains("999:"));
+        assert!(out.text.contains("more matches]"));
+        assert!(out.text.contains("<<headroom:"));
+        assert!(out.text.len() * 2 < text.len());
+    }
+}

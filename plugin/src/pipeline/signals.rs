@@ -1,0 +1,174 @@
+//! The signals that say which items of a collection matter, shared by the JSON, log and
+//! search compressors: error words, statistical outliers, rare values. Lossy selection is only
+//! allowed when at least one signal fires (otherwise nothing says which items to keep).
+
+use std::collections::BTreeMap;
+
+/// Words that mark an item as an error (matched as whole lowercase words).
+pub const ERROR_WORDS: [&str; 16] = [
+    "error",
+    "errors",
+    "exception",
+    "failed",
+    "failure",
+    "fatal",
+    "critical",
+    "panic",
+    "panicked",
+    "crash",
+    "crashed",
+    "abort",
+    "aborted",
+    "timeout",
+    "denied",
+    "rejected",
+];
+
+/// Whether `text` contains an error word (case-insensitive, whole words).
+pub fn has_error_word(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .any(|w| ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e)))
+}
+
+/// Number of distinct error words in `text`, counting only the roots upstream uses to spot
+/// error outputs (error, fail, exception, traceback, fatal, panic, crash).
+pub fn distinct_error_roots(text: &str) -> usize {
+    const ROOTS: [&str; 7] = [
+        "error",
+        "fail",
+        "exception",
+        "traceback",
+        "fatal",
+        "panic",
+        "crash",
+    ];
+    let lower = text.to_lowercase();
+    let mut seen = [false; 7];
+    for word in lower.split(|c: char| !c.is_alphanumeric()) {
+        for (slot, root) in seen.iter_mut().zip(ROOTS) {
+            if word.contains(root) {
+                *slot = true;
+            }
+        }
+    }
+    seen.iter().filter(|s| **s).count()
+}
+
+/// Indices of numeric outliers among `values` (`None` = not a number for that item), by the
+/// modified z-score (|0.6745·(x − median) / MAD| > 3.5), robust to the outliers themselves.
+/// When most values are equal (MAD 0), the few that differ (at most a tenth) are outliers.
+/// Monotonic series (ids, timestamps) have no outliers.
+pub fn numeric_outliers(values: &[Option<f64>]) -> Vec<usize> {
+    let present: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.filter(|x| x.is_finite()).map(|x| (i, x)))
+        .collect();
+    if present.len() < 5 {
+        return Vec::new();
+    }
+    let increasing = present.windows(2).all(|w| matches!(w, [a, b] if a.1 < b.1));
+    let decreasing = present.windows(2).all(|w| matches!(w, [a, b] if a.1 > b.1));
+    if increasing || decreasing {
+        return Vec::new();
+    }
+    let mut sorted: Vec<f64> = present.iter().map(|(_, x)| *x).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = median_of_sorted(&sorted);
+    let mut deviations: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let mad = median_of_sorted(&deviations);
+    if mad > 0.0 {
+        present
+            .iter()
+            .filter(|(_, x)| (0.6745 * (x - median) / mad).abs() > 3.5)
+            .map(|(i, _)| *i)
+            .collect()
+    } else {
+        let differing: Vec<usize> = present
+            .iter()
+            .filter(|(_, x)| *x != median)
+            .map(|(i, _)| *i)
+            .collect();
+        if differing.len() * 10 <= present.len() {
+            differing
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mid = n / 2;
+    let at = |i: usize| sorted.get(i).copied().unwrap_or(0.0);
+    if n % 2 == 1 {
+        at(mid)
+    } else {
+        (at(mid - 1) + at(mid)) / 2.0
+    }
+}
+
+/// Indices of items whose categorical value is rare: among `values` (`None` = absent), when a
+/// dominant value covers at least half of the items and there are at most 12 distinct values,
+/// items whose value occurs in at most a tenth of the items (at least once allowed).
+pub fn rare_values(values: &[Option<&str>]) -> Vec<usize> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for value in values.iter().flatten() {
+        *counts.entry(value).or_default() += 1;
+    }
+    let total: usize = counts.values().sum();
+    let top = counts.values().copied().max().unwrap_or(0);
+    if counts.len() < 2 || counts.len() > 12 || total < 5 || top * 2 < total {
+        return Vec::new();
+    }
+    let rare_limit = (total / 10).max(1);
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.and_then(|v| counts.get(v))
+                .is_some_and(|&c| c <= rare_limit && c < top)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_words() {
+        assert!(has_error_word("Connection TIMEOUT after 30s"));
+        assert!(!has_error_word("no problems; terrorist is not a match"));
+        assert_eq!(
+            distinct_error_roots("Traceback ... ValueError ... failed"),
+            3
+        );
+    }
+
+    #[test]
+    #[allow(clippy::indexing_slicing)]
+    fn outliers_and_rare_values() {
+        let mut values: Vec<Option<f64>> =
+            (0..50).map(|i| Some(100.0 + f64::from(i % 7))).collect();
+        values[17] = Some(9000.0);
+        assert_eq!(numeric_outliers(&values), vec![17]);
+        let ids: Vec<Option<f64>> = (0..50).map(|i| Some(f64::from(i))).collect();
+        assert!(numeric_outliers(&ids).is_empty());
+        let mut statuses = vec![Some("ok"); 40];
+        statuses[3] = Some("error");
+        statuses[30] = None;
+        assert_eq!(rare_values(&statuses), vec![3]);
+        let uniform: Vec<Option<&str>> = ["a", "b", "c", "d", "e", "f"]
+            .into_iter()
+            .map(Some)
+            .collect();
+        assert!(rare_values(&uniform).is_empty());
+    }
+}
