@@ -16,10 +16,13 @@ pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Mo
         return compile(engine, wasm);
     };
     let path = artifact_path(engine, wasm, dir);
-    if path.exists() {
+    // Read into memory rather than mmap: a file truncated by someone else while mapped would
+    // be a SIGBUS, not an error.
+    if let Ok(bytes) = std::fs::read(&path) {
         // SAFETY: the artifact was written by `Module::serialize` of this same wasmtime build
-        // (the compatibility hash is part of its name) into the user's own cache directory.
-        match unsafe { Module::deserialize_file(engine, &path) } {
+        // (the compatibility hash is part of its name) into the user's own cache directory;
+        // wasmtime checks its header and version before use.
+        match unsafe { Module::deserialize(engine, &bytes) } {
             Ok(module) => {
                 tracing::debug!(path = %path.display(), "loaded precompiled filter");
                 return Ok(module);
