@@ -4,6 +4,7 @@
 //! as the real binary, and a real Envoy).
 
 pub mod client;
+pub mod corpus;
 pub mod envoy;
 pub mod headroom;
 pub mod prom;

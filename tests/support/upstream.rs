@@ -96,6 +96,8 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // Like a real provider's edge: no Nagle delay on small writes.
+                let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
