@@ -2,29 +2,41 @@
 //! much new information the items carry, times the bias (1.0 neutral; upstream's live-zone path
 //! passed 0.0 and collapsed every selection to its floor, bug B1).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
-use super::relevance::words;
+use super::relevance::for_each_word;
 
 /// The fraction of items (0..=1) that bring at least one word not seen in earlier items.
 /// Digits are masked first, so ids, counters and timestamps do not count as new information.
-pub fn novelty(items: &[String]) -> f64 {
+pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
     if items.is_empty() {
         return 0.0;
     }
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // Which words were seen is all that matters (not their order), so a hash set with a fixed
+    // hasher keeps this deterministic.
+    let mut seen: HashSet<String, BuildHasherDefault<DefaultHasher>> = HashSet::default();
+    let mut buf = String::new();
+    let mut masked = String::new();
     let mut novel = 0usize;
     for item in items {
         let mut brought = false;
-        for word in words(item) {
-            let masked: String = word
-                .chars()
-                .map(|c| if c.is_ascii_digit() { '0' } else { c })
-                .collect();
-            if seen.insert(masked) {
+        for_each_word(item.as_ref(), &mut buf, |word| {
+            let word = if word.bytes().any(|b| b.is_ascii_digit()) {
+                masked.clear();
+                masked.extend(
+                    word.chars()
+                        .map(|c| if c.is_ascii_digit() { '0' } else { c }),
+                );
+                masked.as_str()
+            } else {
+                word
+            };
+            if !seen.contains(word) {
+                seen.insert(word.to_owned());
                 brought = true;
             }
-        }
+        });
         if brought {
             novel += 1;
         }

@@ -3,7 +3,7 @@
 //! result by tokens and keeps originals and decisions.
 
 use super::config::PipelineConfig;
-use super::detect::{ContentKind, detect};
+use super::detect::{ContentKind, detect_parsed};
 use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
@@ -30,7 +30,7 @@ pub fn compress_block(
     query: &Query,
     hash: ContentHash,
 ) -> BlockResult {
-    let detection = detect(text, config.max_json_depth);
+    let (detection, json) = detect_parsed(text, config.max_json_depth);
     let kind = detection.kind;
     let unchanged = |strategy| BlockResult {
         kind,
@@ -42,7 +42,10 @@ pub fn compress_block(
         return unchanged("none:already_compressed");
     }
     match kind {
-        ContentKind::Json => match json_crush::crush(text, config, query, hash) {
+        ContentKind::Json => match json
+            .as_ref()
+            .and_then(|doc| json_crush::crush_parsed(text, doc, config, query, hash))
+        {
             Some(crushed) => BlockResult {
                 kind,
                 strategy: crushed.strategy(),

@@ -62,13 +62,23 @@ impl Detection {
 
 /// Detects the kind of `text`. JSON is recognised by a real parse (nested at most `max_depth`).
 pub fn detect(text: &str, max_depth: u32) -> Detection {
+    detect_parsed(text, max_depth).0
+}
+
+/// [`detect`], and for JSON the parsed `text.trim()` (so the compressor need not parse again).
+pub(crate) fn detect_parsed(text: &str, max_depth: u32) -> (Detection, Option<Document<'_>>) {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Detection::new(ContentKind::Text, 0.0);
+        return (Detection::new(ContentKind::Text, 0.0), None);
     }
-    if let Some(detection) = detect_json(trimmed, max_depth) {
-        return detection;
+    if let Some((detection, doc)) = detect_json(trimmed, max_depth) {
+        return (detection, Some(doc));
     }
+    (detect_text(text), None)
+}
+
+/// Detection of a text that is not JSON.
+fn detect_text(text: &str) -> Detection {
     let lines: Vec<&str> = text.lines().take(500).collect();
     if let Some(confidence) = diff_confidence(&lines) {
         return Detection::new(ContentKind::Diff, confidence);
@@ -91,7 +101,7 @@ pub fn detect(text: &str, max_depth: u32) -> Detection {
     Detection::new(ContentKind::Text, 0.5)
 }
 
-fn detect_json(trimmed: &str, max_depth: u32) -> Option<Detection> {
+fn detect_json(trimmed: &str, max_depth: u32) -> Option<(Detection, Document<'_>)> {
     if !trimmed.starts_with(['{', '[']) {
         return None;
     }
@@ -107,7 +117,7 @@ fn detect_json(trimmed: &str, max_depth: u32) -> Option<Detection> {
         }
         _ => return None,
     };
-    Some(Detection::new(ContentKind::Json, confidence))
+    Some((Detection::new(ContentKind::Json, confidence), doc))
 }
 
 /// A hunk header `@@ -a[,b] +c[,d] @@` (two-way) or `@@@ ... @@@` (combined).

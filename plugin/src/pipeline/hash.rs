@@ -111,10 +111,9 @@ impl Sha256 {
             .wrapping_add(u64::try_from(bytes.len()).unwrap_or(0));
         let mut bytes = bytes;
         // Whole blocks go straight to the compression function.
-        while self.filled == 0 && bytes.len() >= 64 {
-            let (block, rest) = bytes.split_at(64);
-            self.block.copy_from_slice(block);
-            self.compress();
+        if self.filled == 0 && bytes.len() >= 64 {
+            let (blocks, rest) = bytes.split_at(bytes.len() / 64 * 64);
+            self.compress_blocks(blocks);
             bytes = rest;
         }
         for &byte in bytes {
@@ -150,6 +149,20 @@ impl Sha256 {
         let length = self.length;
         self.update(&[byte]);
         self.length = length;
+    }
+
+    /// Compresses whole 64-byte blocks: with the CPU's SHA instructions when it has them
+    /// (x86-64 SHA-NI), otherwise in portable code (always on wasm32).
+    fn compress_blocks(&mut self, blocks: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if shani::available() {
+            shani::compress(&mut self.state, blocks);
+            return;
+        }
+        for block in blocks.chunks_exact(64) {
+            self.block.copy_from_slice(block);
+            self.compress();
+        }
     }
 
     fn compress(&mut self) {
@@ -201,8 +214,108 @@ impl Sha256 {
     }
 }
 
+/// SHA-256 with the x86-64 SHA extensions (Intel SHA-NI, also on AMD Zen): the same function,
+/// about ten times faster than the portable rounds.
+#[cfg(target_arch = "x86_64")]
+mod shani {
+    use std::arch::x86_64::*;
+
+    /// Whether this CPU has the instructions [`compress`] uses (detected once, then cached by
+    /// the standard library).
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("sha")
+            && std::arch::is_x86_feature_detected!("sse2")
+            && std::arch::is_x86_feature_detected!("ssse3")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+    }
+
+    /// Compresses the whole 64-byte blocks of `blocks` into `state`. Call only when
+    /// [`available`] says so.
+    pub(super) fn compress(state: &mut [u32; 8], blocks: &[u8]) {
+        if !available() {
+            return;
+        }
+        // SAFETY: the CPU has every feature `compress_blocks` is compiled for (checked above).
+        unsafe { compress_blocks(state, blocks) }
+    }
+
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn compress_blocks(state: &mut [u32; 8], blocks: &[u8]) {
+        let word = |i: usize| super::K.get(i).copied().unwrap_or(0) as i32;
+        let k: [__m128i; 16] = std::array::from_fn(|g| {
+            _mm_set_epi32(
+                word(4 * g + 3),
+                word(4 * g + 2),
+                word(4 * g + 1),
+                word(4 * g),
+            )
+        });
+        let byte_swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+        let [a, b, c, d, e, f, g, h] = state.map(|w| w as i32);
+        // The instructions keep the state as ABEF and CDGH.
+        let mut abef = _mm_set_epi32(a, b, e, f);
+        let mut cdgh = _mm_set_epi32(c, d, g, h);
+        for block in blocks.chunks_exact(64) {
+            let (abef_before, cdgh_before) = (abef, cdgh);
+            let load = |i: usize| {
+                let half = |at: usize| {
+                    block
+                        .get(16 * i + at..16 * i + at + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map_or(0, i64::from_le_bytes)
+                };
+                _mm_shuffle_epi8(_mm_set_epi64x(half(8), half(0)), byte_swap)
+            };
+            // The message schedule, four words per register: the last four groups, oldest
+            // first.
+            let [mut w0, mut w1, mut w2, mut w3] = [load(0), load(1), load(2), load(3)];
+            for (group, k) in k.iter().enumerate() {
+                let current = match group {
+                    0 => w0,
+                    1 => w1,
+                    2 => w2,
+                    3 => w3,
+                    _ => {
+                        let t = _mm_sha256msg1_epu32(w0, w1);
+                        let t = _mm_add_epi32(t, _mm_alignr_epi8(w3, w2, 4));
+                        let next = _mm_sha256msg2_epu32(t, w3);
+                        [w0, w1, w2, w3] = [w1, w2, w3, next];
+                        next
+                    }
+                };
+                let wk = _mm_add_epi32(current, *k);
+                cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+                abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0e));
+            }
+            abef = _mm_add_epi32(abef, abef_before);
+            cdgh = _mm_add_epi32(cdgh, cdgh_before);
+        }
+        let mut out = [0i32; 8];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let (v, lane) = match i {
+                0 => (abef, 3),
+                1 => (abef, 2),
+                4 => (abef, 1),
+                5 => (abef, 0),
+                2 => (cdgh, 3),
+                3 => (cdgh, 2),
+                6 => (cdgh, 1),
+                _ => (cdgh, 0),
+            };
+            let lanes: [i32; 4] = [
+                _mm_cvtsi128_si32(v),
+                _mm_extract_epi32(v, 1),
+                _mm_extract_epi32(v, 2),
+                _mm_extract_epi32(v, 3),
+            ];
+            *slot = lanes.get(lane).copied().unwrap_or(0);
+        }
+        *state = out.map(|w| w as u32);
+    }
+}
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -233,6 +346,30 @@ mod tests {
             digest(&[b'a'; 1_000_000]),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
+    }
+
+    /// The SHA-NI path (when this CPU has it) and the portable rounds agree on every length.
+    #[test]
+    fn accelerated_and_portable_rounds_agree() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in (0..700).chain([4095, 4096, 4097, 5000]) {
+            let input = &data[..len];
+            let mut fast = Sha256::new();
+            fast.update(input);
+            let mut portable = Sha256::new();
+            for block in input.chunks(64) {
+                if block.len() == 64 {
+                    portable.block.copy_from_slice(block);
+                    portable.compress();
+                    portable.length += 64;
+                } else {
+                    portable.update(block);
+                }
+            }
+            assert_eq!(hex(&fast.finish()), hex(&portable.finish()), "{len}");
+        }
     }
 
     #[test]

@@ -73,6 +73,20 @@ pub fn crush(
         return None;
     }
     let doc = Document::parse(text.trim().as_bytes(), config.max_json_depth).ok()?;
+    crush_parsed(text, &doc, config, query, hash)
+}
+
+/// [`crush`] with `text.trim()` already parsed (by detection) into `doc`.
+pub(crate) fn crush_parsed(
+    text: &str,
+    doc: &Document<'_>,
+    config: &PipelineConfig,
+    query: &Query,
+    hash: ContentHash,
+) -> Option<Crushed> {
+    if contains_marker(text) {
+        return None;
+    }
     let root = doc.root();
     if !matches!(root.kind(), Kind::Object | Kind::Array) {
         return None;
@@ -86,7 +100,7 @@ pub fn crush(
         omitted: 0,
     };
     let mut out = String::with_capacity(text.len() / 2);
-    write_value(&mut ctx, root, &mut out, "$");
+    write_value(&mut ctx, root, &mut out, &Path::Root);
     Some(Crushed {
         text: out,
         tables: ctx.tables,
@@ -95,7 +109,26 @@ pub fn crush(
     })
 }
 
-fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &str) {
+/// Where a value is (`$.page.results[*].id`), rendered only when a marker names it.
+enum Path<'p> {
+    Root,
+    Member(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+    Each(&'p Path<'p>),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => f.write_str("$"),
+            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Each(parent) => write!(f, "{parent}[*]"),
+        }
+    }
+}
+
+fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &Path<'_>) {
     match value.kind() {
         Kind::Object => {
             if is_table(value) {
@@ -111,7 +144,7 @@ fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &str
                 out.push_str(key);
                 out.push(':');
                 let name = key.trim_matches('"');
-                write_value(ctx, member, out, &format!("{path}.{name}"));
+                write_value(ctx, member, out, &Path::Member(path, name));
             }
             out.push('}');
         }
@@ -125,7 +158,7 @@ fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &str
                     if i > 0 {
                         out.push(',');
                     }
-                    write_value(ctx, item, out, &format!("{path}[{i}]"));
+                    write_value(ctx, item, out, &Path::Index(path, i));
                 }
                 out.push(']');
             }
@@ -150,8 +183,8 @@ struct Item<'d> {
     cells: Vec<(&'d str, String)>,
 }
 
-fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: &str) {
-    let item_path = format!("{path}[*]");
+fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: &Path<'_>) {
+    let item_path = Path::Each(path);
     let items: Vec<Item<'_>> = values
         .iter()
         .map(|&value| {
@@ -160,7 +193,7 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
                 for (key, member) in value.members() {
                     let mut rendered = String::new();
                     let name = key.trim_matches('"');
-                    write_value(ctx, member, &mut rendered, &format!("{item_path}.{name}"));
+                    write_value(ctx, member, &mut rendered, &Path::Member(&item_path, name));
                     cells.push((key, rendered));
                 }
             }
@@ -310,7 +343,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
         let values: Vec<Option<f64>> = items.iter().map(|i| i.value.raw().parse().ok()).collect();
         any_signal |= flag(&numeric_outliers(&values), &mut flagged);
     }
-    let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
     any_signal |= flag(&relevant, &mut flagged);
     // Duplicates: low uniqueness says the repeats can go.
@@ -381,36 +414,34 @@ fn is_error_item(value: Value<'_>) -> bool {
         Kind::String => value.decode_str().is_ok_and(|s| has_error_word(&s)),
         Kind::Array => value.elements().any(is_error_item),
         Kind::Object => value.members().any(|(key, member)| {
-            let key = key.trim_matches('"').to_ascii_lowercase();
-            let truthy = match member.kind() {
+            let key = key.trim_matches('"');
+            let key_is = |names: &[&str]| names.iter().any(|name| key.eq_ignore_ascii_case(name));
+            let truthy = || match member.kind() {
                 Kind::Null => false,
                 Kind::Bool => member.raw() == "true",
                 Kind::String => member.raw().len() > 2,
                 Kind::Number => member.raw().parse::<f64>().is_ok_and(|x| x != 0.0),
                 Kind::Array | Kind::Object => member.children().next().is_some(),
             };
-            let error_key = matches!(
-                key.as_str(),
-                "error"
-                    | "errors"
-                    | "err"
-                    | "exception"
-                    | "failure"
-                    | "stacktrace"
-                    | "stack_trace"
-                    | "traceback"
-            );
-            let failed_flag = matches!(key.as_str(), "ok" | "success" | "succeeded" | "passed")
-                && member.raw() == "false";
-            let status = matches!(
-                key.as_str(),
-                "status" | "status_code" | "statuscode" | "http_status" | "code"
-            ) && member.kind() == Kind::Number
+            let error_key = key_is(&[
+                "error",
+                "errors",
+                "err",
+                "exception",
+                "failure",
+                "stacktrace",
+                "stack_trace",
+                "traceback",
+            ]);
+            let failed_flag =
+                key_is(&["ok", "success", "succeeded", "passed"]) && member.raw() == "false";
+            let status = key_is(&["status", "status_code", "statuscode", "http_status", "code"])
+                && member.kind() == Kind::Number
                 && member
                     .raw()
                     .parse::<u32>()
                     .is_ok_and(|s| (400..600).contains(&s));
-            (error_key && truthy) || failed_flag || status || is_error_item(member)
+            (error_key && truthy()) || failed_flag || status || is_error_item(member)
         }),
         _ => false,
     }

@@ -30,7 +30,7 @@ pub mod text;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use config::PipelineConfig;
 pub use hash::ContentHash;

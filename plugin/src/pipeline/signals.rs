@@ -43,13 +43,43 @@ pub fn distinct_error_roots(text: &str) -> usize {
         "panic",
         "crash",
     ];
-    let lower = text.to_lowercase();
     let mut seen = [false; 7];
-    for word in lower.split(|c: char| !c.is_alphanumeric()) {
-        for (slot, root) in seen.iter_mut().zip(ROOTS) {
-            if word.contains(root) {
-                *slot = true;
+    let mark = |seen: &mut [bool; 7], word: &str| {
+        let bytes = word.as_bytes();
+        for (i, &first) in bytes.iter().enumerate() {
+            if !matches!(first, b'e' | b'f' | b't' | b'p' | b'c') {
+                continue;
             }
+            let rest = bytes.get(i..).unwrap_or_default();
+            for (slot, root) in seen.iter_mut().zip(ROOTS) {
+                if !*slot && rest.starts_with(root.as_bytes()) {
+                    *slot = true;
+                }
+            }
+        }
+    };
+    // ASCII characters other than letters and digits separate words before and after
+    // lowercasing, so the text is taken chunk by chunk between them: an ASCII chunk is one
+    // word (lowercased in place), anything else goes through Unicode lowercasing as a whole.
+    let mut buf = String::new();
+    for chunk in text.split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric()) {
+        if chunk.len() < 4 {
+            // Every root has four ASCII letters or more, each lowercased from a byte or more.
+            continue;
+        }
+        if chunk.is_ascii() {
+            buf.clear();
+            buf.push_str(chunk);
+            buf.make_ascii_lowercase();
+            mark(&mut seen, &buf);
+        } else {
+            let lower = chunk.to_lowercase();
+            for word in lower.split(|c: char| !c.is_alphanumeric()) {
+                mark(&mut seen, word);
+            }
+        }
+        if seen.iter().all(|s| *s) {
+            break;
         }
     }
     seen.iter().filter(|s| **s).count()

@@ -243,6 +243,17 @@ fn source_code() -> String {
     out
 }
 
+/// The realistic corpus texts, for differential tests elsewhere (the tokenizer's).
+pub(crate) fn corpus_texts() -> Vec<String> {
+    vec![
+        api_json().0,
+        app_log().0,
+        grep_output().0,
+        git_diff().0,
+        source_code(),
+    ]
+}
+
 fn tokens(text: &str) -> usize {
     Encoding::O200kBase.count(text)
 }

@@ -2,6 +2,11 @@
 //! the module (`data/*.ranks`, built by `data/generate.py` from the published `.tiktoken` files),
 //! indexed once per VM on first use, and pieces are merged exactly as tiktoken merges them
 //! (lowest rank first, leftmost on ties).
+//!
+//! Counting is what the pipeline does most, so it has three fast paths, all exact: a piece of
+//! one byte is one token; a [`PieceCache`] remembers the counts of recent short pieces (tool
+//! outputs repeat the same words endlessly); a piece that is itself a token is one token. Only
+//! then are pieces merged: on the stack for short pieces, with a heap for long ones.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -10,16 +15,59 @@ use std::sync::OnceLock;
 /// Magic bytes of a `.ranks` table (see `data/generate.py`).
 const MAGIC: &[u8; 8] = b"HRBPE\0\0\x01";
 
-/// "Empty slot" in the hash index; slots hold `rank + 1`.
+/// "Empty slot" in the hash index.
 const EMPTY: u32 = 0;
+
+/// Bits of an index slot holding `rank + 1` (both tables have fewer than 2^18 tokens); the
+/// bits above hold a tag from the hash, so most probes that miss never touch the token bytes.
+const RANK_BITS: u32 = 18;
+const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
+
+/// Pieces up to this many bytes are merged on the stack.
+const SMALL_PIECE: usize = 64;
 
 /// A rank table: the token bytes in rank order and an open-addressing index from bytes to rank.
 pub(crate) struct Ranks {
     blob: &'static [u8],
     /// Offset in `blob` of each token's bytes; the length byte sits just before it.
     starts: Vec<u32>,
-    /// Linear-probing table of `rank + 1` (0 = empty), power-of-two sized, at most half full.
+    /// Linear-probing table of `tag << RANK_BITS | (rank + 1)` (0 = empty), power-of-two
+    /// sized, at most half full.
     index: Vec<u32>,
+}
+
+/// A 64-bit hash of `bytes`: fast, fixed (hence deterministic), eight bytes at a time.
+#[inline]
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+        h = fold_mul(h ^ word, K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        for (slot, byte) in buf.iter_mut().zip(rest) {
+            *slot = *byte;
+        }
+        h = fold_mul(h ^ u64::from_le_bytes(buf), K);
+    }
+    fold_mul(h, 0xff51_afd7_ed55_8ccd)
+}
+
+/// The 128-bit product of `a` and `b`, folded to 64 bits.
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// The tag bits of a hash, never zero together with a rank.
+#[inline(always)]
+fn tag_of(hash: u64) -> u32 {
+    ((hash >> 50) as u32) << RANK_BITS
 }
 
 impl Ranks {
@@ -49,17 +97,21 @@ impl Ranks {
             starts.push(u32::try_from(start).unwrap_or(u32::MAX));
             pos = end;
         }
+        if starts.len() >= RANK_MASK as usize {
+            return ranks;
+        }
         let capacity = starts.len().saturating_mul(2).next_power_of_two().max(2);
         let mut index = vec![EMPTY; capacity];
         let mask = capacity - 1;
         for (rank, &start) in starts.iter().enumerate() {
             let bytes = token_at(blob, start);
-            let mut slot = fnv1a(bytes) as usize & mask;
+            let hash = hash_bytes(bytes);
+            let mut slot = hash as usize & mask;
             while index.get(slot).is_some_and(|&s| s != EMPTY) {
                 slot = (slot + 1) & mask;
             }
             if let Some(cell) = index.get_mut(slot) {
-                *cell = u32::try_from(rank).unwrap_or(u32::MAX).saturating_add(1);
+                *cell = tag_of(hash) | (u32::try_from(rank).unwrap_or(RANK_MASK - 1) + 1);
             }
         }
         ranks.starts = starts;
@@ -79,21 +131,26 @@ impl Ranks {
     }
 
     /// The rank of `bytes`, if it is a token.
+    #[inline]
     pub(crate) fn rank(&self, bytes: &[u8]) -> Option<u32> {
         if self.index.is_empty() {
             return None;
         }
         let mask = self.index.len() - 1;
-        let mut slot = fnv1a(bytes) as usize & mask;
+        let hash = hash_bytes(bytes);
+        let tag = tag_of(hash);
+        let mut slot = hash as usize & mask;
         loop {
             let entry = *self.index.get(slot)?;
             if entry == EMPTY {
                 return None;
             }
-            let rank = entry - 1;
-            let start = *self.starts.get(usize::try_from(rank).ok()?)?;
-            if token_at(self.blob, start) == bytes {
-                return Some(rank);
+            if entry & !RANK_MASK == tag {
+                let rank = (entry & RANK_MASK) - 1;
+                let start = *self.starts.get(usize::try_from(rank).ok()?)?;
+                if token_at(self.blob, start) == bytes {
+                    return Some(rank);
+                }
             }
             slot = (slot + 1) & mask;
         }
@@ -111,7 +168,68 @@ impl Ranks {
         if piece.len() <= 1 || self.rank(piece).is_some() {
             return usize::from(!piece.is_empty());
         }
-        self.merge(piece)
+        if piece.len() <= SMALL_PIECE {
+            self.merge_small(piece)
+        } else {
+            self.merge(piece)
+        }
+    }
+
+    /// The rank of `piece[from..to]`, or `u32::MAX`.
+    #[inline(always)]
+    fn pair_rank(&self, piece: &[u8], from: u8, to: u8) -> u32 {
+        piece
+            .get(usize::from(from)..usize::from(to))
+            .and_then(|pair| self.rank(pair))
+            .unwrap_or(u32::MAX)
+    }
+
+    /// tiktoken's merge loop for a piece of at most [`SMALL_PIECE`] bytes, on the stack:
+    /// repeatedly merge the adjacent pair whose concatenation has the lowest rank (leftmost on
+    /// ties) until no adjacent pair is a token. Returns the number of parts left.
+    fn merge_small(&self, piece: &[u8]) -> usize {
+        let n = piece.len().min(SMALL_PIECE);
+        // Part i covers piece[bounds[i]..bounds[i + 1]]; ranks[i] is the rank of parts i, i+1.
+        let mut bounds = [0u8; SMALL_PIECE + 1];
+        for (i, bound) in bounds.iter_mut().enumerate().take(n + 1) {
+            *bound = u8::try_from(i).unwrap_or(u8::MAX);
+        }
+        let mut ranks = [u32::MAX; SMALL_PIECE];
+        let bound = |bounds: &[u8; SMALL_PIECE + 1], i: usize| bounds.get(i).copied().unwrap_or(0);
+        for (i, rank) in ranks.iter_mut().enumerate().take(n.saturating_sub(1)) {
+            *rank = self.pair_rank(piece, bound(&bounds, i), bound(&bounds, i + 2));
+        }
+        let mut parts = n;
+        while parts > 1 {
+            let mut best = u32::MAX;
+            let mut at = 0;
+            for (i, &rank) in ranks.iter().enumerate().take(parts - 1) {
+                if rank < best {
+                    best = rank;
+                    at = i;
+                }
+            }
+            if best == u32::MAX {
+                break;
+            }
+            // Merge parts `at` and `at + 1`: drop the boundary between them.
+            bounds.copy_within(at + 2..=parts, at + 1);
+            ranks.copy_within(at + 1..parts - 1, at);
+            parts -= 1;
+            if at + 1 < parts {
+                let rank = self.pair_rank(piece, bound(&bounds, at), bound(&bounds, at + 2));
+                if let Some(slot) = ranks.get_mut(at) {
+                    *slot = rank;
+                }
+            }
+            if at > 0 {
+                let rank = self.pair_rank(piece, bound(&bounds, at - 1), bound(&bounds, at + 1));
+                if let Some(slot) = ranks.get_mut(at - 1) {
+                    *slot = rank;
+                }
+            }
+        }
+        parts
     }
 
     /// tiktoken's merge loop on a linked list with a heap of candidate pairs: repeatedly merge
@@ -180,6 +298,117 @@ impl Ranks {
     }
 }
 
+/// Pieces up to this many bytes are remembered by a [`PieceCache`].
+pub(crate) const CACHED_PIECE: usize = 24;
+
+/// Number of entries of a [`PieceCache`] (a power of two).
+pub(crate) const CACHE_ENTRIES: usize = 8192;
+
+/// One remembered piece: its bytes (zero-padded little-endian words), length and token count.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct CacheEntry {
+    words: [u64; 3],
+    len: u8,
+    count: u8,
+}
+
+/// A bounded, direct-mapped memory of piece → token count for one encoding: each piece has one
+/// slot (by hash), and a new piece overwrites whatever was there. Counts are a pure function of
+/// the piece, so the cache changes no result, only the time; its size is fixed
+/// ([`PieceCache::BYTES`]).
+pub(crate) struct PieceCache {
+    entries: Box<[CacheEntry]>,
+}
+
+/// The little-endian word of `bytes[at..at + 8]`, zero-padded.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    if let Some(word) = bytes.get(at..at + 8) {
+        return <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes);
+    }
+    let mut buf = [0u8; 8];
+    for (slot, byte) in buf.iter_mut().zip(bytes.get(at..).unwrap_or_default()) {
+        *slot = *byte;
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// The first `len` (≤ 8) bytes of `word`.
+#[inline(always)]
+fn keep_bytes(word: u64, len: usize) -> u64 {
+    if len >= 8 {
+        word
+    } else {
+        word & ((1u64 << (8 * len)) - 1)
+    }
+}
+
+impl PieceCache {
+    /// Heap bytes of one cache.
+    pub(crate) const BYTES: usize = CACHE_ENTRIES * std::mem::size_of::<CacheEntry>();
+
+    /// An empty cache.
+    pub(crate) fn new() -> PieceCache {
+        let empty = CacheEntry {
+            words: [0; 3],
+            len: 0,
+            count: 0,
+        };
+        PieceCache {
+            entries: vec![empty; CACHE_ENTRIES].into_boxed_slice(),
+        }
+    }
+
+    /// The token count of `piece` under `ranks`, remembered; `tail` is the text from the
+    /// piece's start on (so short pieces are read a word at a time).
+    #[inline(always)]
+    pub(crate) fn count(&mut self, ranks: &Ranks, piece: &[u8], tail: &[u8]) -> usize {
+        let len = piece.len();
+        if len <= 1 {
+            return len;
+        }
+        if len > CACHED_PIECE {
+            return ranks.count_piece(piece);
+        }
+        // The text after the piece pads its words: read whole words, then cut at the piece end.
+        let source = if tail.len() >= CACHED_PIECE {
+            tail
+        } else {
+            piece
+        };
+        let first = keep_bytes(word_at(source, 0), len);
+        let words = if len <= 8 {
+            [first, 0, 0]
+        } else {
+            [
+                first,
+                keep_bytes(word_at(source, 8), len - 8),
+                keep_bytes(word_at(source, 16), len.saturating_sub(16)),
+            ]
+        };
+        let [w0, w1, w2] = words;
+        let hash = fold_mul(
+            w0 ^ 0x243f_6a88_85a3_08d3,
+            (w1 ^ w2.rotate_left(29) ^ 0x1319_8a2e_0370_7344).wrapping_add(len as u64),
+        );
+        let slot = hash as usize & (CACHE_ENTRIES - 1);
+        let Some(entry) = self.entries.get_mut(slot) else {
+            return ranks.count_piece(piece);
+        };
+        if usize::from(entry.len) == len && entry.words == words {
+            return usize::from(entry.count);
+        }
+        let count = ranks.count_piece(piece);
+        *entry = CacheEntry {
+            words,
+            len: u8::try_from(len).unwrap_or(0),
+            count: u8::try_from(count).unwrap_or(u8::MAX),
+        };
+        count
+    }
+}
+
 fn token_at(blob: &'static [u8], start: u32) -> &'static [u8] {
     let start = usize::try_from(start).unwrap_or(usize::MAX);
     let len = start
@@ -188,16 +417,6 @@ fn token_at(blob: &'static [u8], start: u32) -> &'static [u8] {
         .map_or(0, |&len| usize::from(len));
     blob.get(start..start.saturating_add(len))
         .unwrap_or_default()
-}
-
-/// FNV-1a, 64-bit: a fast, fixed (hence deterministic) hash for the rank index.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 static CL100K: OnceLock<Ranks> = OnceLock::new();
@@ -214,7 +433,7 @@ pub(crate) fn o200k() -> &'static Ranks {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -230,6 +449,48 @@ mod tests {
             // Every single byte is a token.
             for byte in 0..=255u8 {
                 assert!(table.rank(&[byte]).is_some(), "{byte}");
+            }
+        }
+    }
+
+    /// The stack merge and the heap merge agree, and the cache changes no count.
+    #[test]
+    fn merge_paths_and_cache_agree() {
+        let texts = [
+            crate::pipeline::tests::corpus_texts(),
+            vec![
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
+                "Supercalifragilisticexpialidocious antidisestablishmentarianism".to_owned(),
+                "日本語のテキストと😀絵文字 ÜBERGRÖẞENTRÄGER ǅemal".to_owned(),
+                "0123456789abcdefABCDEF+/=".repeat(40),
+            ],
+        ]
+        .concat();
+        for table in [cl100k(), o200k()] {
+            let mut cache = PieceCache::new();
+            for text in &texts {
+                for encoding in [
+                    crate::tokens::Encoding::Cl100kBase,
+                    crate::tokens::Encoding::O200kBase,
+                ] {
+                    crate::tokens::pretokenize::for_each_piece(encoding, text, |piece, tail| {
+                        let heap = if piece.len() <= 1 || table.rank(piece).is_some() {
+                            usize::from(!piece.is_empty())
+                        } else {
+                            table.merge(piece)
+                        };
+                        assert_eq!(table.count_piece(piece), heap, "{piece:?}");
+                        assert_eq!(cache.count(table, piece, tail), heap, "{piece:?}");
+                        assert_eq!(cache.count(table, piece, piece), heap, "{piece:?}");
+                    });
+                    // Every prefix of a long word, merged both ways.
+                    for end in 2..=SMALL_PIECE.min(text.len()) {
+                        let piece = &text.as_bytes()[..end];
+                        if table.rank(piece).is_none() {
+                            assert_eq!(table.merge_small(piece), table.merge(piece));
+                        }
+                    }
+                }
             }
         }
     }

@@ -4,11 +4,20 @@
 //! which kind it is ([`Exactness`]).
 //!
 //! Memory: the rank tables sit in the module's data segment (0.74 MB cl100k, 1.60 MB o200k);
-//! each table's index is built on first use per VM (1.4 MB cl100k, 2.8 MB o200k of heap), plus
-//! the compiled pre-tokenizer regex and its lazy-DFA cache.
+//! each table's index is built on first use per VM (1.4 MB cl100k, 2.8 MB o200k of heap), and
+//! so is a 256 KiB piece-count cache per encoding ([`bpe::PieceCache`]). The pre-tokenizer is a
+//! hand-written matcher with a 35 KB Unicode class table and allocates nothing.
 
 mod bpe;
 mod pretokenize;
+mod unicode;
+
+use std::cell::RefCell;
+
+thread_local! {
+    /// The piece caches of this VM (one thread), by encoding: cl100k_base, o200k_base.
+    static CACHES: RefCell<[Option<bpe::PieceCache>; 2]> = const { RefCell::new([None, None]) };
+}
 
 /// A tiktoken encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,10 +49,35 @@ impl Encoding {
     pub fn count(self, text: &str) -> usize {
         let ranks = self.ranks();
         let mut total = 0usize;
-        let split = pretokenize::for_each_piece(self, text, |piece| {
-            total = total.saturating_add(ranks.count_piece(piece.as_bytes()));
+        let slot = match self {
+            Self::Cl100kBase => 0,
+            Self::O200kBase => 1,
+        };
+        let cached = CACHES.try_with(|caches| {
+            let Ok(mut caches) = caches.try_borrow_mut() else {
+                return false;
+            };
+            let Some(cache) = caches.get_mut(slot) else {
+                return false;
+            };
+            let cache = cache.get_or_insert_with(bpe::PieceCache::new);
+            pretokenize::for_each_piece(self, text, |piece, tail| {
+                total += cache.count(ranks, piece, tail);
+            });
+            true
         });
-        if split { total } else { text.len() }
+        if cached != Ok(true) {
+            total = 0;
+            pretokenize::for_each_piece(self, text, |piece, _| {
+                total += ranks.count_piece(piece);
+            });
+        }
+        total
+    }
+
+    /// Heap bytes of this encoding's piece-count cache (allocated on first count, per VM).
+    pub fn cache_heap_bytes(self) -> usize {
+        bpe::PieceCache::BYTES
     }
 
     /// Heap bytes of this encoding's rank index once loaded (loads it).

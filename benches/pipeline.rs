@@ -1,0 +1,151 @@
+//! The pure compression pipeline, natively: each compressor end to end through
+//! `compress_request` (detection, hashing, the compressor, both token counts, the stores and
+//! the splice) on one realistic tool output of 10 KB to 10 MB, exact token counting alone, and
+//! the ~110 KB agent request the filter is budgeted for (≤ 1 ms).
+//!
+//! - `json/<size>`, `log/<size>`, `search/<size>`, `diff/<size>`: a chat request whose newest
+//!   tool output is a JSON array of records, a build log, ripgrep output or a `git diff` of
+//!   that size; throughput is the tool output's bytes. Every iteration gets empty stores, so
+//!   nothing is replayed.
+//! - `tokens_o200k/<kind>/<size>`, `tokens_cl100k/<kind>/<size>`: `Encoding::count` on JSON,
+//!   a log and source code.
+//! - `compress_request/agent_json_300`: `corpus::agent_json_request(300, false)`.
+//!
+//! Run: `cargo bench --bench pipeline` (add `-- --quick` for a fast pass, or a filter such as
+//! `-- tokens_o200k`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use headroom_plugin::api::Api;
+use headroom_plugin::pipeline::{MemoryHost, Outcome, PipelineConfig, compress_request};
+use headroom_plugin::tokens::Encoding;
+use headroom_tests::corpus;
+
+const SIZES: &[(&str, usize)] = &[("10KB", 10_000), ("100KB", 100_000), ("1MB", 1_000_000)];
+const JSON_SIZES: &[(&str, usize)] = &[
+    ("10KB", 10_000),
+    ("100KB", 100_000),
+    ("1MB", 1_000_000),
+    ("10MB", 10_000_000),
+];
+
+/// A pretty-printed JSON array of records of about `bytes` bytes.
+fn json_text(bytes: usize) -> String {
+    // One pretty-printed record is about 330 bytes.
+    let mut n = (bytes / 330).max(1);
+    loop {
+        let text = corpus::records_json(n, 42);
+        if text.len() >= bytes || n > 1 << 24 {
+            return text;
+        }
+        n += (bytes - text.len()) / 330 + 1;
+    }
+}
+
+fn run(body: &[u8], config: &PipelineConfig) -> (Outcome, MemoryHost) {
+    let mut host = MemoryHost::default();
+    let outcome = compress_request(Api::OpenAiChat, body, config, &mut host)
+        .unwrap_or_else(|e| panic!("the corpus is a valid request: {e:?}"));
+    (outcome, host)
+}
+
+fn describe(name: &str, outcome: &Outcome) {
+    for block in outcome.blocks.iter().filter(|b| b.bytes_before >= 512) {
+        eprintln!(
+            "{name}: {} {} {} bytes -> {} ({:?} -> {:?} tokens)",
+            block.strategy,
+            block.decision.as_str(),
+            block.bytes_before,
+            block.bytes_after,
+            block.tokens_before,
+            block.tokens_after
+        );
+    }
+}
+
+fn compressor_group(
+    c: &mut Criterion,
+    group_name: &str,
+    sizes: &[(&str, usize)],
+    make: fn(usize) -> String,
+) {
+    let config = PipelineConfig::default();
+    let mut group = c.benchmark_group(group_name);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for &(label, size) in sizes {
+        let output = make(size);
+        let bytes = output.len() as u64;
+        let body = corpus::tool_output_request(output);
+        describe(&format!("{group_name}/{label}"), &run(&body, &config).0);
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+            b.iter_batched(
+                || (),
+                |()| run(black_box(body), &config),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn compressors(c: &mut Criterion) {
+    compressor_group(c, "json", JSON_SIZES, json_text);
+    compressor_group(c, "log", SIZES, |n| corpus::log_text(n, 11));
+    compressor_group(c, "search", SIZES, |n| corpus::grep_text(n, 5));
+    compressor_group(c, "diff", SIZES, |n| corpus::diff_text(n, 9));
+}
+
+fn tokens(c: &mut Criterion) {
+    for (group_name, encoding) in [
+        ("tokens_o200k", Encoding::O200kBase),
+        ("tokens_cl100k", Encoding::Cl100kBase),
+    ] {
+        // Load the rank table outside the measurement.
+        black_box(encoding.count("warm up"));
+        let mut group = c.benchmark_group(group_name);
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        for &(label, size) in SIZES {
+            let inputs = [
+                ("json", json_text(size)),
+                ("log", corpus::log_text(size, 3)),
+                ("code", corpus::code_text(size, 4)),
+            ];
+            for (kind, text) in inputs {
+                group.throughput(Throughput::Bytes(text.len() as u64));
+                group.bench_with_input(BenchmarkId::new(kind, label), text.as_str(), |b, text| {
+                    b.iter(|| encoding.count(black_box(text)))
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn agent_request(c: &mut Criterion) {
+    let config = PipelineConfig::default();
+    let body = corpus::agent_json_request(300, false);
+    describe("compress_request/agent_json_300", &run(&body, &config).0);
+    let mut group = c.benchmark_group("compress_request");
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("agent_json_300", |b| {
+        b.iter_batched(
+            || (),
+            |()| run(black_box(&body), &config),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, compressors, tokens, agent_request);
+criterion_main!(benches);
