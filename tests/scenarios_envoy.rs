@@ -43,25 +43,9 @@ async fn every_scenario_passes_in_envoy() -> anyhow::Result<()> {
     )
     .await?;
     let target = EnvoyTarget(envoy);
-    let mut failures = Vec::new();
-    let scenarios = scenario::load_all()?;
-    for (name, s) in &scenarios {
-        if let Some(why) = s.skip.get(target.name()) {
-            println!("skip {name}: {why}");
-            continue;
-        }
-        match scenario::run(name, s, &target, &upstream).await {
-            Ok(()) => println!("ok   {name}"),
-            Err(e) => failures.push(format!("{e:#}")),
-        }
+    let result = scenario::run_all(&target, &upstream).await;
+    if result.is_err() {
+        eprintln!("Envoy log tail:\n{}", target.0.log_tail());
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} scenarios failed:\n{}\n\nEnvoy log tail:\n{}",
-        failures.len(),
-        scenarios.len(),
-        failures.join("\n\n"),
-        target.0.log_tail()
-    );
-    Ok(())
+    result
 }

@@ -496,3 +496,28 @@ pub fn contains(value: &Value, subset: &Value) -> bool {
         _ => value == subset,
     }
 }
+
+/// Runs every scenario that applies to `target` and fails with all failures listed.
+pub async fn run_all(target: &impl Target, upstream: &Upstream) -> Result<()> {
+    let scenarios = load_all()?;
+    let mut failures = Vec::new();
+    for (name, s) in &scenarios {
+        if let Some(why) = s.skip.get(target.name()) {
+            println!("skip {name}: {why}");
+            continue;
+        }
+        match run(name, s, target, upstream).await {
+            Ok(()) => println!("ok   {name}"),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{} of {} scenarios failed on {}:\n{}",
+        failures.len(),
+        scenarios.len(),
+        target.name(),
+        failures.join("\n\n")
+    );
+    Ok(())
+}

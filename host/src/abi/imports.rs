@@ -34,21 +34,45 @@ fn status(result: Result<(), Status>) -> i32 {
     }
 }
 
-/// Links every import of `module`: the ABI and WASI functions below, and for anything else a
-/// function that answers "unimplemented" instead of trapping.
+/// Imports this host does not offer, and what they answer, as Envoy does or as the SDK expects
+/// of a host without them: gRPC to an unknown cluster is PARSE_FAILURE (an error, not a panic,
+/// in the SDK), shared queues and foreign functions are absent, and a plugin has no files.
+const CONSTANT_ANSWERS: &[(&str, i32)] = &[
+    ("proxy_grpc_call", Status::ParseFailure as i32),
+    ("proxy_grpc_stream", Status::ParseFailure as i32),
+    ("proxy_grpc_send", Status::NotFound as i32),
+    ("proxy_grpc_cancel", Status::NotFound as i32),
+    ("proxy_grpc_close", Status::NotFound as i32),
+    ("proxy_register_shared_queue", Status::Unimplemented as i32),
+    ("proxy_resolve_shared_queue", Status::NotFound as i32),
+    ("proxy_enqueue_shared_queue", Status::NotFound as i32),
+    ("proxy_dequeue_shared_queue", Status::NotFound as i32),
+    ("proxy_call_foreign_function", Status::NotFound as i32),
+    ("fd_close", errno::BADF),
+    ("fd_fdstat_get", errno::BADF),
+    ("fd_read", errno::BADF),
+    ("fd_seek", errno::BADF),
+];
+
+/// Links every import of `module`: the ABI and WASI functions below, the constant answers
+/// above, and for anything else a function that answers "unimplemented" instead of trapping.
 pub fn link(linker: &mut Linker<HostState>, module: &Module) -> Result<()> {
-    // Fallbacks first, then the real functions shadow them.
+    // Constant answers first, then the real functions shadow them where they exist.
     linker.allow_shadowing(true);
     for import in module.imports() {
         let ExternType::Func(ty) = import.ty() else {
             continue;
         };
         let (module_name, name) = (import.module().to_string(), import.name().to_string());
-        let code = if module_name == "env" {
-            Status::Unimplemented.code()
-        } else {
-            errno::NOSYS
-        };
+        let code = CONSTANT_ANSWERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, code)| *code)
+            .unwrap_or(if module_name == "env" {
+                Status::Unimplemented.code()
+            } else {
+                errno::NOSYS
+            });
         linker.func_new(&module_name, &name, ty.clone(), move |_, _, results| {
             for (slot, ty) in results.iter_mut().zip(ty.results()) {
                 *slot = match ty {
@@ -603,53 +627,6 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
 
-    // gRPC is not supported; Envoy answers an unknown gRPC upstream with PARSE_FAILURE, which
-    // the SDK turns into an error instead of a panic.
-    linker.func_wrap(
-        env,
-        "proxy_grpc_call",
-        |_: Ctx<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> i32 { Status::ParseFailure.code() },
-    )?;
-    linker.func_wrap(
-        env,
-        "proxy_grpc_stream",
-        |_: Ctx<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> i32 { Status::ParseFailure.code() },
-    )?;
-    linker.func_wrap(
-        env,
-        "proxy_grpc_send",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
-    )?;
-    linker.func_wrap(env, "proxy_grpc_cancel", |_: Ctx<'_>, _: i32| -> i32 {
-        Status::NotFound.code()
-    })?;
-    linker.func_wrap(env, "proxy_grpc_close", |_: Ctx<'_>, _: i32| -> i32 {
-        Status::NotFound.code()
-    })?;
-
     linker.func_wrap(
         env,
         "proxy_get_shared_data",
@@ -695,29 +672,6 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
             });
             status(result)
         },
-    )?;
-
-    // Shared queues are not offered by this host (nor by several gateways); registering one is
-    // refused the way an unsupported ABI call is.
-    linker.func_wrap(
-        env,
-        "proxy_register_shared_queue",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::Unimplemented.code() },
-    )?;
-    linker.func_wrap(
-        env,
-        "proxy_resolve_shared_queue",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
-    )?;
-    linker.func_wrap(
-        env,
-        "proxy_enqueue_shared_queue",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
-    )?;
-    linker.func_wrap(
-        env,
-        "proxy_dequeue_shared_queue",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32| -> i32 { Status::NotFound.code() },
     )?;
 
     linker.func_wrap(
@@ -794,14 +748,6 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
                 Ok(())
             });
             status(result)
-        },
-    )?;
-
-    linker.func_wrap(
-        env,
-        "proxy_call_foreign_function",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
-            Status::NotFound.code()
         },
     )?;
 
@@ -935,22 +881,6 @@ fn link_wasi(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
 
-    linker.func_wrap(wasi, "fd_close", |_: Ctx<'_>, _: i32| -> i32 {
-        errno::BADF
-    })?;
-    linker.func_wrap(wasi, "fd_fdstat_get", |_: Ctx<'_>, _: i32, _: i32| -> i32 {
-        errno::BADF
-    })?;
-    linker.func_wrap(
-        wasi,
-        "fd_read",
-        |_: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> i32 { errno::BADF },
-    )?;
-    linker.func_wrap(
-        wasi,
-        "fd_seek",
-        |_: Ctx<'_>, _: i32, _: i64, _: i32, _: i32| -> i32 { errno::BADF },
-    )?;
     Ok(())
 }
 
