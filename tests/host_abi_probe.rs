@@ -1,0 +1,81 @@
+//! The host's ABI features the Headroom filter does not use yet — `http_call` to a named
+//! cluster, ticks per root context, shared data across VMs, properties — tested against a real
+//! module: the probe guest in `tests/guests/abi-probe`, built here for wasm32-wasip1.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use headroom_tests::headroom::{InProcess, get, test_config};
+use headroom_tests::upstream::{Reply, Upstream};
+
+fn probe_wasm() -> anyhow::Result<Vec<u8>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = root.join("target/probe-build");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "abi-probe",
+            "--target",
+            "wasm32-wasip1",
+            "--profile",
+            "wasm-release",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "building the probe guest failed");
+    Ok(std::fs::read(
+        target_dir.join("wasm32-wasip1/wasm-release/abi_probe.wasm"),
+    )?)
+}
+
+fn text(body: Vec<u8>) -> String {
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_call_ticks_shared_data_and_properties_work() -> anyhow::Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::ZERO,
+    })
+    .await?;
+    let mut config = test_config(upstream.addr());
+    config.plugin_wasm = probe_wasm()?;
+    let host = InProcess::start(config)?;
+    let addr = host.proxy().local_addr();
+
+    // http_call: dispatched after the guest call returns, answered through the response callback.
+    let call = get(addr, "/probe/call").await?;
+    let models = upstream.take_received();
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].path, "/v1/models");
+    let expected_bytes = headroom_tests::upstream::provider_reply(&models[0], Duration::ZERO)
+        .chunks
+        .concat()
+        .len();
+    assert_eq!(
+        (call.status, text(call.body)),
+        (200, format!("status=200 bytes={expected_bytes}"))
+    );
+
+    // Ticks: every 20 ms on each worker's root context, counted across VMs with CAS.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let first = text(get(addr, "/probe/ticks").await?.body);
+    let n: u64 = first.trim_start_matches("ticks=").parse()?;
+    assert!(n >= 10, "{first}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later: u64 = text(get(addr, "/probe/ticks").await?.body)
+        .trim_start_matches("ticks=")
+        .parse()?;
+    assert!(later > n, "ticks stopped at {n}");
+
+    // Properties.
+    let props = get(addr, "/probe/properties").await?;
+    assert_eq!(text(props.body), "path=/probe/properties plugin=headroom");
+    Ok(())
+}
