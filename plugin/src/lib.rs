@@ -15,6 +15,7 @@ pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod rewrite;
+pub mod shape;
 pub mod tokens;
 
 // Compiled (and linted) natively too; only its wasm32 entry point registers it.

@@ -9,6 +9,7 @@ use crate::api::Api;
 use crate::config::Config;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
+use crate::shape::{object, required_array, string_field_is};
 
 /// The outcome of [`rewrite_request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,34 +170,6 @@ fn text_content<'d>(content: Value<'d>, out: &mut Vec<Value<'d>>) -> Result<(), 
         _ => return Err(FailOpen::UnexpectedShape),
     }
     Ok(())
-}
-
-/// The elements of the array member `key`; absent or not an array is an unexpected shape.
-fn required_array<'d>(
-    root: Value<'d>,
-    key: &str,
-) -> Result<impl Iterator<Item = Value<'d>>, FailOpen> {
-    match root.get(key) {
-        Some(value) if value.kind() == Kind::Array => Ok(value.elements()),
-        _ => Err(FailOpen::UnexpectedShape),
-    }
-}
-
-fn object(value: Value<'_>) -> Result<Value<'_>, FailOpen> {
-    if value.kind() == Kind::Object {
-        Ok(value)
-    } else {
-        Err(FailOpen::UnexpectedShape)
-    }
-}
-
-/// Whether `object.key` is the string `expected`; absent is false, a non-string is a surprise.
-fn string_field_is(object: Value<'_>, key: &str, expected: &str) -> Result<bool, FailOpen> {
-    match object.get(key) {
-        None => Ok(false),
-        Some(value) if value.kind() == Kind::String => Ok(value.is_str(expected)),
-        Some(_) => Err(FailOpen::UnexpectedShape),
-    }
 }
 
 /// The replacement literal for a tool output string whose text is a JSON object or array that

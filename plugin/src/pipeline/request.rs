@@ -28,6 +28,7 @@ use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_k
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, Kind, Value, encode_string};
+use crate::shape::{object, required_array};
 use crate::tokens::{Exactness, Tokenizer};
 
 /// What the pipeline needs from its host: the two shared stores.
@@ -620,24 +621,6 @@ fn plain_text(content: Value<'_>, part_type: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
-    }
-}
-
-fn required_array<'d>(
-    root: Value<'d>,
-    key: &str,
-) -> Result<impl Iterator<Item = Value<'d>>, FailOpen> {
-    match root.get(key) {
-        Some(value) if value.kind() == Kind::Array => Ok(value.elements()),
-        _ => Err(FailOpen::UnexpectedShape),
-    }
-}
-
-fn object(value: Value<'_>) -> Result<Value<'_>, FailOpen> {
-    if value.kind() == Kind::Object {
-        Ok(value)
-    } else {
-        Err(FailOpen::UnexpectedShape)
     }
 }
 
