@@ -399,6 +399,38 @@ enum BodyOutcome {
     ClientGone,
 }
 
+/// The next step of a body: a non-empty data chunk and/or trailers, and whether the body
+/// ends here (trailers always end it). Empty data frames are skipped.
+struct BodyStep {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    end: bool,
+}
+
+async fn next_step(body: &mut Incoming) -> Result<BodyStep, hyper::Error> {
+    loop {
+        let step = match body.frame().await.transpose()?.map(Frame::into_data) {
+            None => BodyStep {
+                data: None,
+                trailers: None,
+                end: true,
+            },
+            Some(Ok(data)) if data.is_empty() => continue,
+            Some(Ok(data)) => BodyStep {
+                data: Some(data),
+                trailers: None,
+                end: false,
+            },
+            Some(Err(frame)) => BodyStep {
+                data: None,
+                trailers: frame.into_trailers().ok(),
+                end: true,
+            },
+        };
+        return Ok(step);
+    }
+}
+
 /// Feeds the request body through the filter and on to `tx`.
 async fn pump_request_body(
     filter: &mut Option<Filter>,
@@ -408,38 +440,29 @@ async fn pump_request_body(
     // Original bytes not yet forwarded: what goes upstream if the filter traps.
     let mut pending_original: Vec<Bytes> = Vec::new();
     let mut sent_modified = false;
-    let send = |tx: &BodySender, data: Bytes| {
-        let tx = tx.clone();
-        async move { tx.send(Ok(Frame::data(data))).await.is_ok() }
-    };
+    let send = async |data: Bytes| tx.send(Ok(Frame::data(data))).await.is_ok();
     loop {
-        let frame = match body.frame().await {
-            None => None,
-            Some(Ok(frame)) => Some(frame),
-            Some(Err(e)) => {
+        let BodyStep {
+            data,
+            trailers,
+            end,
+        } = match next_step(&mut body).await {
+            Ok(step) => step,
+            Err(e) => {
                 tracing::debug!("client request body failed: {e}");
                 return Err(BodyOutcome::ClientGone);
             }
         };
-        let eos = frame.is_none();
-        let (data, trailers) = match frame.map(Frame::into_data) {
-            Some(Ok(data)) => (Some(data), None),
-            Some(Err(frame)) => (None, frame.into_trailers().ok()),
-            None => (None, None),
-        };
-        if data.as_ref().is_some_and(Bytes::is_empty) {
-            continue;
-        }
         let Some(f) = filter.as_ref() else {
             if let Some(data) = data
-                && !send(&tx, data).await
+                && !send(data).await
             {
                 return Ok(());
             }
             if let Some(t) = trailers {
                 let _ = tx.send(Ok(Frame::trailers(t))).await;
             }
-            if eos {
+            if end {
                 return Ok(());
             }
             continue;
@@ -462,10 +485,6 @@ async fn pump_request_body(
                 }));
             }
         }
-        if trailers.is_some() {
-            // Trailers end the body: the filter sees end of stream on this call.
-        }
-        let end = eos || trailers.is_some();
         let action = f.call(|vm, id| vm.on_request_body(id, end));
         let action = match action {
             Ok(Action::Pause) if end => f.wait_resume(true).await.map(|()| Action::Continue),
@@ -484,7 +503,7 @@ async fn pump_request_body(
                     sent_modified = true;
                 }
                 pending_original.clear();
-                if !buffered.is_empty() && !send(&tx, Bytes::from(buffered)).await {
+                if !buffered.is_empty() && !send(Bytes::from(buffered)).await {
                     return Ok(());
                 }
             }
@@ -505,7 +524,7 @@ async fn pump_request_body(
                     return Err(BodyOutcome::Local(local));
                 }
                 for chunk in pending_original.drain(..) {
-                    if !send(&tx, chunk).await {
+                    if !send(chunk).await {
                         return Ok(());
                     }
                 }
@@ -513,9 +532,8 @@ async fn pump_request_body(
         }
         if let Some(t) = trailers {
             let _ = tx.send(Ok(Frame::trailers(t))).await;
-            return Ok(());
         }
-        if eos {
+        if end {
             return Ok(());
         }
     }
@@ -601,25 +619,18 @@ async fn respond_from_upstream(
     let (tx, client_body) = ChannelBody::new();
     tokio::task::spawn_local(async move {
         loop {
-            let frame = match body.frame().await {
-                None => None,
-                Some(Ok(frame)) => Some(frame),
-                Some(Err(e)) => {
+            let BodyStep {
+                data,
+                trailers,
+                end,
+            } = match next_step(&mut body).await {
+                Ok(step) => step,
+                Err(e) => {
                     tracing::debug!("upstream response body failed: {e}");
                     let _ = tx.send(Err(Box::new(e))).await;
                     return;
                 }
             };
-            let eos = frame.is_none();
-            let (data, trailers) = match frame.map(Frame::into_data) {
-                Some(Ok(data)) => (Some(data), None),
-                Some(Err(frame)) => (None, frame.into_trailers().ok()),
-                None => (None, None),
-            };
-            if data.as_ref().is_some_and(Bytes::is_empty) {
-                continue;
-            }
-            let end = eos || trailers.is_some();
             let out = match &filter {
                 None => data,
                 Some(f) => {
