@@ -7,6 +7,11 @@
 //! measured in interleaved rounds (direct, headroom, Envoy, Envoy + filter, order rotated each
 //! round) so machine noise hits them alike; results are medians and ratios, never lone times.
 //!
+//! Every request repeats a body the filter has seen; to measure compression rather than the
+//! replay lookup (which a later agent turn gets), both filter targets run with the replay map
+//! off (`replay_store_bytes: 0`): each request is compressed from scratch, the worst case.
+//! `cargo bench --bench filter` measures the replay path (`replay_wasm/*`) on its own.
+//!
 //! Run: `scripts/bench` (installs Envoy, builds, runs this). Options after `--`:
 //! `--quick` (fewer rounds), `--rounds N`, `--concurrency N`, `--chunk-delay-ms N`,
 //! `--out DIR` (default `target/bench-e2e`), `--write-benchmarks-md` (updates BENCHMARKS.md).
@@ -29,6 +34,9 @@ use headroom_tests::corpus;
 use headroom_tests::envoy::{Envoy, LocalConfig, plugin_wasm};
 use headroom_tests::headroom::Process;
 use headroom_tests::upstream::{Reply, Upstream};
+
+/// The filter's configuration in both hosts: no replay, so every request compresses afresh.
+const FILTER_CONFIG: &str = r#"{"replay_store_bytes":0}"#;
 
 #[derive(Clone)]
 struct Options {
@@ -281,6 +289,8 @@ async fn main() -> Result<()> {
             &url,
             "--anthropic-api-url",
             &url,
+            "--plugin-config",
+            FILTER_CONFIG,
             // Quiet, but for the line that says where it listens.
             "--log-level",
             "warn,headroom_host::proxy=info",
@@ -295,7 +305,7 @@ async fn main() -> Result<()> {
         openai_upstream_port: up.port(),
         anthropic_upstream_port: up.port(),
         wasm_path,
-        plugin_config_json: "{}".into(),
+        plugin_config_json: FILTER_CONFIG.into(),
     };
     let envoy_plain = Envoy::start(local(None), 2).await?;
     let envoy_filter = Envoy::start(local(Some(wasm.clone())), 2).await?;

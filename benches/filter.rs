@@ -1,9 +1,15 @@
 //! What the filter costs per request body, natively and inside the `.wasm` run by our host,
 //! on the same inputs so the wasm/native ratio is visible.
 //!
-//! - `pipeline_native/<size>`: the filter's request rewrite as a native function.
-//! - `pipeline_wasm/<size>`: the same body through the proxy-wasm ABI in our host (headers
-//!   callback, buffered body callbacks, the rewrite in wasm, the body handed back): no network.
+//! - `pipeline_native/<kind>/<size>`: the filter's pipeline (`compress_request`) as a native
+//!   function on a chat request whose tool outputs are JSON records, a log, search results or
+//!   a diff, with stores of zero budget so every iteration compresses afresh.
+//! - `pipeline_wasm/<kind>/<size>`: the same body through the proxy-wasm ABI in our host (headers
+//!   callback, buffered body callbacks, the pipeline in wasm, the body handed back), the
+//!   filter configured with zero-budget stores too: no network.
+//! - `replay_native/<size>`, `replay_wasm/<size>`: the same body again with the default stores:
+//!   what a later turn that resends an already-compressed tool output costs (parse, hash,
+//!   store lookup, splice).
 //! - `abi_passthrough/100KB`: a 100 KB body on a path the filter does not buffer: the ABI's
 //!   fixed cost (context creation, headers and body callbacks, done/log/delete).
 //!
@@ -18,6 +24,7 @@ use headroom_host::abi::state::{PluginShared, StreamInfo};
 use headroom_host::abi::vm::{Runtime, Vm, VmLimits};
 use headroom_plugin::api::Api;
 use headroom_plugin::config::Config;
+use headroom_plugin::pipeline::{MemoryHost, compress_request};
 use headroom_tests::corpus;
 
 const SIZES: &[(&str, usize)] = &[
@@ -27,12 +34,12 @@ const SIZES: &[(&str, usize)] = &[
     ("10MB", 10_000_000),
 ];
 
-fn runtime() -> Arc<Runtime> {
+fn runtime(configuration: &[u8]) -> Arc<Runtime> {
     let plugin = PluginShared {
         name: "headroom".into(),
         root_id: "headroom".into(),
         vm_id: "headroom".into(),
-        configuration: b"{}".to_vec(),
+        configuration: configuration.to_vec(),
         vm_configuration: Vec::new(),
         clusters: Default::default(),
         log_level: 3,
@@ -78,36 +85,104 @@ fn through_vm(vm: &mut Vm, path: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn pipeline(c: &mut Criterion) {
-    let runtime = runtime();
-    let mut vm = runtime.instantiate().expect("a VM");
-    let config = Config::default();
-    let mut native = c.benchmark_group("pipeline_native");
+/// Chat requests whose tool outputs are of each kind the pipeline compresses, at each size:
+/// (kind, size label, body).
+fn bodies() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
     for (label, size) in SIZES {
-        let body = corpus::sized_request(*size);
+        out.push(("json", *label, corpus::sized_request(*size)));
+        let request = |text: String| corpus::tool_output_request(text);
+        out.push(("log", *label, request(corpus::log_text(*size, 7))));
+        out.push(("search", *label, request(corpus::grep_text(*size, 7))));
+        out.push(("diff", *label, request(corpus::diff_text(*size, 7))));
+    }
+    out
+}
+
+/// Stores of zero budget: nothing is kept, so nothing is replayed.
+const NO_STORES: &[u8] = br#"{"omitted_store_bytes":0,"replay_store_bytes":0}"#;
+
+/// What one VM's linear memory grows to: fresh, after an OpenAI request (o200k_base tables)
+/// and after an Anthropic one too (cl100k_base). Printed, not asserted: it is a measurement.
+fn vm_memory() {
+    let mut vm = runtime(NO_STORES).instantiate().expect("a VM");
+    let fresh = vm.memory_bytes();
+    through_vm(
+        &mut vm,
+        "/v1/chat/completions",
+        &corpus::sized_request(100_000),
+    );
+    let openai = vm.memory_bytes();
+    let claude = corpus::sized_request(100_000);
+    let claude = String::from_utf8_lossy(&claude).replace("gpt-4o-mini", "claude-sonnet-4-5");
+    through_vm(&mut vm, "/v1/chat/completions", claude.as_bytes());
+    let both = vm.memory_bytes();
+    println!(
+        "vm_memory: fresh {:.1} MiB, after an o200k request {:.1} MiB, after a cl100k request too {:.1} MiB",
+        fresh as f64 / 1048576.0,
+        openai as f64 / 1048576.0,
+        both as f64 / 1048576.0
+    );
+}
+
+fn pipeline(c: &mut Criterion) {
+    vm_memory();
+    let mut vm = runtime(NO_STORES).instantiate().expect("a VM");
+    let mut replay_vm = runtime(b"{}").instantiate().expect("a VM");
+    let config = Config::default().pipeline;
+    let native_run =
+        |body: &[u8]| compress_request(Api::OpenAiChat, body, &config, &mut MemoryHost::new(0, 0));
+    let mut native = c.benchmark_group("pipeline_native");
+    for (kind, size_label, body) in bodies() {
         native.throughput(Throughput::Bytes(body.len() as u64));
-        native.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
-            b.iter(|| headroom_plugin::rewrite::rewrite_request(Api::OpenAiChat, body, &config))
+        native.bench_with_input(BenchmarkId::new(kind, size_label), &body, |b, body| {
+            b.iter(|| native_run(body))
         });
     }
     native.finish();
     let mut wasm = c.benchmark_group("pipeline_wasm");
-    for (label, size) in SIZES {
-        let body = corpus::sized_request(*size);
+    for (kind, size_label, body) in bodies() {
         // The same result in both: the benchmark measures equal work.
-        let native_out = headroom_plugin::rewrite::rewrite_request(Api::OpenAiChat, &body, &config)
-            .expect("valid")
-            .body;
+        let native_out = native_run(&body).expect("valid").body;
+        assert!(native_out.is_some(), "the {kind} request compresses");
         assert_eq!(
             Some(through_vm(&mut vm, "/v1/chat/completions", &body)),
             native_out
         );
         wasm.throughput(Throughput::Bytes(body.len() as u64));
-        wasm.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+        wasm.bench_with_input(BenchmarkId::new(kind, size_label), &body, |b, body| {
             b.iter(|| through_vm(&mut vm, "/v1/chat/completions", body))
         });
     }
     wasm.finish();
+    let mut replay = c.benchmark_group("replay_native");
+    for (label, size) in SIZES {
+        let body = corpus::sized_request(*size);
+        let mut stores = MemoryHost::default();
+        let first = compress_request(Api::OpenAiChat, &body, &config, &mut stores).expect("valid");
+        replay.throughput(Throughput::Bytes(body.len() as u64));
+        replay.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+            b.iter(|| {
+                let again = compress_request(Api::OpenAiChat, body, &config, &mut stores);
+                assert_eq!(again.as_ref().map(|o| &o.body), Ok(&first.body));
+            })
+        });
+    }
+    replay.finish();
+    let mut replay = c.benchmark_group("replay_wasm");
+    for (label, size) in SIZES {
+        let body = corpus::sized_request(*size);
+        let first = through_vm(&mut replay_vm, "/v1/chat/completions", &body);
+        assert_eq!(
+            through_vm(&mut replay_vm, "/v1/chat/completions", &body),
+            first
+        );
+        replay.throughput(Throughput::Bytes(body.len() as u64));
+        replay.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+            b.iter(|| through_vm(&mut replay_vm, "/v1/chat/completions", body))
+        });
+    }
+    replay.finish();
     let body = corpus::sized_request(100_000);
     c.bench_function("abi_passthrough/100KB", |b| {
         b.iter(|| through_vm(&mut vm, "/v1/embeddings", &body))

@@ -1,9 +1,63 @@
-//! Builds the filter (`plugin/`, wasm32-wasip1, profile `wasm-release`) so the `headroom` binary
-//! carries it: `headroom proxy` needs no `.wasm` on disk. `HEADROOM_PLUGIN_WASM_PREBUILT` points
-//! at an already built filter instead.
+//! Builds the two guests the `headroom` binary carries, so it needs no `.wasm` on disk:
+//!
+//! - the filter (`plugin/`, wasm32-wasip1, profile `wasm-release`) for `headroom proxy`;
+//!   `HEADROOM_PLUGIN_WASM_PREBUILT` points at an already built one instead;
+//! - the pipeline component (`component/`, wasm32-wasip2, profile `wasm-release`) for
+//!   `headroom compress`; `HEADROOM_COMPONENT_WASM_PREBUILT` points at an already built one.
+//!
+//! Each is a nested `cargo build` with its own target directory under the outer one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// One guest to build and embed.
+struct Guest {
+    /// Its package.
+    package: &'static str,
+    /// Its wasm target.
+    target: &'static str,
+    /// The nested build's target directory, under the outer one.
+    target_dir: &'static str,
+    /// The file the build produces.
+    artifact: &'static str,
+    /// The variable naming a prebuilt file to embed instead.
+    prebuilt_env: &'static str,
+    /// The file name in OUT_DIR, published to the crate as `rustc-env` variable `embed_env`.
+    embedded: &'static str,
+    /// The `rustc-env` variable carrying the embedded file's path.
+    embed_env: &'static str,
+    /// What the build reads, relative to the workspace root.
+    inputs: &'static [&'static str],
+}
+
+const GUESTS: [Guest; 2] = [
+    Guest {
+        package: "headroom-plugin",
+        target: "wasm32-wasip1",
+        target_dir: "plugin-build",
+        artifact: "headroom_plugin.wasm",
+        prebuilt_env: "HEADROOM_PLUGIN_WASM_PREBUILT",
+        embedded: "headroom.wasm",
+        embed_env: "HEADROOM_PLUGIN_WASM",
+        inputs: &["plugin/src", "plugin/Cargo.toml"],
+    },
+    Guest {
+        package: "headroom-component",
+        target: "wasm32-wasip2",
+        target_dir: "component-build",
+        artifact: "headroom_component.wasm",
+        prebuilt_env: "HEADROOM_COMPONENT_WASM_PREBUILT",
+        embedded: "headroom_component.wasm",
+        embed_env: "HEADROOM_COMPONENT_WASM",
+        inputs: &[
+            "component/src",
+            "component/Cargo.toml",
+            "wit",
+            "plugin/src",
+            "plugin/Cargo.toml",
+        ],
+    },
+];
 
 fn main() {
     let manifest_dir =
@@ -13,59 +67,64 @@ fn main() {
         .expect("host/ is inside the workspace")
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    println!("cargo:rerun-if-env-changed=HEADROOM_PLUGIN_WASM_PREBUILT");
-    for path in [
-        "plugin/src",
-        "plugin/Cargo.toml",
-        "Cargo.lock",
-        "Cargo.toml",
-    ] {
+    for path in ["Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
-    let wasm = match std::env::var_os("HEADROOM_PLUGIN_WASM_PREBUILT") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            // <target>/<profile>/build/<pkg>/out → <target>/plugin-build: shared by every profile.
-            let target_dir = out_dir
-                .ancestors()
-                .nth(4)
-                .map(|t| t.join("plugin-build"))
-                .unwrap_or_else(|| out_dir.join("plugin-build"));
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "--locked",
-                    "-p",
-                    "headroom-plugin",
-                    "--target",
-                    "wasm32-wasip1",
-                    "--profile",
-                    "wasm-release",
-                    "--target-dir",
-                ])
-                .arg(&target_dir)
-                // What cargo sets for this build script must not leak into the filter's build.
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env_remove("RUSTFLAGS")
-                .env_remove("RUSTC_WORKSPACE_WRAPPER")
-                .env_remove("RUSTC_WRAPPER")
-                .env_remove("CARGO_BUILD_TARGET")
-                .env_remove("CARGO_TARGET_DIR")
-                .status()
-                .expect("running cargo to build the filter");
-            assert!(
-                status.success(),
-                "building the filter (plugin/) for wasm32-wasip1 failed; is the wasm32-wasip1 target installed? (rust-toolchain.toml lists it)"
-            );
-            target_dir.join("wasm32-wasip1/wasm-release/headroom_plugin.wasm")
-        }
-    };
-    let embedded = out_dir.join("headroom.wasm");
-    std::fs::copy(&wasm, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
-    println!(
-        "cargo:rustc-env=HEADROOM_PLUGIN_WASM={}",
-        embedded.display()
+    for guest in &GUESTS {
+        let embedded = out_dir.join(guest.embedded);
+        let wasm = build(guest, &root, &out_dir);
+        std::fs::copy(&wasm, &embedded)
+            .unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
+        println!("cargo:rustc-env={}={}", guest.embed_env, embedded.display());
+    }
+}
+
+/// Builds `guest` (or takes its prebuilt file) and returns the path of its `.wasm`.
+fn build(guest: &Guest, root: &Path, out_dir: &Path) -> PathBuf {
+    println!("cargo:rerun-if-env-changed={}", guest.prebuilt_env);
+    for path in guest.inputs {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    if let Some(path) = std::env::var_os(guest.prebuilt_env) {
+        return PathBuf::from(path);
+    }
+    // <target>/<profile>/build/<pkg>/out → <target>/<guest dir>: shared by every profile.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join(guest.target_dir))
+        .unwrap_or_else(|| out_dir.join(guest.target_dir));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            guest.package,
+            "--target",
+            guest.target,
+        ])
+        .args(["--profile", "wasm-release", "--target-dir"])
+        .arg(&target_dir)
+        // What cargo sets for this build script must not leak into the guest's build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build {}: {e}", guest.package));
+    assert!(
+        status.success(),
+        "building {} for {} failed; is the {} target installed? (rust-toolchain.toml lists it)",
+        guest.package,
+        guest.target,
+        guest.target
     );
+    target_dir
+        .join(guest.target)
+        .join("wasm-release")
+        .join(guest.artifact)
 }

@@ -7,10 +7,17 @@
 //! - [`abi`]: the proxy-wasm ABI host on wasmtime (imports, VMs, shared data, metrics).
 //! - [`proxy`]: the HTTP proxy that drives each request through a worker's VM.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`compress`]: the compression pipeline as a WebAssembly component, for
+//!   `headroom compress`.
 
 pub mod abi;
+pub mod compress;
 pub mod metrics;
 pub mod proxy;
 
 /// The filter built from `plugin/` into this binary (wasm32-wasip1).
 pub const EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("HEADROOM_PLUGIN_WASM"));
+
+/// The compression pipeline built from `component/` into this binary: a WebAssembly component
+/// (wasm32-wasip2) exporting `wit/headroom.wit`.
+pub const EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("HEADROOM_COMPONENT_WASM"));

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::json::DEFAULT_MAX_DEPTH;
+use crate::pipeline::PipelineConfig;
 
 /// Default for [`Config::max_body_bytes`]: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -13,9 +13,15 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// Default for [`Config::health_path`].
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
+/// Default for [`Config::retrieve_path`].
+pub const DEFAULT_RETRIEVE_PATH: &str = "/v1/headroom/retrieve";
+
+/// Default for [`Config::omitted_store_bytes`] and [`Config::replay_store_bytes`]: 16 MiB each.
+pub const DEFAULT_STORE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The filter's configuration. Every field is optional; unknown fields are rejected so a typo
 /// cannot silently fall back to a default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Mount prefixes of the provider APIs: a path is an API path when it equals
@@ -24,14 +30,23 @@ pub struct Config {
     pub path_prefixes: Vec<String>,
     /// Bodies larger than this are forwarded unchanged (fail open `too_large`). Default 32 MiB.
     pub max_body_bytes: u64,
-    /// Compact JSON tool outputs by removing insignificant whitespace. Default true.
-    pub compact_json_tool_outputs: bool,
+    /// Compress tool outputs; false forwards every body unchanged (metrics still count).
+    /// Default true.
+    pub compress: bool,
+    /// How tool outputs are compressed: [`PipelineConfig`], every field defaulted.
+    pub pipeline: PipelineConfig,
     /// `GET` on this path (query ignored) answers the health document; empty disables it.
     /// Default `/health`.
     pub health_path: String,
-    /// Deepest nesting of objects and arrays accepted in a body (and in a tool output to
-    /// compact); deeper bodies fail open `not_json`. At least 1. Default 256.
-    pub max_json_depth: u32,
+    /// `GET {retrieve_path}/{hash}` answers the original a marker's hash names, from shared
+    /// data; empty disables it. Default `/v1/headroom/retrieve`.
+    pub retrieve_path: String,
+    /// Byte budget of the originals of lossy compressions kept for retrieval (shared by every
+    /// VM; oldest evicted first). Default 16 MiB.
+    pub omitted_store_bytes: u64,
+    /// Byte budget of the replay map (content hash of an original → the bytes sent for it),
+    /// which keeps later turns byte-identical for prompt caches. Default 16 MiB.
+    pub replay_store_bytes: u64,
 }
 
 impl Default for Config {
@@ -39,9 +54,12 @@ impl Default for Config {
         Self {
             path_prefixes: vec![String::new()],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            compact_json_tool_outputs: true,
+            compress: true,
+            pipeline: PipelineConfig::default(),
             health_path: DEFAULT_HEALTH_PATH.to_owned(),
-            max_json_depth: DEFAULT_MAX_DEPTH,
+            retrieve_path: DEFAULT_RETRIEVE_PATH.to_owned(),
+            omitted_store_bytes: DEFAULT_STORE_BYTES,
+            replay_store_bytes: DEFAULT_STORE_BYTES,
         }
     }
 }
@@ -87,15 +105,26 @@ impl Config {
                 ));
             }
         }
-        if !self.health_path.is_empty() && !self.health_path.starts_with('/') {
+        for (name, path) in [
+            ("health_path", &self.health_path),
+            ("retrieve_path", &self.retrieve_path),
+        ] {
+            if !path.is_empty() && (!path.starts_with('/') || path.contains(['?', '#'])) {
+                return Err(ConfigError::at(
+                    name.to_owned(),
+                    "must be empty (disabled) or start with '/' and have no '?' or '#'",
+                ));
+            }
+        }
+        if !self.retrieve_path.is_empty() && self.retrieve_path == self.health_path {
             return Err(ConfigError::at(
-                "health_path".to_owned(),
-                "must be empty (disabled) or start with '/'",
+                "retrieve_path".to_owned(),
+                "must differ from health_path",
             ));
         }
-        if self.max_json_depth == 0 {
+        if self.pipeline.max_json_depth == 0 {
             return Err(ConfigError::at(
-                "max_json_depth".to_owned(),
+                "pipeline.max_json_depth".to_owned(),
                 "must be at least 1",
             ));
         }
@@ -151,9 +180,11 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.path_prefixes, vec![String::new()]);
         assert_eq!(config.max_body_bytes, 33_554_432);
-        assert!(config.compact_json_tool_outputs);
+        assert!(config.compress);
         assert_eq!(config.health_path, "/health");
-        assert_eq!(config.max_json_depth, 256);
+        assert_eq!(config.retrieve_path, "/v1/headroom/retrieve");
+        assert_eq!(config.pipeline, PipelineConfig::default());
+        assert_eq!(config.pipeline.max_json_depth, 256);
         for raw in ["", " \n\t", "{}", " { } "] {
             assert_eq!(
                 Config::from_bytes(raw.as_bytes()).unwrap(),
@@ -166,8 +197,9 @@ mod tests {
     #[test]
     fn parses_every_field() {
         let config = Config::from_bytes(
-            br#"{"path_prefixes":["/llm",""],"max_body_bytes":1024,
-                "compact_json_tool_outputs":false,"health_path":"","max_json_depth":8}"#,
+            br#"{"path_prefixes":["/llm",""],"max_body_bytes":1024,"compress":false,
+                "pipeline":{"max_json_depth":8,"min_block_bytes":64},"health_path":"",
+                "retrieve_path":"/r","omitted_store_bytes":10,"replay_store_bytes":20}"#,
         )
         .unwrap();
         assert_eq!(
@@ -175,9 +207,16 @@ mod tests {
             Config {
                 path_prefixes: vec!["/llm".to_owned(), String::new()],
                 max_body_bytes: 1024,
-                compact_json_tool_outputs: false,
+                compress: false,
+                pipeline: PipelineConfig {
+                    max_json_depth: 8,
+                    min_block_bytes: 64,
+                    ..PipelineConfig::default()
+                },
                 health_path: String::new(),
-                max_json_depth: 8,
+                retrieve_path: "/r".to_owned(),
+                omitted_store_bytes: 10,
+                replay_store_bytes: 20,
             }
         );
     }
@@ -193,8 +232,8 @@ mod tests {
             "invalid plugin configuration at 'path_prefixes[1]': invalid type: integer `3`, expected a string"
         );
         assert_eq!(
-            error(r#"{"max_json_depth":-1}"#),
-            "invalid plugin configuration at 'max_json_depth': invalid value: integer `-1`, expected u32"
+            error(r#"{"pipeline":{"max_json_depth":-1}}"#),
+            "invalid plugin configuration at 'pipeline.max_json_depth': invalid value: integer `-1`, expected u32"
         );
     }
 
@@ -203,8 +242,12 @@ mod tests {
         assert_eq!(
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
-             `path_prefixes`, `max_body_bytes`, `compact_json_tool_outputs`, `health_path`, `max_json_depth`"
+             `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `retrieve_path`, \
+             `omitted_store_bytes`, `replay_store_bytes`"
         );
+        assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
+            "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"
+        ));
     }
 
     #[test]
@@ -216,7 +259,11 @@ mod tests {
         assert!(error(r#"{"path_prefixes":["llm"]}"#).contains("'path_prefixes[0]'"));
         assert!(error(r#"{"path_prefixes":["/"]}"#).contains("'path_prefixes[0]'"));
         assert!(error(r#"{"health_path":"health"}"#).contains("'health_path'"));
-        assert!(error(r#"{"max_json_depth":0}"#).contains("'max_json_depth'"));
+        assert!(
+            error(r#"{"pipeline":{"max_json_depth":0}}"#).contains("'pipeline.max_json_depth'")
+        );
+        assert!(error(r#"{"retrieve_path":"r"}"#).contains("'retrieve_path'"));
+        assert!(error(r#"{"retrieve_path":"/health"}"#).contains("must differ"));
         assert!(error("{").starts_with("invalid plugin configuration: EOF"));
         for raw in ["null", "[]", "[1]", "\"x\"", "1"] {
             assert_eq!(

@@ -5,6 +5,8 @@
 use crate::api::{Api, is_json_content_type, strip_query};
 use crate::config::Config;
 use crate::fail_open::FailOpen;
+use crate::json::encode_string;
+use crate::pipeline::ContentHash;
 
 /// Body of the local health response.
 pub const HEALTH_BODY: &str = concat!(
@@ -21,6 +23,9 @@ pub const HEALTH_CONTENT_TYPE: &str = "application/json";
 pub enum Route {
     /// `GET` on the health path: answer [`HEALTH_BODY`] locally.
     Health,
+    /// `GET {retrieve_path}/{hash}`: answer the original kept under the hash (`None`: the last
+    /// segment is not a hash).
+    Retrieve(Option<ContentHash>),
     /// A provider API request.
     Provider(Api),
     /// Anything else: pass through untouched.
@@ -38,9 +43,47 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
     {
         return Route::Health;
     }
+    if method == b"GET" && !config.retrieve_path.is_empty() {
+        let rest = strip_query(path).strip_prefix(config.retrieve_path.as_bytes());
+        if let Some(hash) = rest.and_then(|rest| rest.strip_prefix(b"/")) {
+            let hash = std::str::from_utf8(hash)
+                .ok()
+                .and_then(ContentHash::from_hex);
+            return Route::Retrieve(hash);
+        }
+    }
     match Api::classify(method, path, &config.path_prefixes) {
         Some(api) => Route::Provider(api),
         None => Route::Other,
+    }
+}
+
+/// Content type of every retrieval answer.
+pub const RETRIEVE_CONTENT_TYPE: &str = "application/json";
+
+/// The local answer to a retrieval: status and JSON body. `hash` is `None` when the path did
+/// not end in a hash; `original` is what the store holds under it.
+pub fn retrieve_response(hash: Option<ContentHash>, original: Option<&[u8]>) -> (u32, String) {
+    let error = |status: u32, kind: &str, message: &str| {
+        let body = format!(
+            r#"{{"error":{{"type":"{kind}","message":{}}}}}"#,
+            encode_string(message)
+        );
+        (status, body)
+    };
+    let Some(hash) = hash else {
+        return error(400, "invalid_hash", "expected 16 hex digits after the path");
+    };
+    match original.map(String::from_utf8_lossy) {
+        Some(text) => (
+            200,
+            format!(r#"{{"hash":"{hash}","original":{}}}"#, encode_string(&text)),
+        ),
+        None => error(
+            404,
+            "not_found",
+            &format!("no original kept under {hash} (never stored, or evicted)"),
+        ),
     }
 }
 
@@ -133,6 +176,15 @@ mod tests {
         );
         assert_eq!(r(b"GET", b"/v1/chat/completions"), Route::Other);
         assert_eq!(route(&config, None, Some(b"/health")), Route::Other);
+        let hash = ContentHash::of(b"x");
+        let path = format!("/v1/headroom/retrieve/{hash}?x=1");
+        assert_eq!(r(b"GET", path.as_bytes()), Route::Retrieve(Some(hash)));
+        assert_eq!(
+            r(b"GET", b"/v1/headroom/retrieve/zz"),
+            Route::Retrieve(None)
+        );
+        assert_eq!(r(b"GET", b"/v1/headroom/retrieve"), Route::Other);
+        assert_eq!(r(b"POST", path.as_bytes()), Route::Other);
         assert_eq!(route(&config, Some(b"GET"), None), Route::Other);
 
         let config = Config {
@@ -146,6 +198,21 @@ mod tests {
             route(&config, Some(b"POST"), Some(b"/llm/v1/messages")),
             Route::Provider(Api::AnthropicMessages)
         );
+    }
+
+    #[test]
+    fn answers_retrievals() {
+        let hash = ContentHash::of(b"x");
+        let (status, body) = retrieve_response(Some(hash), Some("a\"b\né".as_bytes()));
+        assert_eq!(status, 200);
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["original"], "a\"b\né");
+        assert_eq!(parsed["hash"], hash.to_hex());
+        let (status, body) = retrieve_response(Some(hash), None);
+        assert_eq!(status, 404);
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["error"]["type"], "not_found");
+        assert_eq!(retrieve_response(None, None).0, 400);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
 //! The pure modules ([`api`], [`config`], [`fail_open`], [`flow`], [`json`], [`metrics`],
-//! [`pipeline`], [`rewrite`], [`tokens`]) take bytes and return decisions; they have no proxy-wasm dependency and are
-//! tested natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
+//! [`pipeline`], [`shape`], [`tokens`]) take bytes and return decisions; they have no
+//! proxy-wasm dependency and are tested natively. `filter` is the thin glue that talks to the
+//! proxy-wasm ABI.
 
 #![warn(missing_docs)]
 
@@ -14,10 +15,11 @@ pub mod flow;
 pub mod json;
 pub mod metrics;
 pub mod pipeline;
-pub mod rewrite;
 pub mod shape;
 pub mod tokens;
 
-// Compiled (and linted) natively too; only its wasm32 entry point registers it.
+// Compiled (and linted) natively too; only its wasm32 entry point registers it. Feature
+// `filter` (default): the WIT component builds the pure modules without it.
+#[cfg(feature = "filter")]
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code, unused_imports))]
 mod filter;

@@ -8,6 +8,7 @@
 
 use crate::api::Provider;
 use crate::fail_open::FailOpen;
+use crate::pipeline::Decision;
 
 /// Every request the filter sees.
 pub const INBOUND_REQUESTS: &str = "headroom_inbound_requests_total";
@@ -21,13 +22,21 @@ pub const REQUESTS_FAILED: &str = "headroom_requests_failed_total";
 pub const FAIL_OPEN: &str = "headroom_fail_open_total";
 /// Bytes removed from request bodies.
 pub const BYTES_SAVED: &str = "headroom_bytes_saved_total";
-/// Tool output texts replaced by a compacted form.
-pub const TOOL_OUTPUTS_COMPACTED: &str = "headroom_tool_outputs_compacted_total";
+/// Tokens removed from request bodies (exact for OpenAI models, estimated for Anthropic).
+pub const TOKENS_SAVED: &str = "headroom_tokens_saved_total";
+/// Tool outputs seen, by what the pipeline decided for each (label `decision`).
+pub const TOOL_OUTPUTS: &str = "headroom_tool_outputs_total";
+/// Lookups on the retrieval endpoint (label `status`: `found` or `missing`).
+pub const RETRIEVALS: &str = "headroom_retrievals_total";
 
 /// Label of [`REQUESTS_BY_PROVIDER`].
 pub const PROVIDER_LABEL: &str = "provider";
 /// Label of [`FAIL_OPEN`].
 pub const REASON_LABEL: &str = "reason";
+/// Label of [`TOOL_OUTPUTS`].
+pub const DECISION_LABEL: &str = "decision";
+/// Label of [`RETRIEVALS`].
+pub const STATUS_LABEL: &str = "status";
 
 /// A counter the filter defines (all are proxy-wasm COUNTER metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,12 +53,16 @@ pub enum Counter {
     FailOpen(FailOpen),
     /// [`BYTES_SAVED`]
     BytesSaved,
-    /// [`TOOL_OUTPUTS_COMPACTED`]
-    ToolOutputsCompacted,
+    /// [`TOKENS_SAVED`]
+    TokensSaved,
+    /// [`TOOL_OUTPUTS`] with its decision label.
+    ToolOutputs(Decision),
+    /// [`RETRIEVALS`]: whether the original was found.
+    Retrievals(bool),
 }
 
 /// Number of counters in [`Counter::ALL`].
-pub const COUNTER_COUNT: usize = 12;
+pub const COUNTER_COUNT: usize = 24;
 
 impl Counter {
     /// Every counter, in definition order; [`Counter::index`] is the position in this list.
@@ -65,25 +78,28 @@ impl Counter {
         Self::FailOpen(FailOpen::ContentType),
         Self::FailOpen(FailOpen::Internal),
         Self::BytesSaved,
-        Self::ToolOutputsCompacted,
+        Self::TokensSaved,
+        Self::ToolOutputs(Decision::ALL[0]),
+        Self::ToolOutputs(Decision::ALL[1]),
+        Self::ToolOutputs(Decision::ALL[2]),
+        Self::ToolOutputs(Decision::ALL[3]),
+        Self::ToolOutputs(Decision::ALL[4]),
+        Self::ToolOutputs(Decision::ALL[5]),
+        Self::ToolOutputs(Decision::ALL[6]),
+        Self::ToolOutputs(Decision::ALL[7]),
+        Self::ToolOutputs(Decision::ALL[8]),
+        Self::ToolOutputs(Decision::ALL[9]),
+        Self::Retrievals(true),
+        Self::Retrievals(false),
     ];
 
     /// Position of this counter in [`Counter::ALL`] (for id tables).
     pub fn index(self) -> usize {
-        match self {
-            Self::InboundRequests => 0,
-            Self::Requests => 1,
-            Self::RequestsByProvider(Provider::OpenAi) => 2,
-            Self::RequestsByProvider(Provider::Anthropic) => 3,
-            Self::RequestsFailed => 4,
-            Self::FailOpen(FailOpen::NotJson) => 5,
-            Self::FailOpen(FailOpen::UnexpectedShape) => 6,
-            Self::FailOpen(FailOpen::TooLarge) => 7,
-            Self::FailOpen(FailOpen::ContentType) => 8,
-            Self::FailOpen(FailOpen::Internal) => 9,
-            Self::BytesSaved => 10,
-            Self::ToolOutputsCompacted => 11,
-        }
+        // Every counter is listed (a test checks it); 24 comparisons per increment are nothing.
+        Self::ALL
+            .iter()
+            .position(|counter| *counter == self)
+            .unwrap_or(0)
     }
 
     /// The metric name, labels included.
@@ -97,7 +113,15 @@ impl Counter {
             Self::RequestsFailed => REQUESTS_FAILED.to_owned(),
             Self::FailOpen(reason) => labeled_name(FAIL_OPEN, REASON_LABEL, reason.as_str()),
             Self::BytesSaved => BYTES_SAVED.to_owned(),
-            Self::ToolOutputsCompacted => TOOL_OUTPUTS_COMPACTED.to_owned(),
+            Self::TokensSaved => TOKENS_SAVED.to_owned(),
+            Self::ToolOutputs(decision) => {
+                labeled_name(TOOL_OUTPUTS, DECISION_LABEL, decision.as_str())
+            }
+            Self::Retrievals(found) => labeled_name(
+                RETRIEVALS,
+                STATUS_LABEL,
+                if found { "found" } else { "missing" },
+            ),
         }
     }
 }
@@ -161,7 +185,19 @@ mod tests {
                 "headroom_fail_open_total.reason.content_type",
                 "headroom_fail_open_total.reason.internal",
                 "headroom_bytes_saved_total",
-                "headroom_tool_outputs_compacted_total",
+                "headroom_tokens_saved_total",
+                "headroom_tool_outputs_total.decision.compressed",
+                "headroom_tool_outputs_total.decision.replayed",
+                "headroom_tool_outputs_total.decision.replayed_unchanged",
+                "headroom_tool_outputs_total.decision.too_small",
+                "headroom_tool_outputs_total.decision.protected_tool",
+                "headroom_tool_outputs_total.decision.error_output",
+                "headroom_tool_outputs_total.decision.already_compressed",
+                "headroom_tool_outputs_total.decision.no_change",
+                "headroom_tool_outputs_total.decision.no_gain",
+                "headroom_tool_outputs_total.decision.undecodable",
+                "headroom_retrievals_total.status.found",
+                "headroom_retrievals_total.status.missing",
             ]
         );
     }

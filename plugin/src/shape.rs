@@ -24,11 +24,17 @@ pub fn object(value: Value<'_>) -> Result<Value<'_>, FailOpen> {
     }
 }
 
-/// Whether `object.key` is the string `expected`; absent is false, a non-string is a surprise.
-pub fn string_field_is(object: Value<'_>, key: &str, expected: &str) -> Result<bool, FailOpen> {
+/// `object.key` as a string: absent is `None`, a non-string is an unexpected shape, and a
+/// string with a lone surrogate escape is not JSON text we can use.
+pub fn string_field(object: Value<'_>, key: &str) -> Result<Option<String>, FailOpen> {
     match object.get(key) {
-        None => Ok(false),
-        Some(value) if value.kind() == Kind::String => Ok(value.is_str(expected)),
+        None => Ok(None),
+        Some(value) if value.kind() == Kind::String => Ok(Some(
+            value
+                .decode_str()
+                .map_err(|_| FailOpen::NotJson)?
+                .into_owned(),
+        )),
         Some(_) => Err(FailOpen::UnexpectedShape),
     }
 }

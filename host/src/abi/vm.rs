@@ -128,9 +128,11 @@ impl Runtime {
             .instantiate(&mut store)
             .map_err(|e| anyhow!("instantiating the filter: {e:#}"))?;
         let exports = Exports::find(&instance, &mut store)?;
+        let memory = instance.get_memory(&mut store, "memory");
         let mut vm = Vm {
             store,
             exports,
+            memory,
             next_context_id: ROOT_CONTEXT_ID + 1,
             deadline: self.deadline_ticks(),
         };
@@ -256,6 +258,7 @@ impl Exports {
 pub struct Vm {
     store: Store<HostState>,
     exports: Exports,
+    memory: Option<wasmtime::Memory>,
     next_context_id: u32,
     deadline: u64,
 }
@@ -290,6 +293,11 @@ impl Vm {
             }
             GuestTrap { message }
         })
+    }
+
+    /// Size of the guest's linear memory in bytes (it only grows): what this VM costs.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.map_or(0, |m| m.data_size(&self.store))
     }
 
     /// Creates an HTTP stream context under the root context.

@@ -1,6 +1,7 @@
-//! The HTTP context: routes each request, answers health checks, buffers provider request
-//! bodies until end of stream, writes back the rewritten body, and decides in `on_log` whether
-//! the request failed. Responses always pass straight through.
+//! The HTTP context: routes each request, answers health checks and retrievals, buffers
+//! provider request bodies until end of stream, runs the pipeline and writes back the
+//! compressed body, and decides in `on_log` whether the request failed. Responses always pass
+//! straight through.
 
 use std::rc::Rc;
 
@@ -12,9 +13,11 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::root::Shared;
 use crate::api::Api;
 use crate::fail_open::FailOpen;
-use crate::flow::{self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, Route};
+use crate::flow::{
+    self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
+};
 use crate::metrics::{self, Counter};
-use crate::rewrite::rewrite_request;
+use crate::pipeline::{ContentHash, compress_request};
 
 /// Per-request state.
 pub(crate) struct HeadroomHttp {
@@ -62,15 +65,19 @@ impl HeadroomHttp {
                 }
             }
         };
-        let rewrite = match rewrite_request(api, &body, &shared.config) {
-            Ok(rewrite) => rewrite,
+        let mut stores = shared.stores.clone();
+        let outcome = match compress_request(api, &body, &shared.config.pipeline, &mut stores) {
+            Ok(outcome) => outcome,
             Err(reason) => return Self::fail_open(shared, api, reason),
         };
-        let Some(new_body) = rewrite.body.as_deref() else {
+        for block in &outcome.blocks {
+            shared.counters.inc(Counter::ToolOutputs(block.decision));
+        }
+        let Some(new_body) = outcome.body.as_deref() else {
             debug!(
                 "headroom: {} request unchanged ({} tool output(s))",
                 api.as_str(),
-                rewrite.tool_outputs
+                outcome.blocks.len()
             );
             return;
         };
@@ -80,15 +87,19 @@ impl HeadroomHttp {
             warn!("headroom: cannot replace the request body: {status:?}");
             return Self::fail_open(shared, api, FailOpen::Internal);
         }
+        let bytes_saved = outcome.bytes_before.saturating_sub(outcome.bytes_after);
+        shared.counters.add(Counter::BytesSaved, bytes_saved);
         shared
             .counters
-            .add(Counter::BytesSaved, rewrite.bytes_saved());
-        shared
-            .counters
-            .add(Counter::ToolOutputsCompacted, u64::from(rewrite.compacted));
+            .add(Counter::TokensSaved, outcome.tokens_saved());
         info!(
-            "headroom: compacted {} tool output(s), {} -> {} bytes",
-            rewrite.compacted, rewrite.bytes_before, rewrite.bytes_after
+            "headroom: {} of {} tool output(s) replaced, {} -> {} bytes, {} tokens saved ({})",
+            outcome.replaced_blocks(),
+            outcome.blocks.len(),
+            outcome.bytes_before,
+            outcome.bytes_after,
+            outcome.tokens_saved(),
+            outcome.exactness().as_str(),
         );
     }
 }
@@ -106,6 +117,7 @@ impl HttpContext for HeadroomHttp {
         let api = match flow::route(&shared.config, method.as_deref(), path.as_deref()) {
             Route::Other => return Action::Continue,
             Route::Health => return send_health(),
+            Route::Retrieve(hash) => return send_retrieval(&shared, hash),
             Route::Provider(api) => api,
         };
         self.api = Some(api);
@@ -113,6 +125,9 @@ impl HttpContext for HeadroomHttp {
         shared
             .counters
             .inc(Counter::RequestsByProvider(api.provider()));
+        if !shared.config.compress {
+            return Action::Continue;
+        }
         let content_type = request_header("content-type");
         let content_encoding = request_header("content-encoding");
         match flow::body_plan(
@@ -230,16 +245,36 @@ fn request_header(name: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// Answers the health check locally; if the host refuses, lets the request through.
+/// Answers the health check locally.
 fn send_health() -> Action {
-    let headers = vec![("content-type", HEALTH_CONTENT_TYPE)];
-    match hostcalls::send_http_response(200, headers, Some(HEALTH_BODY.as_bytes())) {
+    send_local(
+        200,
+        HEALTH_CONTENT_TYPE,
+        HEALTH_BODY.as_bytes(),
+        "health check",
+    )
+}
+
+/// Answers a retrieval from the omitted-originals store.
+fn send_retrieval(shared: &Shared, hash: Option<ContentHash>) -> Action {
+    let original = hash.and_then(|hash| shared.stores.omitted.read(hash));
+    if hash.is_some() {
+        shared.counters.inc(Counter::Retrievals(original.is_some()));
+    }
+    let (status, body) = flow::retrieve_response(hash, original.as_deref());
+    send_local(status, RETRIEVE_CONTENT_TYPE, body.as_bytes(), "retrieval")
+}
+
+/// Sends a local response; if the host refuses, lets the request through.
+fn send_local(status: u32, content_type: &str, body: &[u8], what: &str) -> Action {
+    let headers = vec![("content-type", content_type)];
+    match hostcalls::send_http_response(status, headers, Some(body)) {
         Ok(()) => {
-            debug!("headroom: answered health check");
+            debug!("headroom: answered {what} ({status})");
             Action::Pause
         }
         Err(status) => {
-            warn!("headroom: cannot send the health response: {status:?}");
+            warn!("headroom: cannot send the {what} response: {status:?}");
             Action::Continue
         }
     }

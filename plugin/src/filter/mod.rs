@@ -6,6 +6,7 @@
 mod counters;
 mod http;
 mod root;
+mod shared_store;
 
 pub use root::HeadroomRoot;
 

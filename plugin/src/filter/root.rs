@@ -10,6 +10,7 @@ use proxy_wasm::types::{BufferType, ContextType};
 
 use super::counters::Counters;
 use super::http::HeadroomHttp;
+use super::shared_store::{SharedStore, SharedStores};
 use crate::config::Config;
 
 /// What every HTTP context of a configured root shares.
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The metric ids.
     pub(crate) counters: Rc<Counters>,
+    /// The pipeline's stores (handles to shared data; cheap to clone).
+    pub(crate) stores: SharedStores,
 }
 
 /// The plugin's root context.
@@ -53,12 +56,20 @@ impl RootContext for HeadroomRoot {
                 .get_or_insert_with(|| Rc::new(Counters::define())),
         );
         info!(
-            "headroom: configured ({} path prefix(es), max_body_bytes={}, compact_json_tool_outputs={})",
+            "headroom: configured ({} path prefix(es), max_body_bytes={}, compress={})",
             config.path_prefixes.len(),
             config.max_body_bytes,
-            config.compact_json_tool_outputs
+            config.compress
         );
-        self.shared = Some(Rc::new(Shared { config, counters }));
+        let stores = SharedStores {
+            omitted: SharedStore::omitted(config.omitted_store_bytes),
+            replay: SharedStore::replay(config.replay_store_bytes),
+        };
+        self.shared = Some(Rc::new(Shared {
+            config,
+            counters,
+            stores,
+        }));
         true
     }
 

@@ -4,15 +4,20 @@
 
 use std::path::PathBuf;
 
-/// The fixture directory of `transform`, or `None` (after saying so) when not configured.
+/// The parity fixture directory of `transform`, or `None` (after saying so) when not
+/// configured.
 pub fn dir(transform: &str) -> Option<PathBuf> {
+    under(&format!("tests/parity/fixtures/{transform}"))
+}
+
+/// The directory `relative` inside the fixtures, or `None` (after saying so) when not
+/// configured.
+pub fn under(relative: &str) -> Option<PathBuf> {
     let Some(root) = std::env::var_os("HEADROOM_UPSTREAM_FIXTURES") else {
-        println!("skipped: HEADROOM_UPSTREAM_FIXTURES is not set ({transform} fixtures)");
+        println!("skipped: HEADROOM_UPSTREAM_FIXTURES is not set ({relative})");
         return None;
     };
-    let dir = PathBuf::from(root)
-        .join("tests/parity/fixtures")
-        .join(transform);
+    let dir = PathBuf::from(root).join(relative);
     if !dir.is_dir() {
         println!("skipped: {} does not exist", dir.display());
         return None;

@@ -20,6 +20,23 @@ impl ContentHash {
         Self::of_parts(&[bytes])
     }
 
+    /// The full SHA-256 digest of `bytes`, for callers that derive more than one key from one
+    /// pass over a large text ([`ContentHash::from_digest`] gives its [`ContentHash`]).
+    pub fn digest(bytes: &[u8]) -> [u8; 32] {
+        let mut sha = Sha256::new();
+        sha.update(bytes);
+        sha.finish()
+    }
+
+    /// The content hash of the text whose [`ContentHash::digest`] is `digest`.
+    pub fn from_digest(digest: &[u8; 32]) -> ContentHash {
+        let mut short = [0u8; 8];
+        for (out, byte) in short.iter_mut().zip(digest) {
+            *out = *byte;
+        }
+        ContentHash(short)
+    }
+
     /// The hash of the concatenation of `parts` (each prefixed by its length, so part
     /// boundaries matter).
     pub fn of_parts(parts: &[&[u8]]) -> ContentHash {

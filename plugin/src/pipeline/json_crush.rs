@@ -22,7 +22,7 @@ use super::config::PipelineConfig;
 use super::hash::ContentHash;
 use super::marker::{Marker, contains_marker, count_of};
 use super::relevance::Query;
-use super::signals::{has_error_word, numeric_outliers, rare_values};
+use super::signals::{has_error_word, numeric_outliers, rare_values, template_of};
 use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
 
 /// The key that marks a table object (which is never reprocessed).
@@ -511,6 +511,17 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
         }
         signals.push(numeric_outliers(&numbers));
         signals.push(rare_values(&categorical));
+        // Free-text values with numbers in them ("heartbeat ping 17") are all distinct; their
+        // templates are not, and a rare template ("checkpoint saved at step 4500") matters.
+        let templates: Vec<Option<String>> = column
+            .iter()
+            .map(|v| {
+                v.filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
+                    .map(|v| template_of(v.raw()))
+            })
+            .collect();
+        let templates: Vec<Option<&str>> = templates.iter().map(Option::as_deref).collect();
+        signals.push(rare_values(&templates));
     }
     signals
 }

@@ -11,7 +11,7 @@
 //! tokens.
 //!
 //! Prompt caches (specs/pipeline.md §8 B2, B4): every decision on an eligible output is kept in
-//! the [`ReplayStore`] under the hash of the original and the configuration, and a later
+//! the [`ReplayStore`] under the hash of the original, the configuration and the tokenizer, and a later
 //! request with the same original gets the same bytes — the compressed text, or the original
 //! if it was once forwarded unchanged — whatever its latest user text says now.
 
@@ -28,7 +28,7 @@ use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_k
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, Kind, Value, encode_string};
-use crate::shape::{object, required_array};
+use crate::shape::{object, required_array, string_field};
 use crate::tokens::{Exactness, Tokenizer};
 
 /// What the pipeline needs from its host: the two shared stores.
@@ -100,6 +100,20 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision, in metric-definition order.
+    pub const ALL: [Decision; 10] = [
+        Self::Compressed,
+        Self::Replayed,
+        Self::ReplayedUnchanged,
+        Self::TooSmall,
+        Self::ProtectedTool,
+        Self::ErrorOutput,
+        Self::AlreadyCompressed,
+        Self::NoChange,
+        Self::NoGain,
+        Self::Undecodable,
+    ];
+
     /// A short label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -229,7 +243,11 @@ pub fn compress_request(
         Api::OpenAiResponses => openai_responses(root, &mut slots)?,
     };
     let query = Query::new(&query_text);
-    let fingerprint = config.fingerprint();
+    // Replays are per tokenizer too: the token gate and the reported figures depend on it.
+    let fingerprint = ContentHash::of_parts(&[
+        &config.fingerprint().0,
+        tokenizer.exactness().as_str().as_bytes(),
+    ]);
     let mut blocks = Vec::with_capacity(slots.len());
     let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
     for slot in slots {
@@ -291,7 +309,8 @@ fn decide(
             "lone surrogate escape".into(),
         );
     };
-    report.hash = ContentHash::of(text.as_bytes());
+    let digest = ContentHash::digest(text.as_bytes());
+    report.hash = ContentHash::from_digest(&digest);
     report.bytes_before = text.len();
     report.bytes_after = text.len();
     if text.len() < config.min_block_bytes {
@@ -306,7 +325,7 @@ fn decide(
         let reason = format!("tool {tool} is protected");
         return finish(report, Decision::ProtectedTool, reason);
     }
-    let key = replay_key(fingerprint, &text);
+    let key = replay_key(fingerprint, &digest);
     match host.replay().get(key).and_then(|e| ReplayEntry::decode(&e)) {
         Some(ReplayEntry::Unchanged) => {
             return finish(
@@ -621,20 +640,6 @@ fn plain_text(content: Value<'_>, part_type: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
-    }
-}
-
-/// `object.key` as a string: absent is `None`, a non-string is an unexpected shape.
-fn string_field(object: Value<'_>, key: &str) -> Result<Option<String>, FailOpen> {
-    match object.get(key) {
-        None => Ok(None),
-        Some(value) if value.kind() == Kind::String => Ok(Some(
-            value
-                .decode_str()
-                .map_err(|_| FailOpen::NotJson)?
-                .into_owned(),
-        )),
-        Some(_) => Err(FailOpen::UnexpectedShape),
     }
 }
 

@@ -168,9 +168,36 @@ pub fn rare_values(values: &[Option<&str>]) -> Vec<usize> {
         .collect()
 }
 
+/// The template of a value: every run of ASCII digits becomes one `#`, so values that differ
+/// only in their numbers (`ping 7`, `ping 12`) share a template.
+pub fn template_of(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut in_digits = false;
+    for ch in value.chars() {
+        if ch.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(ch);
+            in_digits = false;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_ignore_numbers() {
+        assert_eq!(template_of("heartbeat ping 17"), "heartbeat ping #");
+        assert_eq!(template_of("step 4500 of 10"), "step # of #");
+        assert_eq!(template_of("v1.2.30"), "v#.#.#");
+        assert_eq!(template_of("no digits"), "no digits");
+    }
 
     #[test]
     fn error_words() {

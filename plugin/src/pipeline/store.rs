@@ -86,27 +86,116 @@ pub trait ReplayStore {
     fn put(&mut self, key: ContentHash, entry: &[u8]);
 }
 
-/// The replay key of an original tool output: its content and the configuration fingerprint
-/// (a configuration change is a new pipeline, whose decisions start afresh).
-pub fn replay_key(config_fingerprint: ContentHash, original: &str) -> ContentHash {
-    ContentHash::of_parts(&[
-        b"headroom-replay-v1",
-        &config_fingerprint.0,
-        original.as_bytes(),
-    ])
+/// The replay key of an original tool output, from its full SHA-256 `digest` and the
+/// configuration fingerprint (a configuration change is a new pipeline, whose decisions start
+/// afresh). Derived from the digest so a large original is hashed once.
+pub fn replay_key(config_fingerprint: ContentHash, digest: &[u8; 32]) -> ContentHash {
+    ContentHash::of_parts(&[b"headroom-replay-v2", &config_fingerprint.0, digest])
+}
+
+/// Bytes charged per entry on top of its value (key, index slot, host bookkeeping), so a
+/// store of many tiny entries stays bounded too.
+pub const ENTRY_OVERHEAD: usize = 48;
+
+/// The eviction order of a byte-bounded store: entries in insertion order with their charged
+/// sizes. One implementation serves the in-memory [`MemoryStore`] and the filter's
+/// shared-data stores, where the whole index is one value updated by compare-and-swap
+/// ([`FifoIndex::encode`] / [`FifoIndex::decode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FifoIndex {
+    order: VecDeque<(ContentHash, u32)>,
+    used: u64,
+}
+
+impl FifoIndex {
+    /// Bytes charged by the entries held.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Whether `key` is listed.
+    pub fn contains(&self, key: ContentHash) -> bool {
+        self.order.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Lists a new entry whose value has `value_len` bytes, evicting the oldest entries to stay
+    /// within `budget`; returns the evicted keys, or `None` (nothing changed) when the entry
+    /// alone exceeds the budget. The caller checks [`FifoIndex::contains`] first.
+    pub fn admit(
+        &mut self,
+        key: ContentHash,
+        value_len: usize,
+        budget: usize,
+    ) -> Option<Vec<ContentHash>> {
+        let charged = value_len.saturating_add(ENTRY_OVERHEAD);
+        let charged32 = u32::try_from(charged).ok()?;
+        let budget = u64::try_from(budget).unwrap_or(u64::MAX);
+        if u64::from(charged32) > budget {
+            return None;
+        }
+        let mut evicted = Vec::new();
+        while self.used + u64::from(charged32) > budget {
+            let Some((oldest, size)) = self.order.pop_front() else {
+                break;
+            };
+            self.used -= u64::from(size);
+            evicted.push(oldest);
+        }
+        self.used += u64::from(charged32);
+        self.order.push_back((key, charged32));
+        Some(evicted)
+    }
+
+    /// The stored form: per entry, the 8 hash bytes and the charged size as u32 little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.order.len() * 12);
+        for (key, size) in &self.order {
+            out.extend_from_slice(&key.0);
+            out.extend_from_slice(&size.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parses [`FifoIndex::encode`]'s form. A corrupt index (wrong length) reads as empty: the
+    /// entries it listed are then never evicted by this index, but nothing breaks.
+    pub fn decode(bytes: &[u8]) -> FifoIndex {
+        if !bytes.len().is_multiple_of(12) {
+            return FifoIndex::default();
+        }
+        let mut index = FifoIndex::default();
+        for chunk in bytes.chunks_exact(12) {
+            let (key, size) = chunk.split_at(8);
+            let (Ok(key), Ok(size)) = (<[u8; 8]>::try_from(key), <[u8; 4]>::try_from(size)) else {
+                return FifoIndex::default();
+            };
+            let size = u32::from_le_bytes(size);
+            index.used += u64::from(size);
+            index.order.push_back((ContentHash(key), size));
+        }
+        index
+    }
 }
 
 /// A byte-bounded first-in-first-out map: the in-memory backing of both stores.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     budget: usize,
-    used: usize,
-    order: VecDeque<ContentHash>,
+    index: FifoIndex,
     entries: BTreeMap<ContentHash, Vec<u8>>,
 }
 
 impl MemoryStore {
-    /// An empty store holding at most `budget` bytes of values.
+    /// An empty store holding at most `budget` bytes (values plus [`ENTRY_OVERHEAD`] each).
     pub fn new(budget: usize) -> MemoryStore {
         MemoryStore {
             budget,
@@ -114,9 +203,9 @@ impl MemoryStore {
         }
     }
 
-    /// Bytes of values held.
-    pub fn used(&self) -> usize {
-        self.used
+    /// Bytes charged by the entries held.
+    pub fn used(&self) -> u64 {
+        self.index.used()
     }
 
     /// Number of entries.
@@ -129,34 +218,24 @@ impl MemoryStore {
         self.entries.is_empty()
     }
 
-    fn insert(&mut self, key: ContentHash, value: &[u8], replace: bool) {
-        if value.len() > self.budget {
+    /// Stores `value` under `key` unless `key` is present (first write wins).
+    fn insert(&mut self, key: ContentHash, value: &[u8]) {
+        if self.entries.contains_key(&key) {
             return;
         }
-        if let Some(old) = self.entries.get(&key) {
-            if !replace {
-                return;
-            }
-            self.used -= old.len();
-            self.order.retain(|k| *k != key);
+        let Some(evicted) = self.index.admit(key, value.len(), self.budget) else {
+            return;
+        };
+        for old in evicted {
+            self.entries.remove(&old);
         }
-        while self.used + value.len() > self.budget {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = self.entries.remove(&oldest) {
-                self.used -= old.len();
-            }
-        }
-        self.used += value.len();
-        self.order.push_back(key);
         self.entries.insert(key, value.to_vec());
     }
 }
 
 impl OmittedStore for MemoryStore {
     fn put(&mut self, hash: ContentHash, original: &[u8]) {
-        self.insert(hash, original, false);
+        self.insert(hash, original);
     }
 
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
@@ -170,7 +249,7 @@ impl ReplayStore for MemoryStore {
     }
 
     fn put(&mut self, key: ContentHash, entry: &[u8]) {
-        self.insert(key, entry, false);
+        self.insert(key, entry);
     }
 }
 
@@ -185,14 +264,15 @@ mod tests {
 
     #[test]
     fn evicts_oldest_first_within_budget() {
-        let mut store = MemoryStore::new(10);
+        let per = 4 + ENTRY_OVERHEAD;
+        let mut store = MemoryStore::new(2 * per + 2);
         OmittedStore::put(&mut store, h(1), b"aaaa");
         OmittedStore::put(&mut store, h(2), b"bbbb");
         OmittedStore::put(&mut store, h(3), b"cccc");
         assert_eq!(OmittedStore::get(&store, h(1)), None);
         assert_eq!(OmittedStore::get(&store, h(2)).unwrap(), b"bbbb");
-        assert_eq!(store.used(), 8);
-        OmittedStore::put(&mut store, h(4), &[0; 11]);
+        assert_eq!(store.used(), 2 * per as u64);
+        OmittedStore::put(&mut store, h(4), &[0; 2 * 4 + ENTRY_OVERHEAD + 3]);
         assert_eq!(OmittedStore::get(&store, h(4)), None);
         assert_eq!(store.len(), 2);
     }
@@ -200,7 +280,7 @@ mod tests {
     #[test]
     fn first_decision_wins_and_entries_round_trip() {
         let mut store = MemoryStore::new(100);
-        let key = replay_key(h(0), "original");
+        let key = replay_key(h(0), &ContentHash::digest(b"original"));
         ReplayStore::put(&mut store, key, &ReplayEntry::Unchanged.encode());
         let replaced = ReplayEntry::Replaced {
             text: "é".into(),
@@ -212,6 +292,27 @@ mod tests {
         assert_eq!(entry, Some(ReplayEntry::Unchanged));
         assert_eq!(ReplayEntry::decode(&replaced.encode()), Some(replaced));
         assert_eq!(ReplayEntry::decode(b"X"), None);
-        assert_ne!(key, replay_key(h(1), "original"));
+        assert_ne!(key, replay_key(h(1), &ContentHash::digest(b"original")));
+        assert_ne!(key, replay_key(h(0), &ContentHash::digest(b"other")));
+    }
+
+    #[test]
+    fn index_round_trips_and_survives_corruption() {
+        let mut index = FifoIndex::default();
+        assert_eq!(index.admit(h(1), 10, 1000), Some(vec![]));
+        assert_eq!(index.admit(h(2), 20, 1000), Some(vec![]));
+        let decoded = FifoIndex::decode(&index.encode());
+        assert_eq!(decoded, index);
+        assert!(decoded.contains(h(2)) && !decoded.contains(h(3)));
+        assert_eq!(decoded.used(), 30 + 2 * ENTRY_OVERHEAD as u64);
+        assert!(FifoIndex::decode(&[1, 2, 3]).is_empty());
+        // Room for two entries of 10: the third evicts the first.
+        let budget = 2 * (10 + ENTRY_OVERHEAD);
+        let mut index = FifoIndex::default();
+        index.admit(h(1), 10, budget);
+        index.admit(h(2), 10, budget);
+        assert_eq!(index.admit(h(3), 10, budget), Some(vec![h(1)]));
+        assert_eq!(index.admit(h(4), budget, budget), None);
+        assert_eq!(index.len(), 2);
     }
 }

@@ -727,6 +727,79 @@ fn upstream_smart_crusher_fixtures() {
     );
 }
 
+/// Upstream's fidelity golden set: lossy JSON compression must keep what answers each
+/// question. Recall is the share of `answer_evidence` and `supporting_facts` strings present in
+/// the compressed text, averaged over cases; upstream's baseline is 0.9167 ± 0.02, the issue
+/// asks for ≥ 0.95 overall and 1.0 for the evidence (which sits in error and anomaly rows).
+/// Cases run as upstream ran them: no lossless table stage, `max_items_after_crush` as the
+/// item budget, the question as the query.
+#[test]
+fn upstream_fidelity_golden_recall() {
+    let Some(dir) = fixtures::under("tests/fixtures/fidelity_golden") else {
+        return;
+    };
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let mut recalls = Vec::new();
+    for case in cases.as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        // The rows as JSON text, as a tool would return them.
+        let content = &case["content"].to_string();
+        let config = PipelineConfig {
+            table_min_savings: 2.0,
+            max_items: case["compress"]["max_items_after_crush"]
+                .as_u64()
+                .unwrap_or(15) as usize,
+            ..PipelineConfig::default()
+        };
+        let crushed = json_crush::crush(
+            content,
+            &config,
+            &Query::new(case["question"].as_str().unwrap()),
+            ContentHash::of(content.as_bytes()),
+        )
+        .unwrap();
+        let rows_before = serde_json::from_str::<serde_json::Value>(content).unwrap();
+        let rows_after = serde_json::from_str::<serde_json::Value>(&crushed.text).unwrap();
+        assert!(
+            rows_after.as_array().unwrap().len() < rows_before.as_array().unwrap().len(),
+            "{id}: nothing was dropped, so recall would say nothing"
+        );
+        let strings = |key: &str| -> Vec<String> {
+            case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let evidence = strings("answer_evidence");
+        let facts = strings("supporting_facts");
+        for needle in &evidence {
+            assert!(
+                crushed.text.contains(needle.as_str()),
+                "{id}: lost evidence {needle:?}"
+            );
+        }
+        let all: Vec<&String> = evidence.iter().chain(&facts).collect();
+        let found = all
+            .iter()
+            .filter(|n| crushed.text.contains(n.as_str()))
+            .count();
+        let recall = found as f64 / all.len() as f64;
+        println!(
+            "{id}: recall {recall:.3} ({found}/{}), {} of {} rows kept",
+            all.len(),
+            rows_after.as_array().unwrap().len(),
+            rows_before.as_array().unwrap().len()
+        );
+        recalls.push(recall);
+    }
+    let aggregate = recalls.iter().sum::<f64>() / recalls.len() as f64;
+    println!("fidelity_golden aggregate recall {aggregate:.4} (upstream baseline 0.9167)");
+    assert!(aggregate >= 0.95, "aggregate recall {aggregate}");
+}
+
 /// Upstream's diff_compressor fixtures: every added and removed line must survive, and when
 /// upstream changes nothing we change nothing but drop `index` lines. Differences: upstream
 /// keeps `index` lines and writes an un-updated hunk header after trimming context (the hunk

@@ -1,0 +1,148 @@
+//! The pipeline's two stores in proxy-wasm shared data, so every VM of the gateway (every
+//! Envoy worker, every host worker) and every reloaded VM sees the same entries.
+//!
+//! Each store keeps one value per entry (`headroom.<store>.<hash>`) and one index
+//! (`headroom.<store>.index`, a [`FifoIndex`]) that orders entries for eviction within the
+//! byte budget. The index is updated with compare-and-swap and retried on a conflict; the
+//! entry is written after the index, so a reader that races a writer sees the entry as absent,
+//! never half-written. Any host error reads as "absent" and skips the write: a store is a cache,
+//! and losing an entry only costs a later recompression.
+
+use log::debug;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+use crate::pipeline::store::FifoIndex;
+use crate::pipeline::{ContentHash, OmittedStore, PipelineHost, ReplayStore};
+
+/// How often a conflicting index update is retried before the write is dropped.
+const CAS_ATTEMPTS: usize = 8;
+
+/// One byte-bounded store in shared data.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedStore {
+    /// `headroom.omitted` or `headroom.replay`.
+    namespace: &'static str,
+    budget: usize,
+}
+
+impl SharedStore {
+    /// The originals of lossy compressions.
+    pub(crate) fn omitted(budget: u64) -> Self {
+        Self::new("headroom.omitted", budget)
+    }
+
+    /// The replay map.
+    pub(crate) fn replay(budget: u64) -> Self {
+        Self::new("headroom.replay", budget)
+    }
+
+    fn new(namespace: &'static str, budget: u64) -> Self {
+        Self {
+            namespace,
+            budget: usize::try_from(budget).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn entry_key(&self, hash: ContentHash) -> String {
+        format!("{}.{hash}", self.namespace)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}.index", self.namespace)
+    }
+
+    /// The value under `hash`; empty values are deleted entries.
+    pub(crate) fn read(&self, hash: ContentHash) -> Option<Vec<u8>> {
+        match hostcalls::get_shared_data(&self.entry_key(hash)) {
+            Ok((Some(value), _)) if !value.is_empty() => Some(value),
+            Ok(_) => None,
+            Err(status) => {
+                debug!("headroom: cannot read {}: {status:?}", self.namespace);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `hash` unless an entry exists (first write wins).
+    fn write(&self, hash: ContentHash, value: &[u8]) {
+        let index_key = self.index_key();
+        for _ in 0..CAS_ATTEMPTS {
+            let (raw, cas) = match hostcalls::get_shared_data(&index_key) {
+                Ok(found) => found,
+                Err(status) => {
+                    debug!("headroom: cannot read {index_key}: {status:?}");
+                    return;
+                }
+            };
+            let mut index = FifoIndex::decode(raw.as_deref().unwrap_or_default());
+            if index.contains(hash) {
+                return;
+            }
+            let Some(evicted) = index.admit(hash, value.len(), self.budget) else {
+                return;
+            };
+            match hostcalls::set_shared_data(&index_key, Some(&index.encode()), cas) {
+                Ok(()) => {
+                    self.set(&self.entry_key(hash), value);
+                    for old in evicted {
+                        // proxy-wasm 0.2.1 cannot delete a key: an empty value frees the bytes.
+                        self.set(&self.entry_key(old), &[]);
+                    }
+                    return;
+                }
+                Err(Status::CasMismatch) => continue,
+                Err(status) => {
+                    debug!("headroom: cannot write {index_key}: {status:?}");
+                    return;
+                }
+            }
+        }
+        debug!("headroom: {index_key} kept changing; entry not stored");
+    }
+
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(status) = hostcalls::set_shared_data(key, Some(value), None) {
+            debug!("headroom: cannot write {key}: {status:?}");
+        }
+    }
+}
+
+impl OmittedStore for SharedStore {
+    fn put(&mut self, hash: ContentHash, original: &[u8]) {
+        self.write(hash, original);
+    }
+
+    fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
+        self.read(hash)
+    }
+}
+
+impl ReplayStore for SharedStore {
+    fn get(&self, key: ContentHash) -> Option<Vec<u8>> {
+        self.read(key)
+    }
+
+    fn put(&mut self, key: ContentHash, entry: &[u8]) {
+        self.write(key, entry);
+    }
+}
+
+/// The [`PipelineHost`] of the filter: both stores in shared data.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedStores {
+    /// Originals of lossy compressions, served by the retrieval endpoint.
+    pub(crate) omitted: SharedStore,
+    /// Decisions replayed on later turns.
+    pub(crate) replay: SharedStore,
+}
+
+impl PipelineHost for SharedStores {
+    fn omitted(&mut self) -> &mut dyn OmittedStore {
+        &mut self.omitted
+    }
+
+    fn replay(&mut self) -> &mut dyn ReplayStore {
+        &mut self.replay
+    }
+}

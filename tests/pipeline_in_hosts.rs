@@ -1,0 +1,257 @@
+//! The pipeline inside the filter, in both hosts: an agent conversation of several turns (each
+//! appends a tool result and resends the whole history) goes through our host and through a
+//! real Envoy with two workers. For every turn the upstream body is byte-identical to the
+//! native pipeline's output (parity), its prefix is byte-identical to the previous turn's
+//! (prompt caches survive, also across VMs), and every marker's hash is served by the
+//! filter's retrieval endpoint from shared data.
+
+use headroom_plugin::api::Api;
+use headroom_plugin::pipeline::{MemoryHost, PipelineConfig, compress_request};
+use headroom_tests::client::{self, ClientRequest};
+use headroom_tests::corpus;
+use headroom_tests::envoy::{Envoy, LocalConfig, plugin_wasm};
+use headroom_tests::headroom::{InProcess, test_config};
+use headroom_tests::prom;
+use headroom_tests::scenario::Target;
+use headroom_tests::upstream::{Reply, Upstream};
+use serde_json::{Value, json};
+
+use anyhow::{Context as _, Result, ensure};
+
+/// The tool output of turn `turn`: JSON with errors, logs with a stack trace, grep results
+/// and a diff, in rotation, each distinct.
+fn tool_output(turn: usize) -> String {
+    let seed = turn as u64 + 11;
+    match turn % 4 {
+        0 => corpus::records_json(150, seed),
+        1 => corpus::log_text(24_000, seed),
+        2 => corpus::grep_text(12_000, seed),
+        _ => corpus::diff_text(12_000, seed),
+    }
+}
+
+/// The Anthropic request of turn `turns` (1-based): the history up to it, messages last so
+/// that the previous turn's body minus its closing `]}` is a prefix of this one.
+fn anthropic_request(turns: usize) -> Vec<u8> {
+    let mut messages = vec![json!({"role": "user", "content": "Investigate the failing service."})];
+    for t in 0..turns {
+        let id = format!("toolu_{t:02}");
+        messages.push(json!({"role": "assistant", "content": [
+            {"type": "text", "text": format!("Step {t}: running a tool.")},
+            {"type": "tool_use", "id": id, "name": "run", "input": {"step": t}}
+        ]}));
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": tool_output(t)},
+            {"type": "text", "text": format!("Question {t}: what failed, and where is the timeout?")}
+        ]}));
+    }
+    let messages: Vec<String> = messages.iter().map(Value::to_string).collect();
+    format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{}]}}"#,
+        messages.join(",")
+    )
+    .into_bytes()
+}
+
+fn post(path: &str, body: Vec<u8>) -> ClientRequest {
+    ClientRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: vec![
+            ("content-type".into(), b"application/json".to_vec()),
+            ("anthropic-version".into(), b"2023-06-01".to_vec()),
+        ],
+        chunks: vec![body],
+        ..ClientRequest::default()
+    }
+}
+
+fn get(path: &str) -> ClientRequest {
+    ClientRequest {
+        method: "GET".into(),
+        path: path.into(),
+        ..ClientRequest::default()
+    }
+}
+
+/// The 16-hex hashes of every marker in `body`.
+fn marker_hashes(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    text.match_indices("<<headroom:")
+        .filter_map(|(at, open)| text.get(at + open.len()..at + open.len() + 16))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
+    let name = target.name();
+    let before = prom::parse(&target.scrape().await?);
+    let config = PipelineConfig::default();
+    let mut native = MemoryHost::default();
+    let mut previous: Option<Vec<u8>> = None;
+    let mut hashes = Vec::new();
+    const TURNS: usize = 6;
+    for turn in 1..=TURNS {
+        let body = anthropic_request(turn);
+        let expected = compress_request(Api::AnthropicMessages, &body, &config, &mut native)
+            .map_err(|e| anyhow::anyhow!("native pipeline: {e}"))?
+            .body
+            .unwrap_or_else(|| body.clone());
+        let response = client::send(target.addr(), &post("/v1/messages", body), |_| {}).await?;
+        ensure!(
+            response.status == 200,
+            "{name}: turn {turn}: status {}",
+            response.status
+        );
+        let received = upstream.take_received();
+        ensure!(
+            received.len() == 1,
+            "{name}: turn {turn}: {} upstream requests",
+            received.len()
+        );
+        let sent = &received[0].body;
+        ensure!(
+            *sent == expected,
+            "{name}: turn {turn}: upstream body differs from the native pipeline's ({} vs {} bytes)",
+            sent.len(),
+            expected.len()
+        );
+        if let Some(previous) = &previous {
+            let prefix = &previous[..previous.len() - 2];
+            ensure!(
+                sent.starts_with(prefix),
+                "{name}: turn {turn}: the previous turn's bytes are not a prefix of this turn's"
+            );
+        }
+        hashes.extend(marker_hashes(sent));
+        previous = Some(sent.clone());
+    }
+    hashes.sort();
+    hashes.dedup();
+    ensure!(!hashes.is_empty(), "{name}: no lossy compression happened");
+
+    // Every marker's original is served, and it is one of the tool outputs sent.
+    let originals: Vec<String> = (0..TURNS).map(tool_output).collect();
+    for hash in &hashes {
+        let path = format!("/v1/headroom/retrieve/{hash}");
+        let response = client::send(target.addr(), &get(&path), |_| {}).await?;
+        ensure!(
+            response.status == 200,
+            "{name}: {path}: status {}",
+            response.status
+        );
+        let found = response.json()?;
+        let original = found["original"].as_str().context("original is a string")?;
+        ensure!(
+            originals.iter().any(|o| o == original),
+            "{name}: {path} answered text that no tool output had"
+        );
+    }
+    let missing = client::send(
+        target.addr(),
+        &get("/v1/headroom/retrieve/0123456789abcdef"),
+        |_| {},
+    )
+    .await?;
+    ensure!(
+        missing.status == 404,
+        "{name}: unknown hash: {}",
+        missing.status
+    );
+    ensure!(missing.json()?["error"]["type"] == "not_found");
+    ensure!(
+        upstream.take_received().is_empty(),
+        "{name}: retrievals reached the upstream"
+    );
+
+    // Counters: one decision per tool output and turn, replays from turn 2 on.
+    let mut last = String::new();
+    for _ in 0..50 {
+        let after = prom::parse(&target.scrape().await?);
+        let delta = |series: &str| prom::delta(&before, &after, series);
+        let decided: f64 = [
+            "compressed",
+            "replayed",
+            "replayed_unchanged",
+            "no_change",
+            "no_gain",
+            "error_output",
+            "too_small",
+        ]
+        .iter()
+        .map(|d| delta(&format!("headroom_tool_outputs_total{{decision=\"{d}\"}}")))
+        .sum();
+        let want_decided = (TURNS * (TURNS + 1) / 2) as f64;
+        let replayed = delta(r#"headroom_tool_outputs_total{decision="replayed"}"#)
+            + delta(r#"headroom_tool_outputs_total{decision="replayed_unchanged"}"#);
+        let found = delta(r#"headroom_retrievals_total{status="found"}"#);
+        let not_found = delta(r#"headroom_retrievals_total{status="missing"}"#);
+        let saved = delta("headroom_tokens_saved_total");
+        if decided == want_decided
+            && replayed == (want_decided - TURNS as f64)
+            && found == hashes.len() as f64
+            && not_found == 1.0
+            && saved > 0.0
+        {
+            return Ok(());
+        }
+        last = format!(
+            "decided {decided}/{want_decided}, replayed {replayed}, found {found}, missing {not_found}, tokens saved {saved}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{name}: metrics: {last}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_in_the_headroom_host() -> Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Default::default(),
+    })
+    .await?;
+    let host = InProcess::start(test_config(upstream.addr()))?;
+    conversation(&host, &upstream).await
+}
+
+struct EnvoyTarget(Envoy);
+
+impl Target for EnvoyTarget {
+    fn name(&self) -> &str {
+        "envoy"
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.0.listener_addr
+    }
+
+    async fn scrape(&self) -> Result<String> {
+        self.0.prometheus().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_in_envoy() -> Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Default::default(),
+    })
+    .await?;
+    let port = upstream.addr().port();
+    let envoy = Envoy::start(
+        LocalConfig {
+            listener_port: 0,
+            admin_port: 0,
+            openai_upstream_port: port,
+            anthropic_upstream_port: port,
+            wasm_path: Some(plugin_wasm()?),
+            plugin_config_json: "{}".into(),
+        },
+        2,
+    )
+    .await?;
+    let target = EnvoyTarget(envoy);
+    let result = conversation(&target, &upstream).await;
+    if result.is_err() {
+        eprintln!("Envoy log tail:\n{}", target.0.log_tail());
+    }
+    result
+}
