@@ -9,7 +9,7 @@ use headroom_plugin::api::Api;
 use headroom_plugin::pipeline::{MemoryHost, PipelineConfig, compress_request};
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
-use headroom_tests::envoy::{Envoy, LocalConfig, plugin_wasm};
+use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::{InProcess, test_config};
 use headroom_tests::prom;
 use headroom_tests::scenario::Target;
@@ -213,45 +213,12 @@ async fn conversation_in_the_headroom_host() -> Result<()> {
     conversation(&host, &upstream).await
 }
 
-struct EnvoyTarget(Envoy);
-
-impl Target for EnvoyTarget {
-    fn name(&self) -> &str {
-        "envoy"
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.0.listener_addr
-    }
-
-    async fn scrape(&self) -> Result<String> {
-        self.0.prometheus().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversation_in_envoy() -> Result<()> {
     let upstream = Upstream::start(Reply::Provider {
         chunk_delay: Default::default(),
     })
     .await?;
-    let port = upstream.addr().port();
-    let envoy = Envoy::start(
-        LocalConfig {
-            listener_port: 0,
-            admin_port: 0,
-            openai_upstream_port: port,
-            anthropic_upstream_port: port,
-            wasm_path: Some(plugin_wasm()?),
-            plugin_config_json: "{}".into(),
-        },
-        2,
-    )
-    .await?;
-    let target = EnvoyTarget(envoy);
-    let result = conversation(&target, &upstream).await;
-    if result.is_err() {
-        eprintln!("Envoy log tail:\n{}", target.0.log_tail());
-    }
-    result
+    let target = EnvoyTarget::start(upstream.addr().port(), "{}", 2).await?;
+    target.explain(conversation(&target, &upstream).await)
 }
