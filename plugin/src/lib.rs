@@ -2,7 +2,7 @@
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
 //! The pure modules ([`api`], [`config`], [`fail_open`], [`flow`], [`json`], [`metrics`],
-//! [`pipeline`], [`shape`], [`tokens`]) take bytes and return decisions; they have no
+//! [`pipeline`], [`shape`], [`tokens`], [`usage`]) take bytes and return decisions; they have no
 //! proxy-wasm dependency and are tested natively. `filter` is the thin glue that talks to the
 //! proxy-wasm ABI.
 
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod shape;
 pub mod tokens;
+pub mod usage;
 
 // Compiled (and linted) natively too; only its wasm32 entry point registers it. Feature
 // `filter` (default): the WIT component builds the pure modules without it.
