@@ -193,6 +193,29 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
             && not_found == 1.0
             && saved > 0.0
         {
+            // `/stats`, served by the filter from the same process-wide counters (the target
+            // is fresh, so its absolute figures are this conversation's).
+            let stats = client::send(target.addr(), &get("/stats"), |_| {})
+                .await?
+                .json()?;
+            ensure!(
+                stats["tokens"]["saved"].as_f64() == Some(saved),
+                "{name}: /stats {stats}"
+            );
+            ensure!(
+                stats["requests"]["total"] == TURNS,
+                "{name}: /stats {stats}"
+            );
+            ensure!(stats["requests"]["by_provider"]["anthropic"] == TURNS);
+            ensure!(stats["requests"]["by_model"]["claude-sonnet-4-5"] == TURNS);
+            // The test upstream reports 12 input and 5 output tokens per response.
+            ensure!(
+                stats["tokens"]["input"] == 12 * TURNS,
+                "{name}: /stats {stats}"
+            );
+            ensure!(stats["tokens"]["output"] == 5 * TURNS);
+            ensure!(stats["latency"]["total_requests"] == TURNS);
+            ensure!(stats["compression"]["retrievals"]["found"] == hashes.len());
             return Ok(());
         }
         last = format!(

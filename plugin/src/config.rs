@@ -13,6 +13,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// Default for [`Config::health_path`].
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
+/// Default for [`Config::stats_path`].
+pub const DEFAULT_STATS_PATH: &str = "/stats";
+
 /// Default for [`Config::retrieve_path`].
 pub const DEFAULT_RETRIEVE_PATH: &str = "/v1/headroom/retrieve";
 
@@ -38,6 +41,9 @@ pub struct Config {
     /// `GET` on this path (query ignored) answers the health document; empty disables it.
     /// Default `/health`.
     pub health_path: String,
+    /// `GET` on this path answers the `/stats` document (specs/metrics.md §1); empty disables
+    /// it. Default `/stats`.
+    pub stats_path: String,
     /// `GET {retrieve_path}/{hash}` answers the original a marker's hash names, from shared
     /// data; empty disables it. Default `/v1/headroom/retrieve`.
     pub retrieve_path: String,
@@ -47,6 +53,11 @@ pub struct Config {
     /// Byte budget of the replay map (content hash of an original → the bytes sent for it),
     /// which keeps later turns byte-identical for prompt caches. Default 16 MiB.
     pub replay_store_bytes: u64,
+    /// Read the usage report of every provider response (tokens, prompt-cache figures) for the
+    /// metrics. Responses then must arrive readable, so `accept-encoding` is removed from
+    /// provider requests (LLM responses are small next to their requests; SSE is rarely
+    /// compressed anyway). Default true.
+    pub read_usage: bool,
 }
 
 impl Default for Config {
@@ -57,9 +68,11 @@ impl Default for Config {
             compress: true,
             pipeline: PipelineConfig::default(),
             health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            stats_path: DEFAULT_STATS_PATH.to_owned(),
             retrieve_path: DEFAULT_RETRIEVE_PATH.to_owned(),
             omitted_store_bytes: DEFAULT_STORE_BYTES,
             replay_store_bytes: DEFAULT_STORE_BYTES,
+            read_usage: true,
         }
     }
 }
@@ -107,6 +120,7 @@ impl Config {
         }
         for (name, path) in [
             ("health_path", &self.health_path),
+            ("stats_path", &self.stats_path),
             ("retrieve_path", &self.retrieve_path),
         ] {
             if !path.is_empty() && (!path.starts_with('/') || path.contains(['?', '#'])) {
@@ -199,7 +213,8 @@ mod tests {
         let config = Config::from_bytes(
             br#"{"path_prefixes":["/llm",""],"max_body_bytes":1024,"compress":false,
                 "pipeline":{"max_json_depth":8,"min_block_bytes":64},"health_path":"",
-                "retrieve_path":"/r","omitted_store_bytes":10,"replay_store_bytes":20}"#,
+                "retrieve_path":"/r","omitted_store_bytes":10,"replay_store_bytes":20,
+                "read_usage":false}"#,
         )
         .unwrap();
         assert_eq!(
@@ -214,9 +229,11 @@ mod tests {
                     ..PipelineConfig::default()
                 },
                 health_path: String::new(),
+                stats_path: "/stats".to_owned(),
                 retrieve_path: "/r".to_owned(),
                 omitted_store_bytes: 10,
                 replay_store_bytes: 20,
+                read_usage: false,
             }
         );
     }
@@ -242,8 +259,8 @@ mod tests {
         assert_eq!(
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
-             `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`"
+             `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `retrieve_path`, \
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

@@ -23,6 +23,8 @@ pub const HEALTH_CONTENT_TYPE: &str = "application/json";
 pub enum Route {
     /// `GET` on the health path: answer [`HEALTH_BODY`] locally.
     Health,
+    /// `GET` on the stats path: answer the `/stats` document locally.
+    Stats,
     /// `GET {retrieve_path}/{hash}`: answer the original kept under the hash (`None`: the last
     /// segment is not a hash).
     Retrieve(Option<ContentHash>),
@@ -42,6 +44,12 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
         && strip_query(path) == config.health_path.as_bytes()
     {
         return Route::Health;
+    }
+    if method == b"GET"
+        && !config.stats_path.is_empty()
+        && strip_query(path) == config.stats_path.as_bytes()
+    {
+        return Route::Stats;
     }
     if method == b"GET" && !config.retrieve_path.is_empty() {
         let rest = strip_query(path).strip_prefix(config.retrieve_path.as_bytes());
@@ -168,6 +176,8 @@ mod tests {
         let r = |method: &[u8], path: &[u8]| route(&config, Some(method), Some(path));
         assert_eq!(r(b"GET", b"/health"), Route::Health);
         assert_eq!(r(b"GET", b"/health?probe=1"), Route::Health);
+        assert_eq!(r(b"GET", b"/stats"), Route::Stats);
+        assert_eq!(r(b"POST", b"/stats"), Route::Other);
         assert_eq!(r(b"POST", b"/health"), Route::Other);
         assert_eq!(r(b"GET", b"/healthz"), Route::Other);
         assert_eq!(

@@ -1,21 +1,26 @@
 //! Headroom's proxy-wasm filter: compresses LLM tool outputs in OpenAI and Anthropic requests
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
-//! The pure modules ([`api`], [`config`], [`fail_open`], [`flow`], [`json`], [`metrics`],
-//! [`pipeline`], [`shape`], [`tokens`], [`usage`]) take bytes and return decisions; they have no
-//! proxy-wasm dependency and are tested natively. `filter` is the thin glue that talks to the
-//! proxy-wasm ABI.
+//! The pure modules ([`accounting`], [`api`], [`budget`], [`config`], [`fail_open`], [`flow`],
+//! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`shape`], [`stack`], [`stats`], [`tokens`],
+//! [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
+//! natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
 
 #![warn(missing_docs)]
 
+pub mod accounting;
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod fail_open;
 pub mod flow;
 pub mod json;
 pub mod metrics;
 pub mod pipeline;
+pub mod pricing;
 pub mod shape;
+pub mod stack;
+pub mod stats;
 pub mod tokens;
 pub mod usage;
 

@@ -28,17 +28,90 @@ pub const TOKENS_SAVED: &str = "headroom_tokens_saved_total";
 pub const TOOL_OUTPUTS: &str = "headroom_tool_outputs_total";
 /// Lookups on the retrieval endpoint (label `status`: `found` or `missing`).
 pub const RETRIEVALS: &str = "headroom_retrievals_total";
+/// Provider requests by model (label `model`, bounded).
+pub const REQUESTS_BY_MODEL: &str = "headroom_requests_by_model";
+/// Input tokens the provider reported (the whole prompt, cached parts included).
+pub const TOKENS_INPUT: &str = "headroom_tokens_input_total";
+/// Output tokens the provider reported.
+pub const TOKENS_OUTPUT: &str = "headroom_tokens_output_total";
+/// Requests whose usage shows a prompt-cache read.
+pub const REQUESTS_CACHED: &str = "headroom_requests_cached_total";
+/// Provider responses whose usage could not be read (label `reason`).
+pub const USAGE_MISSING: &str = "headroom_usage_missing_total";
+/// Prompt-cache read tokens (label `provider`).
+pub const CACHE_READ_TOKENS: &str = "headroom_cache_read_tokens_total";
+/// Prompt-cache write tokens (label `provider`).
+pub const CACHE_WRITE_TOKENS: &str = "headroom_cache_write_tokens_total";
+/// Prompt-cache write tokens by TTL bucket (labels `provider`, `ttl`).
+pub const CACHE_WRITE_TTL_TOKENS: &str = "headroom_cache_write_ttl_tokens_total";
+/// Requests that wrote to a TTL bucket (labels `provider`, `ttl`).
+pub const CACHE_WRITE_TTL_REQUESTS: &str = "headroom_cache_write_ttl_requests_total";
+/// Input tokens neither read from nor written to the prompt cache (label `provider`).
+pub const UNCACHED_INPUT_TOKENS: &str = "headroom_uncached_input_tokens_total";
+/// Requests with prompt-cache activity (label `provider`).
+pub const PROVIDER_CACHE_REQUESTS: &str = "headroom_provider_cache_requests_total";
+/// Requests that read from the prompt cache (label `provider`).
+pub const PROVIDER_CACHE_HIT_REQUESTS: &str = "headroom_provider_cache_hit_requests_total";
 
-/// Label of [`REQUESTS_BY_PROVIDER`].
+/// Label of [`REQUESTS_BY_PROVIDER`] and the prompt-cache families.
 pub const PROVIDER_LABEL: &str = "provider";
-/// Label of [`FAIL_OPEN`].
+/// Label of [`FAIL_OPEN`] and [`USAGE_MISSING`].
 pub const REASON_LABEL: &str = "reason";
 /// Label of [`TOOL_OUTPUTS`].
 pub const DECISION_LABEL: &str = "decision";
 /// Label of [`RETRIEVALS`].
 pub const STATUS_LABEL: &str = "status";
+/// Label of [`REQUESTS_BY_MODEL`].
+pub const MODEL_LABEL: &str = "model";
+/// Label of the TTL families.
+pub const TTL_LABEL: &str = "ttl";
 
-/// A counter the filter defines (all are proxy-wasm COUNTER metrics).
+/// A prompt-cache TTL bucket (Anthropic's `ephemeral_5m` / `ephemeral_1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    /// Five minutes.
+    FiveMinutes,
+    /// One hour.
+    OneHour,
+}
+
+impl Ttl {
+    /// Both buckets, in label order.
+    pub const ALL: [Ttl; 2] = [Self::FiveMinutes, Self::OneHour];
+
+    /// The label value: `5m` or `1h`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FiveMinutes => "5m",
+            Self::OneHour => "1h",
+        }
+    }
+}
+
+/// Why a provider response's usage was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageMissing {
+    /// The response body was content-encoded (gzip, …).
+    Encoded,
+    /// The body had no usage report (an error response, a stream without usage, …).
+    NotReported,
+}
+
+impl UsageMissing {
+    /// Both reasons.
+    pub const ALL: [UsageMissing; 2] = [Self::Encoded, Self::NotReported];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encoded => "encoded",
+            Self::NotReported => "not_reported",
+        }
+    }
+}
+
+/// A counter the filter defines (all are proxy-wasm COUNTER metrics) with fixed labels; the
+/// model label is open-ended and defined on first use ([`REQUESTS_BY_MODEL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// [`INBOUND_REQUESTS`]
@@ -59,57 +132,73 @@ pub enum Counter {
     ToolOutputs(Decision),
     /// [`RETRIEVALS`]: whether the original was found.
     Retrievals(bool),
+    /// [`TOKENS_INPUT`]
+    TokensInput,
+    /// [`TOKENS_OUTPUT`]
+    TokensOutput,
+    /// [`REQUESTS_CACHED`]
+    RequestsCached,
+    /// [`USAGE_MISSING`] with its reason.
+    UsageMissing(UsageMissing),
+    /// [`CACHE_READ_TOKENS`]
+    CacheReadTokens(Provider),
+    /// [`CACHE_WRITE_TOKENS`]
+    CacheWriteTokens(Provider),
+    /// [`CACHE_WRITE_TTL_TOKENS`]
+    CacheWriteTtlTokens(Provider, Ttl),
+    /// [`CACHE_WRITE_TTL_REQUESTS`]
+    CacheWriteTtlRequests(Provider, Ttl),
+    /// [`UNCACHED_INPUT_TOKENS`]
+    UncachedInputTokens(Provider),
+    /// [`PROVIDER_CACHE_REQUESTS`]
+    ProviderCacheRequests(Provider),
+    /// [`PROVIDER_CACHE_HIT_REQUESTS`]
+    ProviderCacheHitRequests(Provider),
 }
 
-/// Number of counters in [`Counter::ALL`].
-pub const COUNTER_COUNT: usize = 24;
-
 impl Counter {
-    /// Every counter, in definition order; [`Counter::index`] is the position in this list.
-    pub const ALL: [Counter; COUNTER_COUNT] = [
-        Self::InboundRequests,
-        Self::Requests,
-        Self::RequestsByProvider(Provider::OpenAi),
-        Self::RequestsByProvider(Provider::Anthropic),
-        Self::RequestsFailed,
-        Self::FailOpen(FailOpen::NotJson),
-        Self::FailOpen(FailOpen::UnexpectedShape),
-        Self::FailOpen(FailOpen::TooLarge),
-        Self::FailOpen(FailOpen::ContentType),
-        Self::FailOpen(FailOpen::Internal),
-        Self::BytesSaved,
-        Self::TokensSaved,
-        Self::ToolOutputs(Decision::ALL[0]),
-        Self::ToolOutputs(Decision::ALL[1]),
-        Self::ToolOutputs(Decision::ALL[2]),
-        Self::ToolOutputs(Decision::ALL[3]),
-        Self::ToolOutputs(Decision::ALL[4]),
-        Self::ToolOutputs(Decision::ALL[5]),
-        Self::ToolOutputs(Decision::ALL[6]),
-        Self::ToolOutputs(Decision::ALL[7]),
-        Self::ToolOutputs(Decision::ALL[8]),
-        Self::ToolOutputs(Decision::ALL[9]),
-        Self::Retrievals(true),
-        Self::Retrievals(false),
-    ];
-
-    /// Position of this counter in [`Counter::ALL`] (for id tables).
-    pub fn index(self) -> usize {
-        // Every counter is listed (a test checks it); 24 comparisons per increment are nothing.
-        Self::ALL
-            .iter()
-            .position(|counter| *counter == self)
-            .unwrap_or(0)
+    /// Every counter, in definition order.
+    pub fn all() -> Vec<Counter> {
+        let mut all = vec![Self::InboundRequests, Self::Requests];
+        all.extend(Provider::ALL.map(Self::RequestsByProvider));
+        all.push(Self::RequestsFailed);
+        all.extend(FailOpen::ALL.map(Self::FailOpen));
+        all.extend([Self::BytesSaved, Self::TokensSaved]);
+        all.extend(Decision::ALL.map(Self::ToolOutputs));
+        all.extend([Self::Retrievals(true), Self::Retrievals(false)]);
+        all.extend([Self::TokensInput, Self::TokensOutput, Self::RequestsCached]);
+        all.extend(UsageMissing::ALL.map(Self::UsageMissing));
+        for provider in Provider::ALL {
+            all.extend([
+                Self::CacheReadTokens(provider),
+                Self::CacheWriteTokens(provider),
+            ]);
+            all.extend(Ttl::ALL.map(|ttl| Self::CacheWriteTtlTokens(provider, ttl)));
+            all.extend(Ttl::ALL.map(|ttl| Self::CacheWriteTtlRequests(provider, ttl)));
+            all.extend([
+                Self::UncachedInputTokens(provider),
+                Self::ProviderCacheRequests(provider),
+                Self::ProviderCacheHitRequests(provider),
+            ]);
+        }
+        all
     }
 
     /// The metric name, labels included.
     pub fn name(self) -> String {
+        let by_provider =
+            |base: &str, provider: Provider| labeled_name(base, PROVIDER_LABEL, provider.as_str());
+        let by_ttl = |base: &str, provider: Provider, ttl: Ttl| {
+            format!(
+                "{}.{TTL_LABEL}.{}",
+                by_provider(base, provider),
+                ttl.as_str()
+            )
+        };
         match self {
             Self::InboundRequests => INBOUND_REQUESTS.to_owned(),
             Self::Requests => REQUESTS.to_owned(),
-            Self::RequestsByProvider(provider) => {
-                labeled_name(REQUESTS_BY_PROVIDER, PROVIDER_LABEL, provider.as_str())
-            }
+            Self::RequestsByProvider(provider) => by_provider(REQUESTS_BY_PROVIDER, provider),
             Self::RequestsFailed => REQUESTS_FAILED.to_owned(),
             Self::FailOpen(reason) => labeled_name(FAIL_OPEN, REASON_LABEL, reason.as_str()),
             Self::BytesSaved => BYTES_SAVED.to_owned(),
@@ -122,8 +211,53 @@ impl Counter {
                 STATUS_LABEL,
                 if found { "found" } else { "missing" },
             ),
+            Self::TokensInput => TOKENS_INPUT.to_owned(),
+            Self::TokensOutput => TOKENS_OUTPUT.to_owned(),
+            Self::RequestsCached => REQUESTS_CACHED.to_owned(),
+            Self::UsageMissing(reason) => {
+                labeled_name(USAGE_MISSING, REASON_LABEL, reason.as_str())
+            }
+            Self::CacheReadTokens(p) => by_provider(CACHE_READ_TOKENS, p),
+            Self::CacheWriteTokens(p) => by_provider(CACHE_WRITE_TOKENS, p),
+            Self::CacheWriteTtlTokens(p, ttl) => by_ttl(CACHE_WRITE_TTL_TOKENS, p, ttl),
+            Self::CacheWriteTtlRequests(p, ttl) => by_ttl(CACHE_WRITE_TTL_REQUESTS, p, ttl),
+            Self::UncachedInputTokens(p) => by_provider(UNCACHED_INPUT_TOKENS, p),
+            Self::ProviderCacheRequests(p) => by_provider(PROVIDER_CACHE_REQUESTS, p),
+            Self::ProviderCacheHitRequests(p) => by_provider(PROVIDER_CACHE_HIT_REQUESTS, p),
         }
     }
+}
+
+/// A histogram the filter defines (proxy-wasm HISTOGRAM metrics, values in milliseconds).
+/// Prometheus shows each as `<name>_bucket`, `<name>_sum` and `<name>_count`, the last two
+/// under the names upstream Headroom exports as counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Histogram {
+    /// `headroom_latency_ms`: request start to the end of the response, per provider request.
+    LatencyMs,
+    /// `headroom_ttfb_ms`: request start to the response headers.
+    TtfbMs,
+    /// `headroom_overhead_ms`: time the filter itself spent on the request body.
+    OverheadMs,
+}
+
+impl Histogram {
+    /// Every histogram.
+    pub const ALL: [Histogram; 3] = [Self::LatencyMs, Self::TtfbMs, Self::OverheadMs];
+
+    /// The metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LatencyMs => "headroom_latency_ms",
+            Self::TtfbMs => "headroom_ttfb_ms",
+            Self::OverheadMs => "headroom_overhead_ms",
+        }
+    }
+}
+
+/// The name of the [`REQUESTS_BY_MODEL`] counter of `model` (already normalised).
+pub fn requests_by_model(model: &str) -> String {
+    labeled_name(REQUESTS_BY_MODEL, MODEL_LABEL, model)
 }
 
 /// `base.label.value` with `value` sanitised by [`sanitize_label_value`].
@@ -170,9 +304,15 @@ mod tests {
 
     #[test]
     fn names_every_counter() {
-        let names: Vec<String> = Counter::ALL.iter().map(|c| c.name()).collect();
+        let names: Vec<String> = Counter::all().iter().map(|c| c.name()).collect();
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "no name twice");
+        assert!(names.contains(
+            &"headroom_cache_write_ttl_tokens_total.provider.anthropic.ttl.5m".to_owned()
+        ));
+        assert!(names.contains(&"headroom_usage_missing_total.reason.encoded".to_owned()));
         assert_eq!(
-            names,
+            names.get(..24).unwrap_or_default(),
             [
                 "headroom_inbound_requests_total",
                 "headroom_requests_total",
@@ -200,13 +340,6 @@ mod tests {
                 "headroom_retrievals_total.status.missing",
             ]
         );
-    }
-
-    #[test]
-    fn index_is_the_position_in_all() {
-        for (position, counter) in Counter::ALL.iter().enumerate() {
-            assert_eq!(counter.index(), position, "{counter:?}");
-        }
     }
 
     #[test]

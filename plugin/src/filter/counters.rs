@@ -1,31 +1,42 @@
-//! Metric ids: defines every [`Counter`] once per VM and increments them, never failing a
-//! request because of a metric.
+//! Metric ids: defines every [`Counter`] and [`Histogram`] once per VM, defines open-ended
+//! label values (models) on first use, and updates them, never failing a request because of a
+//! metric.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use log::{debug, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::metrics::{COUNTER_COUNT, Counter};
+use crate::metrics::{Counter, Histogram};
 
-/// The host ids of the filter's counters (`None` where the host refused a definition).
+/// The host ids of the filter's metrics (absent where the host refused a definition).
 #[derive(Debug)]
 pub(crate) struct Counters {
-    ids: [Option<u32>; COUNTER_COUNT],
+    ids: HashMap<Counter, u32>,
+    histograms: HashMap<Histogram, u32>,
+    /// Counters named at run time (`headroom_requests_by_model.model.<m>`), by full name.
+    dynamic: RefCell<HashMap<String, Option<u32>>>,
 }
 
 impl Counters {
-    /// Defines every counter. Hosts return the same id for the same name, so defining again
-    /// after a reconfiguration is harmless.
+    /// Defines every fixed metric. Hosts return the same id for the same name, so defining
+    /// again after a reconfiguration is harmless.
     pub(crate) fn define() -> Self {
-        let mut ids = [None; COUNTER_COUNT];
-        for (slot, counter) in ids.iter_mut().zip(Counter::ALL) {
-            let name = counter.name();
-            match hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => *slot = Some(id),
-                Err(status) => warn!("headroom: cannot define metric {name}: {status:?}"),
-            }
+        let ids = Counter::all()
+            .into_iter()
+            .filter_map(|counter| Some((counter, define(MetricType::Counter, &counter.name())?)))
+            .collect();
+        let histograms = Histogram::ALL
+            .into_iter()
+            .filter_map(|h| Some((h, define(MetricType::Histogram, h.name())?)))
+            .collect();
+        Self {
+            ids,
+            histograms,
+            dynamic: RefCell::default(),
         }
-        Self { ids }
     }
 
     /// Adds one to `counter`.
@@ -35,15 +46,70 @@ impl Counters {
 
     /// Adds `delta` to `counter`; 0 is skipped (Envoy rejects it with BAD_ARGUMENT).
     pub(crate) fn add(&self, counter: Counter, delta: u64) {
-        if delta == 0 {
-            return;
+        if let Some(&id) = self.ids.get(&counter) {
+            increment(id, delta, &counter.name());
         }
-        let Some(&Some(id)) = self.ids.get(counter.index()) else {
-            return;
+    }
+
+    /// Adds one to the counter called `name`, defining it on first use.
+    pub(crate) fn inc_named(&self, name: &str) {
+        let id = {
+            let mut dynamic = self.dynamic.borrow_mut();
+            *dynamic
+                .entry(name.to_owned())
+                .or_insert_with(|| define(MetricType::Counter, name))
         };
-        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
-        if let Err(status) = hostcalls::increment_metric(id, delta) {
-            debug!("headroom: cannot increment {}: {status:?}", counter.name());
+        if let Some(id) = id {
+            increment(id, 1, name);
         }
+    }
+
+    /// The current value of `counter`, summed over every VM of the process.
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        self.ids
+            .get(&counter)
+            .and_then(|&id| hostcalls::get_metric(id).ok())
+            .unwrap_or(0)
+    }
+
+    /// The current value of the counter called `name` (0 when never defined).
+    pub(crate) fn get_named(&self, name: &str) -> u64 {
+        let id = {
+            let mut dynamic = self.dynamic.borrow_mut();
+            *dynamic
+                .entry(name.to_owned())
+                .or_insert_with(|| define(MetricType::Counter, name))
+        };
+        id.and_then(|id| hostcalls::get_metric(id).ok())
+            .unwrap_or(0)
+    }
+
+    /// Records one sample of `histogram`.
+    pub(crate) fn record(&self, histogram: Histogram, value: u64) {
+        if let Some(&id) = self.histograms.get(&histogram)
+            && let Err(status) = hostcalls::record_metric(id, value)
+        {
+            debug!("headroom: cannot record {}: {status:?}", histogram.name());
+        }
+    }
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            warn!("headroom: cannot define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn increment(id: u32, delta: u64, name: &str) {
+    if delta == 0 {
+        return;
+    }
+    let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+    if let Err(status) = hostcalls::increment_metric(id, delta) {
+        debug!("headroom: cannot increment {name}: {status:?}");
     }
 }

@@ -1,9 +1,10 @@
 //! The HTTP context: routes each request, answers health checks and retrievals, buffers
 //! provider request bodies until end of stream, runs the pipeline and writes back the
-//! compressed body, and decides in `on_log` whether the request failed. Responses always pass
-//! straight through.
+//! compressed body. Responses pass straight through while their usage report is read; `on_log`
+//! records latency, usage and whether the request failed.
 
 use std::rc::Rc;
+use std::time::SystemTime;
 
 use log::{debug, info, warn};
 use proxy_wasm::hostcalls;
@@ -11,13 +12,17 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::root::Shared;
+use super::shared_store;
+use crate::accounting::{self, UNKNOWN_MODEL};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::flow::{
     self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
 };
-use crate::metrics::{self, Counter};
+use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::pipeline::{ContentHash, compress_request};
+use crate::stats::{self, TimingKind};
+use crate::usage::UsageParser;
 
 /// Per-request state.
 pub(crate) struct HeadroomHttp {
@@ -27,6 +32,14 @@ pub(crate) struct HeadroomHttp {
     api: Option<Api>,
     /// Whether body callbacks are pausing to buffer the request body.
     buffering: bool,
+    /// When the request headers arrived (provider requests).
+    start: Option<SystemTime>,
+    /// The request's `model`, when the body was parsed.
+    model: Option<String>,
+    /// Reads the response's usage as it streams past.
+    usage: Option<UsageParser>,
+    /// Why the response's usage cannot be read, when known before its body.
+    usage_missing: Option<UsageMissing>,
 }
 
 impl HeadroomHttp {
@@ -35,6 +48,10 @@ impl HeadroomHttp {
             shared,
             api: None,
             buffering: false,
+            start: None,
+            model: None,
+            usage: None,
+            usage_missing: None,
         }
     }
 
@@ -47,8 +64,17 @@ impl HeadroomHttp {
         );
     }
 
-    /// Reads the whole buffered body once, rewrites it and writes it back when it changed.
-    fn rewrite_body(shared: &Shared, api: Api, body_size: usize) {
+    /// Reads the whole buffered body once, rewrites it and writes it back when it changed;
+    /// records the time this took.
+    fn rewrite_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
+        let began = now();
+        self.compress_body(shared, api, body_size);
+        if let (Some(began), Some(ended)) = (began, now()) {
+            record_timing(shared, Histogram::OverheadMs, began, ended);
+        }
+    }
+
+    fn compress_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
         let body = if body_size == 0 {
             Vec::new()
         } else {
@@ -70,6 +96,7 @@ impl HeadroomHttp {
             Ok(outcome) => outcome,
             Err(reason) => return Self::fail_open(shared, api, reason),
         };
+        self.model.clone_from(&outcome.model);
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
         }
@@ -118,10 +145,20 @@ impl HttpContext for HeadroomHttp {
             Route::Other => return Action::Continue,
             Route::Health => return send_health(),
             Route::Retrieve(hash) => return send_retrieval(&shared, hash),
+            Route::Stats => return send_stats(&shared),
             Route::Provider(api) => api,
         };
         self.api = Some(api);
+        self.start = now();
         shared.counters.inc(Counter::Requests);
+        if shared.config.read_usage {
+            // Responses must arrive readable for their usage report (see Config::read_usage).
+            if let Err(status) =
+                hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding")
+            {
+                debug!("headroom: cannot remove accept-encoding: {status:?}");
+            }
+        }
         shared
             .counters
             .inc(Counter::RequestsByProvider(api.provider()));
@@ -172,7 +209,7 @@ impl HttpContext for HeadroomHttp {
             }
             BodyStep::Complete => {
                 self.buffering = false;
-                Self::rewrite_body(&shared, api, body_size);
+                self.rewrite_body(&shared, api, body_size);
                 Action::Continue
             }
         }
@@ -190,10 +227,53 @@ impl HttpContext for HeadroomHttp {
         Action::Continue
     }
 
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
+            return Action::Continue;
+        };
+        if let (Some(start), Some(now)) = (self.start, now()) {
+            record_timing(&shared, Histogram::TtfbMs, start, now);
+        }
+        if !shared.config.read_usage {
+            return Action::Continue;
+        }
+        let encoding = response_header("content-encoding");
+        let encoded = encoding
+            .as_deref()
+            .map(<[u8]>::trim_ascii)
+            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            self.usage_missing = Some(UsageMissing::Encoded);
+        } else {
+            let content_type = response_header("content-type").unwrap_or_default();
+            self.usage = Some(UsageParser::for_content_type(api, &content_type));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        // Without a Pause, the buffer holds just this chunk: read it, never alter or hold it.
+        if let Some(parser) = self.usage.as_mut()
+            && body_size > 0
+        {
+            match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
+                Ok(Some(chunk)) => parser.feed(&chunk),
+                Ok(None) => {}
+                Err(status) => {
+                    debug!("headroom: cannot read a response chunk: {status:?}");
+                    self.usage = None;
+                }
+            }
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
-        let (Some(shared), Some(api)) = (self.shared.as_deref(), self.api) else {
+        let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return;
         };
+        self.record_exchange(&shared, api);
+        let shared = shared.as_ref();
         let code = match hostcalls::get_property(vec!["response", "code"]) {
             Ok(Some(bytes)) => match metrics::decode_u64_property(&bytes) {
                 Some(code) => Some(code),
@@ -234,6 +314,65 @@ impl HttpContext for HeadroomHttp {
     }
 }
 
+impl HeadroomHttp {
+    /// Records what the exchange cost: latency, the provider's usage and the model.
+    fn record_exchange(&mut self, shared: &Shared, api: Api) {
+        if let (Some(start), Some(now)) = (self.start, now()) {
+            record_timing(shared, Histogram::LatencyMs, start, now);
+        }
+        let usage = self.usage.take().and_then(UsageParser::finish);
+        match &usage {
+            Some(usage) => {
+                for (counter, delta) in accounting::usage_increments(api.provider(), usage) {
+                    shared.counters.add(counter, delta);
+                }
+            }
+            None if shared.config.read_usage => {
+                let reason = self.usage_missing.unwrap_or(UsageMissing::NotReported);
+                shared.counters.inc(Counter::UsageMissing(reason));
+            }
+            None => {}
+        }
+        let model = self
+            .model
+            .take()
+            .or_else(|| usage.and_then(|u| u.model))
+            .map(|m| metrics::sanitize_label_value(&m))
+            .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
+        let label = shared_store::model_label(&model);
+        shared
+            .counters
+            .inc_named(&metrics::requests_by_model(&label));
+    }
+}
+
+/// The host's clock; `None` if it cannot be read.
+fn now() -> Option<SystemTime> {
+    hostcalls::get_current_time().ok()
+}
+
+/// Records the time from `from` to `to` (0 if the clock went backwards) in the histogram (whole
+/// milliseconds: proxy-wasm histograms take integers) and in the process-wide timings that
+/// `/stats` reads (microseconds).
+fn record_timing(shared: &Shared, histogram: Histogram, from: SystemTime, to: SystemTime) {
+    let elapsed = to.duration_since(from).unwrap_or_default();
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    shared.counters.record(histogram, us / 1000);
+    let kind = match histogram {
+        Histogram::LatencyMs => TimingKind::Latency,
+        Histogram::TtfbMs => TimingKind::Ttfb,
+        Histogram::OverheadMs => TimingKind::Overhead,
+    };
+    shared_store::record_timing(kind, us);
+}
+
+/// A response header's value as bytes; errors count as absent.
+fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
 /// A request header's value as bytes (values need not be UTF-8); errors count as absent.
 fn request_header(name: &str) -> Option<Vec<u8>> {
     match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
@@ -253,6 +392,28 @@ fn send_health() -> Action {
         HEALTH_BODY.as_bytes(),
         "health check",
     )
+}
+
+/// Answers `/stats` from the process-wide counters and timings.
+fn send_stats(shared: &Shared) -> Action {
+    let counters = Counter::all()
+        .into_iter()
+        .map(|c| (c.name(), shared.counters.get(c)))
+        .collect();
+    let models = shared_store::model_labels()
+        .into_iter()
+        .map(|m| {
+            let n = shared.counters.get_named(&metrics::requests_by_model(&m));
+            (m, n)
+        })
+        .collect();
+    let snapshot = stats::Snapshot {
+        counters,
+        models,
+        timings: shared_store::timings(),
+    };
+    let body = stats::render(&snapshot).to_string();
+    send_local(200, "application/json", body.as_bytes(), "stats")
 }
 
 /// Answers a retrieval from the omitted-originals store.

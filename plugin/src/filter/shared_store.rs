@@ -146,3 +146,79 @@ impl PipelineHost for SharedStores {
         &mut self.replay
     }
 }
+
+/// Where the bounded set of model labels lives.
+const MODEL_LABELS_KEY: &str = "headroom.labels.model";
+
+/// Most distinct model labels; later models count as [`OTHER_MODEL`](crate::accounting::OTHER_MODEL).
+pub(crate) const MAX_MODEL_LABELS: usize = 48;
+
+/// The label `model` gets: itself while the process-wide set has room (shared by every VM, so
+/// the bound holds for the whole gateway), else `other`.
+pub(crate) fn model_label(model: &str) -> String {
+    for _ in 0..CAS_ATTEMPTS {
+        let (stored, cas) = match hostcalls::get_shared_data(MODEL_LABELS_KEY) {
+            Ok(found) => found,
+            Err(status) => {
+                debug!("headroom: cannot read {MODEL_LABELS_KEY}: {status:?}");
+                break;
+            }
+        };
+        let (admitted, update) = crate::accounting::admit_label(
+            stored.as_deref().unwrap_or_default(),
+            model,
+            MAX_MODEL_LABELS,
+        );
+        let Some(update) = update else {
+            return if admitted {
+                model.to_owned()
+            } else {
+                crate::accounting::OTHER_MODEL.to_owned()
+            };
+        };
+        match hostcalls::set_shared_data(MODEL_LABELS_KEY, Some(&update), cas) {
+            Ok(()) => return model.to_owned(),
+            Err(Status::CasMismatch) => continue,
+            Err(status) => {
+                debug!("headroom: cannot write {MODEL_LABELS_KEY}: {status:?}");
+                break;
+            }
+        }
+    }
+    crate::accounting::OTHER_MODEL.to_owned()
+}
+
+/// Every model label admitted so far, in order of first use.
+pub(crate) fn model_labels() -> Vec<String> {
+    match hostcalls::get_shared_data(MODEL_LABELS_KEY) {
+        Ok((Some(stored), _)) => crate::accounting::stored_labels(&stored),
+        _ => Vec::new(),
+    }
+}
+
+/// Where the process-wide [`Timings`](crate::stats::Timings) live.
+const TIMINGS_KEY: &str = "headroom.timings";
+
+/// Adds a sample to the process-wide timings (a dropped sample after repeated conflicts only
+/// blurs an average).
+pub(crate) fn record_timing(kind: crate::stats::TimingKind, us: u64) {
+    for _ in 0..CAS_ATTEMPTS {
+        let Ok((stored, cas)) = hostcalls::get_shared_data(TIMINGS_KEY) else {
+            return;
+        };
+        let mut timings = crate::stats::Timings::decode(stored.as_deref().unwrap_or_default());
+        timings.get_mut(kind).record(us);
+        match hostcalls::set_shared_data(TIMINGS_KEY, Some(&timings.encode()), cas) {
+            Err(Status::CasMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The process-wide timings.
+pub(crate) fn timings() -> crate::stats::Timings {
+    match hostcalls::get_shared_data(TIMINGS_KEY) {
+        Ok((Some(stored), _)) => crate::stats::Timings::decode(&stored),
+        _ => crate::stats::Timings::default(),
+    }
+}

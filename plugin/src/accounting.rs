@@ -1,0 +1,187 @@
+//! What one provider response adds to the metrics: the usage the provider reported, turned into
+//! counter increments (specs/metrics.md §4 and §5), and the bounded set of model labels.
+//!
+//! Prompt-cache families follow §5's aggregation rule: they move only for a response with cache
+//! activity (a read or a write), and then all together, so hit rates divide like quantities.
+
+use crate::api::Provider;
+use crate::metrics::{Counter, Ttl};
+use crate::usage::Usage;
+
+/// The counter increments of one response's usage (zero increments left out).
+pub fn usage_increments(provider: Provider, usage: &Usage) -> Vec<(Counter, u64)> {
+    let figures = usage.cache_figures();
+    let mut out = vec![
+        (
+            Counter::TokensInput,
+            usage.total_input_tokens().unwrap_or(0),
+        ),
+        (Counter::TokensOutput, figures.output),
+    ];
+    if figures.read > 0 || figures.write > 0 {
+        out.extend([
+            (Counter::CacheReadTokens(provider), figures.read),
+            (Counter::CacheWriteTokens(provider), figures.write),
+            (
+                Counter::CacheWriteTtlTokens(provider, Ttl::FiveMinutes),
+                figures.write_5m,
+            ),
+            (
+                Counter::CacheWriteTtlTokens(provider, Ttl::OneHour),
+                figures.write_1h,
+            ),
+            (
+                Counter::CacheWriteTtlRequests(provider, Ttl::FiveMinutes),
+                u64::from(figures.write_5m > 0),
+            ),
+            (
+                Counter::CacheWriteTtlRequests(provider, Ttl::OneHour),
+                u64::from(figures.write_1h > 0),
+            ),
+            (Counter::UncachedInputTokens(provider), figures.uncached),
+            (Counter::ProviderCacheRequests(provider), 1),
+            (
+                Counter::ProviderCacheHitRequests(provider),
+                u64::from(figures.read > 0),
+            ),
+            (Counter::RequestsCached, u64::from(figures.read > 0)),
+        ]);
+    }
+    out.retain(|(_, delta)| *delta > 0);
+    out
+}
+
+/// Label value for a model outside the bounded set.
+pub const OTHER_MODEL: &str = "other";
+
+/// Label value when neither the request nor the response named a model.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// The model label set as stored in shared data: one name per line, in order of first use.
+/// `admit` says whether `model` may have its own label (already present, or room under `cap`)
+/// and returns the new stored form when it was added.
+pub fn admit_label(stored: &[u8], model: &str, cap: usize) -> (bool, Option<Vec<u8>>) {
+    let text = String::from_utf8_lossy(stored);
+    let names: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    if names.contains(&model) {
+        return (true, None);
+    }
+    if names.len() >= cap {
+        return (false, None);
+    }
+    let mut out = stored.to_vec();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(model.as_bytes());
+    out.push(b'\n');
+    (true, Some(out))
+}
+
+/// The labels in the stored form, in order of first use.
+pub fn stored_labels(stored: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stored)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::api::Api;
+
+    fn anthropic(read: u64, write: u64, w5: u64, w1h: u64) -> Usage {
+        Usage {
+            api: Api::AnthropicMessages,
+            model: Some("claude-sonnet-4-5".into()),
+            input_tokens: Some(20),
+            output_tokens: Some(20),
+            cache_read_tokens: Some(read),
+            cache_write_tokens: Some(write),
+            cache_write_5m_tokens: Some(w5),
+            cache_write_1h_tokens: Some(w1h),
+        }
+    }
+
+    fn get(increments: &[(Counter, u64)], counter: Counter) -> u64 {
+        increments
+            .iter()
+            .find(|(c, _)| *c == counter)
+            .map_or(0, |(_, d)| *d)
+    }
+
+    #[test]
+    fn anthropic_cache_activity_moves_every_family() {
+        // The cache figures of metrics.md §16's sample: read 40, write 60 (5m 10, 1h 50),
+        // uncached 20, output 20. Anthropic's prompt is uncached + read + write.
+        let p = Provider::Anthropic;
+        let inc = usage_increments(p, &anthropic(40, 60, 10, 50));
+        assert_eq!(get(&inc, Counter::TokensInput), 120);
+        assert_eq!(get(&inc, Counter::TokensOutput), 20);
+        assert_eq!(get(&inc, Counter::CacheReadTokens(p)), 40);
+        assert_eq!(get(&inc, Counter::CacheWriteTokens(p)), 60);
+        assert_eq!(
+            get(&inc, Counter::CacheWriteTtlTokens(p, Ttl::FiveMinutes)),
+            10
+        );
+        assert_eq!(get(&inc, Counter::CacheWriteTtlTokens(p, Ttl::OneHour)), 50);
+        assert_eq!(
+            get(&inc, Counter::CacheWriteTtlRequests(p, Ttl::OneHour)),
+            1
+        );
+        assert_eq!(get(&inc, Counter::UncachedInputTokens(p)), 20);
+        assert_eq!(get(&inc, Counter::ProviderCacheRequests(p)), 1);
+        assert_eq!(get(&inc, Counter::ProviderCacheHitRequests(p)), 1);
+        assert_eq!(get(&inc, Counter::RequestsCached), 1);
+        assert!(inc.iter().all(|(_, d)| *d > 0));
+    }
+
+    #[test]
+    fn no_cache_activity_moves_only_token_totals() {
+        let inc = usage_increments(Provider::Anthropic, &anthropic(0, 0, 0, 0));
+        assert_eq!(
+            inc,
+            vec![(Counter::TokensInput, 20), (Counter::TokensOutput, 20)]
+        );
+    }
+
+    #[test]
+    fn openai_write_is_inferred_as_section_5_says() {
+        let usage = Usage {
+            api: Api::OpenAiChat,
+            model: Some("gpt-4o".into()),
+            input_tokens: Some(1000),
+            output_tokens: Some(5),
+            cache_read_tokens: Some(600),
+            cache_write_tokens: None,
+            cache_write_5m_tokens: None,
+            cache_write_1h_tokens: None,
+        };
+        let p = Provider::OpenAi;
+        let inc = usage_increments(p, &usage);
+        assert_eq!(get(&inc, Counter::TokensInput), 1000);
+        assert_eq!(get(&inc, Counter::CacheReadTokens(p)), 600);
+        assert_eq!(get(&inc, Counter::CacheWriteTokens(p)), 400);
+        assert_eq!(get(&inc, Counter::UncachedInputTokens(p)), 400);
+        assert_eq!(
+            get(&inc, Counter::CacheWriteTtlRequests(p, Ttl::FiveMinutes)),
+            0
+        );
+    }
+
+    #[test]
+    fn label_set_is_bounded() {
+        let (ok, stored) = admit_label(b"", "gpt-4o", 2);
+        assert!(ok);
+        let stored = stored.unwrap();
+        assert_eq!(admit_label(&stored, "gpt-4o", 2), (true, None));
+        let (ok, stored) = admit_label(&stored, "claude", 2);
+        assert!(ok);
+        let stored = stored.unwrap();
+        assert_eq!(admit_label(&stored, "third", 2), (false, None));
+        assert_eq!(stored_labels(&stored), ["gpt-4o", "claude"]);
+    }
+}

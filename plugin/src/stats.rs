@@ -1,0 +1,441 @@
+//! `GET /stats`: the JSON document of specs/metrics.md §1 (the parts this filter measures),
+//! built from a [`Snapshot`] of the process-wide counters and timings, so the same traffic
+//! gives the same document in every host and from every VM.
+//!
+//! Timings (latency, TTFB, the filter's own overhead) are kept as a [`Timings`] record in
+//! shared data, updated by compare-and-swap, because a histogram cannot be read back through
+//! the proxy-wasm ABI.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::api::Provider;
+use crate::fail_open::FailOpen;
+use crate::metrics::{Counter, Ttl};
+use crate::pipeline::Decision;
+
+/// Count, sum, minimum and maximum of one timing, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Samples.
+    pub count: u64,
+    /// Sum of the samples.
+    pub sum_us: u64,
+    /// Smallest sample (0 when there is none).
+    pub min_us: u64,
+    /// Largest sample.
+    pub max_us: u64,
+}
+
+impl Timing {
+    /// Adds a sample.
+    pub fn record(&mut self, us: u64) {
+        self.min_us = if self.count == 0 {
+            us
+        } else {
+            self.min_us.min(us)
+        };
+        self.max_us = self.max_us.max(us);
+        self.count = self.count.saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// `{average_ms, min_ms, max_ms}`, 2 decimals, all 0 without samples (§1).
+    fn json(&self) -> Value {
+        if self.count == 0 {
+            return json!({"average_ms": 0, "min_ms": 0, "max_ms": 0});
+        }
+        let ms = |us: u64| round(us as f64 / 1000.0, 2);
+        json!({
+            "average_ms": round(self.sum_us as f64 / self.count as f64 / 1000.0, 2),
+            "min_ms": ms(self.min_us),
+            "max_ms": ms(self.max_us),
+        })
+    }
+}
+
+/// Which timing a sample belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingKind {
+    /// Request start to the end of the response.
+    Latency,
+    /// Request start to the response headers.
+    Ttfb,
+    /// The filter's own work on the request body.
+    Overhead,
+}
+
+/// The three timings, stored together in shared data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Request latency.
+    pub latency: Timing,
+    /// Time to first byte.
+    pub ttfb: Timing,
+    /// The filter's overhead.
+    pub overhead: Timing,
+}
+
+impl Timings {
+    /// The timing of `kind`.
+    pub fn get_mut(&mut self, kind: TimingKind) -> &mut Timing {
+        match kind {
+            TimingKind::Latency => &mut self.latency,
+            TimingKind::Ttfb => &mut self.ttfb,
+            TimingKind::Overhead => &mut self.overhead,
+        }
+    }
+
+    /// The stored form: twelve u64, little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        [self.latency, self.ttfb, self.overhead]
+            .iter()
+            .flat_map(|t| [t.count, t.sum_us, t.min_us, t.max_us])
+            .flat_map(u64::to_le_bytes)
+            .collect()
+    }
+
+    /// Parses [`Timings::encode`]'s form; anything else reads as no samples.
+    pub fn decode(bytes: &[u8]) -> Timings {
+        if bytes.len() != 96 {
+            return Timings::default();
+        }
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_le_bytes))
+            .collect();
+        let timing = |i: usize| Timing {
+            count: words.get(i).copied().unwrap_or(0),
+            sum_us: words.get(i + 1).copied().unwrap_or(0),
+            min_us: words.get(i + 2).copied().unwrap_or(0),
+            max_us: words.get(i + 3).copied().unwrap_or(0),
+        };
+        Timings {
+            latency: timing(0),
+            ttfb: timing(4),
+            overhead: timing(8),
+        }
+    }
+}
+
+/// Everything `/stats` reports, read from the process-wide state.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The value of every fixed counter.
+    pub counters: BTreeMap<String, u64>,
+    /// Requests per model label.
+    pub models: Vec<(String, u64)>,
+    /// Latency, TTFB and overhead.
+    pub timings: Timings,
+}
+
+impl Snapshot {
+    /// The value of `counter` (0 if absent).
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters.get(&counter.name()).copied().unwrap_or(0)
+    }
+}
+
+/// Rounds to `places` decimals.
+fn round(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
+}
+
+/// `part / whole × 100`, rounded, 0 on a zero denominator.
+fn percent(part: u64, whole: u64, places: i32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        round(part as f64 / whole as f64 * 100.0, places)
+    }
+}
+
+/// The `/stats` document.
+pub fn render(s: &Snapshot) -> Value {
+    let by_provider: Map<String, Value> = Provider::ALL
+        .iter()
+        .map(|p| {
+            (
+                p.as_str().to_owned(),
+                json!(s.get(Counter::RequestsByProvider(*p))),
+            )
+        })
+        .filter(|(_, n)| n.as_u64() != Some(0))
+        .collect();
+    let by_model: Map<String, Value> = s
+        .models
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(m, n)| (m.clone(), json!(n)))
+        .collect();
+    let input = s.get(Counter::TokensInput);
+    let saved = s.get(Counter::TokensSaved);
+    let decisions: Map<String, Value> = Decision::ALL
+        .iter()
+        .map(|d| {
+            (
+                d.as_str().to_owned(),
+                json!(s.get(Counter::ToolOutputs(*d))),
+            )
+        })
+        .collect();
+    let fail_open: Map<String, Value> = FailOpen::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), json!(s.get(Counter::FailOpen(*r)))))
+        .collect();
+    json!({
+        "requests": {
+            "total": s.get(Counter::Requests),
+            "cached": s.get(Counter::RequestsCached),
+            "rate_limited": 0,
+            "failed": s.get(Counter::RequestsFailed),
+            "by_provider": by_provider,
+            "by_model": by_model,
+            "by_stack": {},
+        },
+        "tokens": {
+            "input": input,
+            "output": s.get(Counter::TokensOutput),
+            "saved": saved,
+            "savings_percent": percent(saved, input + saved, 2),
+            "proxy_compression_saved": saved,
+            "total_before_compression": input + saved,
+        },
+        "latency": with_count(s.timings.latency),
+        "overhead": s.timings.overhead.json(),
+        "ttfb": s.timings.ttfb.json(),
+        "compression": {
+            "tool_outputs": decisions,
+            "bytes_saved": s.get(Counter::BytesSaved),
+            "retrievals": {
+                "found": s.get(Counter::Retrievals(true)),
+                "missing": s.get(Counter::Retrievals(false)),
+            },
+        },
+        "fail_open": fail_open,
+        "prefix_cache": prefix_cache(s),
+    })
+}
+
+fn with_count(timing: Timing) -> Value {
+    let mut value = timing.json();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("total_requests".into(), json!(timing.count));
+    }
+    value
+}
+
+/// Prompt-cache figures of one provider (or the totals), as §5 names them.
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheSums {
+    read: u64,
+    write: u64,
+    write_5m: u64,
+    write_1h: u64,
+    write_5m_requests: u64,
+    write_1h_requests: u64,
+    uncached: u64,
+    requests: u64,
+    hit_requests: u64,
+}
+
+impl CacheSums {
+    fn of(s: &Snapshot, p: Provider) -> CacheSums {
+        CacheSums {
+            read: s.get(Counter::CacheReadTokens(p)),
+            write: s.get(Counter::CacheWriteTokens(p)),
+            write_5m: s.get(Counter::CacheWriteTtlTokens(p, Ttl::FiveMinutes)),
+            write_1h: s.get(Counter::CacheWriteTtlTokens(p, Ttl::OneHour)),
+            write_5m_requests: s.get(Counter::CacheWriteTtlRequests(p, Ttl::FiveMinutes)),
+            write_1h_requests: s.get(Counter::CacheWriteTtlRequests(p, Ttl::OneHour)),
+            uncached: s.get(Counter::UncachedInputTokens(p)),
+            requests: s.get(Counter::ProviderCacheRequests(p)),
+            hit_requests: s.get(Counter::ProviderCacheHitRequests(p)),
+        }
+    }
+
+    fn add(&mut self, o: &CacheSums) {
+        self.read += o.read;
+        self.write += o.write;
+        self.write_5m += o.write_5m;
+        self.write_1h += o.write_1h;
+        self.write_5m_requests += o.write_5m_requests;
+        self.write_1h_requests += o.write_1h_requests;
+        self.uncached += o.uncached;
+        self.requests += o.requests;
+        self.hit_requests += o.hit_requests;
+    }
+
+    /// The numeric fields shared by a provider entry and the totals.
+    fn json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_owned(), v);
+        };
+        put("cache_read_tokens", json!(self.read));
+        put("cache_write_tokens", json!(self.write));
+        put("cache_write_5m_tokens", json!(self.write_5m));
+        put("cache_write_1h_tokens", json!(self.write_1h));
+        put("cache_write_5m_requests", json!(self.write_5m_requests));
+        put("cache_write_1h_requests", json!(self.write_1h_requests));
+        put("uncached_input_tokens", json!(self.uncached));
+        put("requests", json!(self.requests));
+        put("hit_requests", json!(self.hit_requests));
+        put(
+            "hit_rate",
+            json!(percent(
+                self.read,
+                self.read + self.write + self.uncached,
+                1
+            )),
+        );
+        put(
+            "request_hit_rate",
+            json!(percent(self.hit_requests, self.requests, 1)),
+        );
+        put(
+            "observed_ttl_buckets",
+            json!({
+                "5m": {"tokens": self.write_5m, "requests": self.write_5m_requests},
+                "1h": {"tokens": self.write_1h, "requests": self.write_1h_requests},
+            }),
+        );
+        m
+    }
+
+    /// §5's `observed_ttl_mix`.
+    fn ttl_mix(&self) -> Value {
+        let both = self.write_5m + self.write_1h;
+        let active: Vec<&str> = [("5m", self.write_5m), ("1h", self.write_1h)]
+            .iter()
+            .filter(|(_, t)| *t > 0)
+            .map(|(b, _)| *b)
+            .collect();
+        json!({
+            "5m_pct": percent(self.write_5m, both, 1),
+            "1h_pct": percent(self.write_1h, both, 1),
+            "active_buckets": active,
+        })
+    }
+}
+
+/// Cache economics per provider (§5): read discount, write premium, label.
+fn economics(p: Provider) -> (&'static str, &'static str, &'static str) {
+    match p {
+        Provider::Anthropic => ("90%", "25%", "Explicit breakpoints, 5-min TTL"),
+        Provider::OpenAi => ("50%", "none", "Automatic, no TTL control"),
+    }
+}
+
+/// `/stats.prefix_cache`: providers with cache activity, and totals.
+fn prefix_cache(s: &Snapshot) -> Value {
+    let mut totals = CacheSums::default();
+    let mut by_provider = Map::new();
+    for p in Provider::ALL {
+        let sums = CacheSums::of(s, p);
+        totals.add(&sums);
+        if sums.requests == 0 {
+            continue;
+        }
+        let mut entry = sums.json();
+        let (discount, premium, label) = economics(p);
+        entry.insert("bust_count".into(), json!(0));
+        entry.insert("bust_write_tokens".into(), json!(0));
+        entry.insert("read_discount".into(), json!(discount));
+        entry.insert("write_premium".into(), json!(premium));
+        entry.insert("label".into(), json!(label));
+        if sums.write_5m + sums.write_1h > 0 {
+            entry.insert("observed_ttl_mix".into(), sums.ttl_mix());
+        }
+        by_provider.insert(p.as_str().to_owned(), Value::Object(entry));
+    }
+    let mut totals_json = totals.json();
+    totals_json.insert("observed_ttl_mix".into(), totals.ttl_mix());
+    json!({"by_provider": by_provider, "totals": totals_json})
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn snapshot(values: &[(Counter, u64)]) -> Snapshot {
+        Snapshot {
+            counters: values.iter().map(|(c, v)| (c.name(), *v)).collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn timings_round_trip_and_summarise() {
+        let mut timings = Timings::default();
+        for us in [1500, 500, 4000] {
+            timings.get_mut(TimingKind::Latency).record(us);
+        }
+        let decoded = Timings::decode(&timings.encode());
+        assert_eq!(decoded, timings);
+        assert_eq!(Timings::decode(b"junk"), Timings::default());
+        let v = with_count(decoded.latency);
+        assert_eq!(v["average_ms"], 2.0);
+        assert_eq!(v["min_ms"], 0.5);
+        assert_eq!(v["max_ms"], 4.0);
+        assert_eq!(v["total_requests"], 3);
+        assert_eq!(Timing::default().json()["max_ms"], 0);
+    }
+
+    #[test]
+    fn tokens_and_requests() {
+        let doc = render(&snapshot(&[
+            (Counter::Requests, 4),
+            (Counter::RequestsByProvider(Provider::OpenAi), 3),
+            (Counter::RequestsByProvider(Provider::Anthropic), 1),
+            (Counter::TokensInput, 300),
+            (Counter::TokensSaved, 100),
+            (Counter::TokensOutput, 7),
+        ]));
+        assert_eq!(doc["requests"]["total"], 4);
+        assert_eq!(doc["requests"]["by_provider"]["openai"], 3);
+        assert_eq!(doc["tokens"]["savings_percent"], 25.0);
+        assert_eq!(doc["tokens"]["total_before_compression"], 400);
+        assert_eq!(
+            render(&Snapshot::default())["tokens"]["savings_percent"],
+            0.0
+        );
+    }
+
+    #[test]
+    fn prefix_cache_matches_the_seed_numbers() {
+        // metrics.md §16: read 300000, write 70000 (5m 20000, 1h 50000), uncached 30000,
+        // 20 requests, 15 hits.
+        let p = Provider::Anthropic;
+        let doc = render(&snapshot(&[
+            (Counter::CacheReadTokens(p), 300_000),
+            (Counter::CacheWriteTokens(p), 70_000),
+            (Counter::CacheWriteTtlTokens(p, Ttl::FiveMinutes), 20_000),
+            (Counter::CacheWriteTtlTokens(p, Ttl::OneHour), 50_000),
+            (Counter::UncachedInputTokens(p), 30_000),
+            (Counter::ProviderCacheRequests(p), 20),
+            (Counter::ProviderCacheHitRequests(p), 15),
+        ]));
+        let entry = &doc["prefix_cache"]["by_provider"]["anthropic"];
+        assert_eq!(entry["hit_rate"], 75.0);
+        assert_eq!(entry["request_hit_rate"], 75.0);
+        assert_eq!(entry["observed_ttl_mix"]["5m_pct"], 28.6);
+        assert_eq!(entry["observed_ttl_mix"]["1h_pct"], 71.4);
+        assert_eq!(
+            entry["observed_ttl_mix"]["active_buckets"],
+            json!(["5m", "1h"])
+        );
+        assert!(doc["prefix_cache"]["by_provider"].get("openai").is_none());
+        let totals = &doc["prefix_cache"]["totals"];
+        assert_eq!(totals["cache_read_tokens"], 300_000);
+        assert_eq!(totals["observed_ttl_buckets"]["1h"]["tokens"], 50_000);
+        let empty = render(&Snapshot::default());
+        assert_eq!(
+            empty["prefix_cache"]["totals"]["observed_ttl_mix"]["active_buckets"],
+            json!([])
+        );
+    }
+}
