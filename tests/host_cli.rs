@@ -114,3 +114,59 @@ async fn sigterm_lets_a_streaming_response_finish() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_flag_merges_into_the_filter_configuration() -> anyhow::Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::ZERO,
+    })
+    .await?;
+    let url = format!("http://{}", upstream.addr());
+    // A limit of 0 is spent before the first request.
+    let proxy = Process::start(
+        &[
+            "--openai-api-url",
+            &url,
+            "--plugin-config",
+            r#"{"compress":true}"#,
+            "--budget",
+            "0",
+            "--budget-period",
+            "monthly",
+        ],
+        &[],
+    )?;
+    let request = ClientRequest {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        chunks: vec![br#"{"model":"gpt-4o","messages":[]}"#.to_vec()],
+        ..ClientRequest::default()
+    };
+    let response = client::send(proxy.addr(), &request, |_| {}).await?;
+    assert_eq!(response.status, 429);
+    let body = response.json()?;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("monthly"),
+        "{body}"
+    );
+    assert!(upstream.take_received().is_empty());
+    let out = Command::new(binary()?)
+        .args([
+            "proxy",
+            "--port",
+            "0",
+            "--budget",
+            "1",
+            "--budget-period",
+            "yearly",
+        ])
+        .env("NO_COLOR", "1")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("budget"));
+    Ok(())
+}

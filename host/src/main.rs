@@ -75,6 +75,18 @@ struct ProxyArgs {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "HEADROOM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Spending limit in USD per period: over it, provider requests get a 429 (sets the
+    /// filter configuration's `budget`).
+    #[arg(long, env = "HEADROOM_BUDGET")]
+    budget: Option<f64>,
+    /// The budget's period (UTC): hourly, daily, weekly or monthly.
+    #[arg(
+        long,
+        env = "HEADROOM_BUDGET_PERIOD",
+        default_value = "daily",
+        requires = "budget"
+    )]
+    budget_period: String,
 }
 
 #[derive(clap::Args)]
@@ -364,6 +376,24 @@ fn init_logging(filter: &str) -> i32 {
     level
 }
 
+/// The filter configuration with `budget` set from `--budget` / `--budget-period` (the filter
+/// validates the values, so a bad period is refused at start with the field named).
+fn with_budget(config: &[u8], limit_usd: f64, period: &str) -> Result<Vec<u8>> {
+    let mut value: serde_json::Value = if config.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(config).context("the filter configuration is not JSON")?
+    };
+    let object = value
+        .as_object_mut()
+        .context("the filter configuration is not a JSON object")?;
+    object.insert(
+        "budget".into(),
+        serde_json::json!({"limit_usd": limit_usd, "period": period}),
+    );
+    Ok(serde_json::to_vec(&value)?)
+}
+
 fn run_proxy(args: ProxyArgs) -> Result<()> {
     let guest_log_level = init_logging(&args.log_level);
     let plugin_wasm = match &args.plugin {
@@ -377,6 +407,10 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
             .with_context(|| format!("reading the filter configuration {}", &s[1..]))?,
         Some(s) => s.as_bytes().to_vec(),
         None => Vec::new(),
+    };
+    let plugin_config = match args.budget {
+        Some(limit) => with_budget(&plugin_config, limit, &args.budget_period)?,
+        None => plugin_config,
     };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()

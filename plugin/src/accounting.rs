@@ -6,7 +6,62 @@
 
 use crate::api::Provider;
 use crate::metrics::{Counter, Ttl};
+use crate::pricing::{PriceTable, TokenFigures};
 use crate::usage::Usage;
+
+/// Cost counters are kept in nano-USD: proxy-wasm counters are integers, and a small request
+/// to a cheap model costs a few micro-USD.
+pub const NANO_USD_PER_USD: f64 = 1e9;
+
+/// The token figures a provider bills for one response (specs/metrics.md §12): Anthropic's
+/// writes split by TTL (an unsplit remainder counts as 5-minute, Anthropic's default); OpenAI
+/// charges no writes, so its inferred write is not billed and the uncached part is the prompt
+/// minus reads. With no split at all, the whole prompt is uncached input.
+pub fn billed_figures(usage: &Usage) -> TokenFigures {
+    let f = usage.cache_figures();
+    let mut figures = TokenFigures {
+        uncached_input: f.uncached,
+        cache_read: f.read,
+        output: f.output,
+        ..TokenFigures::default()
+    };
+    if usage.api.provider() == Provider::Anthropic {
+        let unsplit = f.write.saturating_sub(f.write_5m + f.write_1h);
+        figures.cache_write_5m = f.write_5m + unsplit;
+        figures.cache_write_1h = f.write_1h;
+    }
+    if figures.uncached_input + figures.cache_read + figures.cache_write_5m + figures.cache_write_1h
+        == 0
+    {
+        figures.uncached_input = usage.total_input_tokens().unwrap_or(0);
+    }
+    figures
+}
+
+/// The cost counter increments of one response of `model` whose request had `tokens_saved`
+/// removed: input-side and output cost, and the compression saving (tokens saved × the input
+/// price). A model without a price moves only [`Counter::CostUnknownRequests`]: its cost is
+/// unknown, never zero.
+pub fn cost_increments(
+    prices: &PriceTable,
+    model: &str,
+    usage: &Usage,
+    tokens_saved: u64,
+) -> Vec<(Counter, u64)> {
+    let nano = |usd: f64| (usd * NANO_USD_PER_USD).round().max(0.0) as u64;
+    let Some(cost) = prices.cost(model, &billed_figures(usage)) else {
+        return vec![(Counter::CostUnknownRequests, 1)];
+    };
+    let saved = prices.savings_usd(model, tokens_saved).unwrap_or(0.0);
+    let mut out = vec![
+        (Counter::CostInputNanoUsd, nano(cost.input_side_usd())),
+        (Counter::CostOutputNanoUsd, nano(cost.output_usd)),
+        (Counter::SavingsNanoUsd, nano(saved)),
+        (Counter::CostKnownRequests, 1),
+    ];
+    out.retain(|(_, delta)| *delta > 0);
+    out
+}
 
 /// The counter increments of one response's usage (zero increments left out).
 pub fn usage_increments(provider: Provider, usage: &Usage) -> Vec<(Counter, u64)> {
@@ -170,6 +225,48 @@ mod tests {
             get(&inc, Counter::CacheWriteTtlRequests(p, Ttl::FiveMinutes)),
             0
         );
+    }
+
+    #[test]
+    fn costs_are_priced_or_unknown() {
+        let prices = PriceTable::builtin();
+        // Sonnet: $3 / $15 per million; read 0.1x, 5m write 1.25x, 1h write 2x input.
+        let usage = anthropic(1_000_000, 1_000_000, 0, 1_000_000);
+        let inc = cost_increments(&prices, "claude-sonnet-4-5", &usage, 1_000_000);
+        let usd = |c| get(&inc, c) as f64 / NANO_USD_PER_USD;
+        // uncached 20 tokens (0.00006) + read 0.3 + 1h write 6.0.
+        assert!((usd(Counter::CostInputNanoUsd) - 6.30006).abs() < 1e-9);
+        assert!((usd(Counter::CostOutputNanoUsd) - 0.0003).abs() < 1e-9);
+        assert!((usd(Counter::SavingsNanoUsd) - 3.0).abs() < 1e-9);
+        assert_eq!(get(&inc, Counter::CostKnownRequests), 1);
+        let unknown = cost_increments(&prices, "my-local-llama", &usage, 5);
+        assert_eq!(unknown, vec![(Counter::CostUnknownRequests, 1)]);
+    }
+
+    #[test]
+    fn billed_figures_follow_each_provider() {
+        let split = billed_figures(&anthropic(40, 60, 10, 30));
+        assert_eq!(
+            (
+                split.cache_write_5m,
+                split.cache_write_1h,
+                split.uncached_input
+            ),
+            (30, 30, 20)
+        );
+        let openai = Usage {
+            api: Api::OpenAiChat,
+            model: None,
+            input_tokens: Some(1000),
+            output_tokens: Some(5),
+            cache_read_tokens: Some(600),
+            cache_write_tokens: None,
+            cache_write_5m_tokens: None,
+            cache_write_1h_tokens: None,
+        };
+        let figures = billed_figures(&openai);
+        assert_eq!((figures.uncached_input, figures.cache_read), (400, 600));
+        assert_eq!(figures.cache_write_5m + figures.cache_write_1h, 0);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::budget::BudgetConfig;
 use crate::pipeline::PipelineConfig;
+use crate::pricing::PriceOverrides;
 
 /// Default for [`Config::max_body_bytes`]: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -58,6 +60,13 @@ pub struct Config {
     /// provider requests (LLM responses are small next to their requests; SSE is rarely
     /// compressed anyway). Default true.
     pub read_usage: bool,
+    /// Prices (USD per million tokens) that replace or extend the built-in table, by model:
+    /// `{"my-model": {"input": 1.0, "output": 2.0, "cache_read": 0.1}}`. Default none.
+    pub prices: PriceOverrides,
+    /// An optional spending limit: `{"limit_usd": 25.0, "period": "daily"}` (hourly, daily,
+    /// weekly or monthly, UTC). Over it, provider requests get a 429 in the provider's error
+    /// shape until the period ends. Default none.
+    pub budget: Option<BudgetConfig>,
 }
 
 impl Default for Config {
@@ -73,6 +82,8 @@ impl Default for Config {
             omitted_store_bytes: DEFAULT_STORE_BYTES,
             replay_store_bytes: DEFAULT_STORE_BYTES,
             read_usage: true,
+            prices: PriceOverrides::new(),
+            budget: None,
         }
     }
 }
@@ -134,6 +145,12 @@ impl Config {
             return Err(ConfigError::at(
                 "retrieve_path".to_owned(),
                 "must differ from health_path",
+            ));
+        }
+        if let Err(err) = crate::pricing::PriceTable::builtin().with_overrides(&self.prices) {
+            return Err(ConfigError::at(
+                format!("prices.{}", err.model),
+                &err.message,
             ));
         }
         if self.pipeline.max_json_depth == 0 {
@@ -234,6 +251,8 @@ mod tests {
                 omitted_store_bytes: 10,
                 replay_store_bytes: 20,
                 read_usage: false,
+                prices: PriceOverrides::new(),
+                budget: None,
             }
         );
     }
@@ -260,7 +279,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `prices`, `budget`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

@@ -30,6 +30,8 @@ pub const TOOL_OUTPUTS: &str = "headroom_tool_outputs_total";
 pub const RETRIEVALS: &str = "headroom_retrievals_total";
 /// Provider requests by model (label `model`, bounded).
 pub const REQUESTS_BY_MODEL: &str = "headroom_requests_by_model";
+/// Provider requests by `X-Headroom-Stack` bucket (label `stack`, bounded).
+pub const REQUESTS_BY_STACK: &str = "headroom_requests_by_stack";
 /// Input tokens the provider reported (the whole prompt, cached parts included).
 pub const TOKENS_INPUT: &str = "headroom_tokens_input_total";
 /// Output tokens the provider reported.
@@ -52,6 +54,19 @@ pub const UNCACHED_INPUT_TOKENS: &str = "headroom_uncached_input_tokens_total";
 pub const PROVIDER_CACHE_REQUESTS: &str = "headroom_provider_cache_requests_total";
 /// Requests that read from the prompt cache (label `provider`).
 pub const PROVIDER_CACHE_HIT_REQUESTS: &str = "headroom_provider_cache_hit_requests_total";
+
+/// Input-side cost (uncached input, cache reads and writes) in nano-USD.
+pub const COST_INPUT: &str = "headroom_cost_input_nanousd_total";
+/// Output cost in nano-USD.
+pub const COST_OUTPUT: &str = "headroom_cost_output_nanousd_total";
+/// Compression savings (tokens saved × the model's input price) in nano-USD.
+pub const SAVINGS: &str = "headroom_compression_savings_nanousd_total";
+/// Responses whose cost was priced.
+pub const COST_KNOWN: &str = "headroom_cost_priced_requests_total";
+/// Responses of a model without a price: their cost is unknown.
+pub const COST_UNKNOWN: &str = "headroom_cost_unknown_model_requests_total";
+/// Provider requests refused because the budget was spent.
+pub const BUDGET_REJECTED: &str = "headroom_budget_rejected_total";
 
 /// Label of [`REQUESTS_BY_PROVIDER`] and the prompt-cache families.
 pub const PROVIDER_LABEL: &str = "provider";
@@ -154,6 +169,18 @@ pub enum Counter {
     ProviderCacheRequests(Provider),
     /// [`PROVIDER_CACHE_HIT_REQUESTS`]
     ProviderCacheHitRequests(Provider),
+    /// [`COST_INPUT`]
+    CostInputNanoUsd,
+    /// [`COST_OUTPUT`]
+    CostOutputNanoUsd,
+    /// [`SAVINGS`]
+    SavingsNanoUsd,
+    /// [`COST_KNOWN`]
+    CostKnownRequests,
+    /// [`COST_UNKNOWN`]
+    CostUnknownRequests,
+    /// [`BUDGET_REJECTED`]
+    BudgetRejected,
 }
 
 impl Counter {
@@ -181,6 +208,14 @@ impl Counter {
                 Self::ProviderCacheHitRequests(provider),
             ]);
         }
+        all.extend([
+            Self::CostInputNanoUsd,
+            Self::CostOutputNanoUsd,
+            Self::SavingsNanoUsd,
+            Self::CostKnownRequests,
+            Self::CostUnknownRequests,
+            Self::BudgetRejected,
+        ]);
         all
     }
 
@@ -224,6 +259,12 @@ impl Counter {
             Self::UncachedInputTokens(p) => by_provider(UNCACHED_INPUT_TOKENS, p),
             Self::ProviderCacheRequests(p) => by_provider(PROVIDER_CACHE_REQUESTS, p),
             Self::ProviderCacheHitRequests(p) => by_provider(PROVIDER_CACHE_HIT_REQUESTS, p),
+            Self::CostInputNanoUsd => COST_INPUT.to_owned(),
+            Self::CostOutputNanoUsd => COST_OUTPUT.to_owned(),
+            Self::SavingsNanoUsd => SAVINGS.to_owned(),
+            Self::CostKnownRequests => COST_KNOWN.to_owned(),
+            Self::CostUnknownRequests => COST_UNKNOWN.to_owned(),
+            Self::BudgetRejected => BUDGET_REJECTED.to_owned(),
         }
     }
 }
@@ -255,9 +296,14 @@ impl Histogram {
     }
 }
 
-/// The name of the [`REQUESTS_BY_MODEL`] counter of `model` (already normalised).
+/// The name of the [`REQUESTS_BY_MODEL`] counter of `model` (sanitised here).
 pub fn requests_by_model(model: &str) -> String {
     labeled_name(REQUESTS_BY_MODEL, MODEL_LABEL, model)
+}
+
+/// The name of the [`REQUESTS_BY_STACK`] counter of `stack` (sanitised here).
+pub fn requests_by_stack(stack: &str) -> String {
+    labeled_name(REQUESTS_BY_STACK, "stack", stack)
 }
 
 /// `base.label.value` with `value` sanitised by [`sanitize_label_value`].

@@ -126,6 +126,10 @@ pub struct Snapshot {
     pub counters: BTreeMap<String, u64>,
     /// Requests per model label.
     pub models: Vec<(String, u64)>,
+    /// Requests per stack label.
+    pub stacks: Vec<(String, u64)>,
+    /// The `budget` block ([`crate::budget::budget_json`]).
+    pub budget: Value,
     /// Latency, TTFB and overhead.
     pub timings: Timings,
 }
@@ -164,12 +168,13 @@ pub fn render(s: &Snapshot) -> Value {
         })
         .filter(|(_, n)| n.as_u64() != Some(0))
         .collect();
-    let by_model: Map<String, Value> = s
-        .models
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(m, n)| (m.clone(), json!(n)))
-        .collect();
+    let counts = |pairs: &[(String, u64)]| -> Map<String, Value> {
+        pairs
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| (m.clone(), json!(n)))
+            .collect()
+    };
     let input = s.get(Counter::TokensInput);
     let saved = s.get(Counter::TokensSaved);
     let decisions: Map<String, Value> = Decision::ALL
@@ -192,8 +197,8 @@ pub fn render(s: &Snapshot) -> Value {
             "rate_limited": 0,
             "failed": s.get(Counter::RequestsFailed),
             "by_provider": by_provider,
-            "by_model": by_model,
-            "by_stack": {},
+            "by_model": counts(&s.models),
+            "by_stack": counts(&s.stacks),
         },
         "tokens": {
             "input": input,
@@ -216,6 +221,31 @@ pub fn render(s: &Snapshot) -> Value {
         },
         "fail_open": fail_open,
         "prefix_cache": prefix_cache(s),
+        "cost": cost(s),
+        "budget": s.budget,
+    })
+}
+
+/// `/stats.cost` (§12): upstream's names and the seed's aliases. USD to 6 decimals (upstream
+/// rounds to 4, which hides the cost of small requests). Responses of unpriced models are
+/// counted apart: their cost is unknown, not zero.
+fn cost(s: &Snapshot) -> Value {
+    let usd = |c: Counter| round(s.get(c) as f64 / crate::accounting::NANO_USD_PER_USD, 6);
+    let input = usd(Counter::CostInputNanoUsd);
+    let output = usd(Counter::CostOutputNanoUsd);
+    let savings = usd(Counter::SavingsNanoUsd);
+    json!({
+        "cost_with_headroom_usd": input,
+        "output_cost_usd": output,
+        "total_cost_usd": round(input + output, 6),
+        "savings_usd": savings,
+        "total_savings_usd": savings,
+        "compression_savings_usd": savings,
+        "total_input_tokens": s.get(Counter::TokensInput),
+        "total_tokens_saved": s.get(Counter::TokensSaved),
+        "priced_requests": s.get(Counter::CostKnownRequests),
+        "unknown_model_requests": s.get(Counter::CostUnknownRequests),
+        "budget_rejected_requests": s.get(Counter::BudgetRejected),
     })
 }
 
@@ -383,6 +413,22 @@ mod tests {
         assert_eq!(v["max_ms"], 4.0);
         assert_eq!(v["total_requests"], 3);
         assert_eq!(Timing::default().json()["max_ms"], 0);
+    }
+
+    #[test]
+    fn cost_block_in_usd() {
+        let doc = render(&snapshot(&[
+            (Counter::CostInputNanoUsd, 1_500_000),
+            (Counter::CostOutputNanoUsd, 250_000),
+            (Counter::SavingsNanoUsd, 3_000_000_000),
+            (Counter::CostUnknownRequests, 2),
+        ]));
+        let cost = &doc["cost"];
+        assert_eq!(cost["cost_with_headroom_usd"], 0.0015);
+        assert_eq!(cost["total_cost_usd"], 0.00175);
+        assert_eq!(cost["total_savings_usd"], 3.0);
+        assert_eq!(cost["unknown_model_requests"], 2);
+        assert!(cost.get("cost_without_headroom_usd").is_none());
     }
 
     #[test]

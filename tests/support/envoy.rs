@@ -541,6 +541,55 @@ async fn http_get(addr: SocketAddr, path_and_query: &str) -> anyhow::Result<(u16
         .map_err(|_| anyhow!("GET http://{addr}{path_and_query} timed out"))?
 }
 
+/// Envoy with the filter, as a [`Target`] of the scenario runner and the cross-host tests.
+pub struct EnvoyTarget(pub Envoy);
+
+impl EnvoyTarget {
+    /// Envoy 1.40 with `workers` workers and the filter configured with `plugin_config_json`,
+    /// both providers routed to the loopback upstream on `upstream_port`.
+    pub async fn start(
+        upstream_port: u16,
+        plugin_config_json: &str,
+        workers: u32,
+    ) -> anyhow::Result<EnvoyTarget> {
+        let envoy = Envoy::start(
+            LocalConfig {
+                listener_port: 0,
+                admin_port: 0,
+                openai_upstream_port: upstream_port,
+                anthropic_upstream_port: upstream_port,
+                wasm_path: Some(plugin_wasm()?),
+                plugin_config_json: plugin_config_json.into(),
+            },
+            workers,
+        )
+        .await?;
+        Ok(EnvoyTarget(envoy))
+    }
+
+    /// Prints the tail of Envoy's log when `result` is an error, and passes it on.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            eprintln!("Envoy log tail:\n{}", self.0.log_tail());
+        }
+        result
+    }
+}
+
+impl crate::scenario::Target for EnvoyTarget {
+    fn name(&self) -> &str {
+        "envoy"
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.listener_addr
+    }
+
+    async fn scrape(&self) -> anyhow::Result<String> {
+        self.0.prometheus().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,54 +647,5 @@ mod tests {
             }
         }
         found
-    }
-}
-
-/// Envoy with the filter, as a [`Target`] of the scenario runner and the cross-host tests.
-pub struct EnvoyTarget(pub Envoy);
-
-impl EnvoyTarget {
-    /// Envoy 1.40 with `workers` workers and the filter configured with `plugin_config_json`,
-    /// both providers routed to the loopback upstream on `upstream_port`.
-    pub async fn start(
-        upstream_port: u16,
-        plugin_config_json: &str,
-        workers: u32,
-    ) -> anyhow::Result<EnvoyTarget> {
-        let envoy = Envoy::start(
-            LocalConfig {
-                listener_port: 0,
-                admin_port: 0,
-                openai_upstream_port: upstream_port,
-                anthropic_upstream_port: upstream_port,
-                wasm_path: Some(plugin_wasm()?),
-                plugin_config_json: plugin_config_json.into(),
-            },
-            workers,
-        )
-        .await?;
-        Ok(EnvoyTarget(envoy))
-    }
-
-    /// Prints the tail of Envoy's log when `result` is an error, and passes it on.
-    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
-        if result.is_err() {
-            eprintln!("Envoy log tail:\n{}", self.0.log_tail());
-        }
-        result
-    }
-}
-
-impl crate::scenario::Target for EnvoyTarget {
-    fn name(&self) -> &str {
-        "envoy"
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.0.listener_addr
-    }
-
-    async fn scrape(&self) -> anyhow::Result<String> {
-        self.0.prometheus().await
     }
 }

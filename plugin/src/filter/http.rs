@@ -13,14 +13,17 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::root::Shared;
 use super::shared_store;
-use crate::accounting::{self, UNKNOWN_MODEL};
+use crate::accounting::{self, OTHER_MODEL, UNKNOWN_MODEL};
 use crate::api::Api;
+use crate::budget;
 use crate::fail_open::FailOpen;
 use crate::flow::{
     self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
 };
 use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::pipeline::{ContentHash, compress_request};
+use crate::pricing;
+use crate::stack;
 use crate::stats::{self, TimingKind};
 use crate::usage::UsageParser;
 
@@ -40,6 +43,8 @@ pub(crate) struct HeadroomHttp {
     usage: Option<UsageParser>,
     /// Why the response's usage cannot be read, when known before its body.
     usage_missing: Option<UsageMissing>,
+    /// Tokens the pipeline removed from this request.
+    tokens_saved: u64,
 }
 
 impl HeadroomHttp {
@@ -52,6 +57,7 @@ impl HeadroomHttp {
             model: None,
             usage: None,
             usage_missing: None,
+            tokens_saved: 0,
         }
     }
 
@@ -97,6 +103,7 @@ impl HeadroomHttp {
             Err(reason) => return Self::fail_open(shared, api, reason),
         };
         self.model.clone_from(&outcome.model);
+        self.tokens_saved = outcome.tokens_saved();
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
         }
@@ -150,6 +157,17 @@ impl HttpContext for HeadroomHttp {
         };
         self.api = Some(api);
         self.start = now();
+        if let Some(stack) = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref())
+            && shared_store::STACKS.admit(&stack)
+        {
+            shared
+                .counters
+                .inc_named(&metrics::requests_by_stack(&stack));
+        }
+        strip_headroom_headers();
+        if let Some(reply) = over_budget(&shared, api) {
+            return reply;
+        }
         shared.counters.inc(Counter::Requests);
         if shared.config.read_usage {
             // Responses must arrive readable for their usage report (see Config::read_usage).
@@ -333,17 +351,89 @@ impl HeadroomHttp {
             }
             None => {}
         }
-        let model = self
+        let raw_model = self
             .model
             .take()
-            .or_else(|| usage.and_then(|u| u.model))
-            .map(|m| metrics::sanitize_label_value(&m))
+            .or_else(|| usage.as_ref().and_then(|u| u.model.clone()));
+        if let (Some(usage), Some(model)) = (&usage, &raw_model) {
+            let increments =
+                accounting::cost_increments(&shared.prices, model, usage, self.tokens_saved);
+            if let (Some(budget), Some(now)) = (&shared.config.budget, unix_now()) {
+                let nano = |c| {
+                    increments
+                        .iter()
+                        .find(|(k, _)| *k == c)
+                        .map_or(0, |(_, v)| *v)
+                };
+                let spent = nano(Counter::CostInputNanoUsd) + nano(Counter::CostOutputNanoUsd);
+                shared_store::spend(
+                    budget.period,
+                    spent as f64 / accounting::NANO_USD_PER_USD,
+                    now,
+                );
+            }
+            for (counter, delta) in increments {
+                shared.counters.add(counter, delta);
+            }
+        }
+        let model = raw_model
+            .map(|m| pricing::normalize_model_label(&m))
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
-        let label = shared_store::model_label(&model);
+        let label = if shared_store::MODELS.admit(&model) {
+            model
+        } else {
+            OTHER_MODEL.to_owned()
+        };
         shared
             .counters
             .inc_named(&metrics::requests_by_model(&label));
     }
+}
+
+/// Removes every `x-headroom-*` request header: they are for the filter, not the provider.
+fn strip_headroom_headers() {
+    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        return;
+    };
+    for (name, _) in headers {
+        if stack::is_headroom_header(name.as_bytes())
+            && let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name)
+        {
+            debug!("headroom: cannot remove {name}: {status:?}");
+        }
+    }
+}
+
+/// When the budget is spent: sends the provider-shaped 429 and returns the action.
+fn over_budget(shared: &Shared, api: Api) -> Option<Action> {
+    let config = shared.config.budget.as_ref()?;
+    let now = unix_now()?;
+    let state = shared_store::budget_state(config.period, now);
+    let budget::BudgetVerdict::Exceeded(exceeded) = budget::check(config, &state, now) else {
+        return None;
+    };
+    shared.counters.inc(Counter::BudgetRejected);
+    if shared.budget_warned.replace(Some(true)) != Some(true) {
+        warn!("headroom: {}", budget::rejection_message(&exceeded));
+    }
+    let body = budget::rejection_body(api.provider(), &exceeded);
+    let headers = budget::rejection_headers(&exceeded, now);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match hostcalls::send_http_response(budget::REJECTION_STATUS, headers, Some(body.as_bytes())) {
+        Ok(()) => Some(Action::Pause),
+        Err(status) => {
+            warn!("headroom: cannot send the budget rejection: {status:?}");
+            None
+        }
+    }
+}
+
+/// Unix seconds now.
+fn unix_now() -> Option<u64> {
+    now()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// The host's clock; `None` if it cannot be read.
@@ -400,17 +490,30 @@ fn send_stats(shared: &Shared) -> Action {
         .into_iter()
         .map(|c| (c.name(), shared.counters.get(c)))
         .collect();
-    let models = shared_store::model_labels()
-        .into_iter()
-        .map(|m| {
-            let n = shared.counters.get_named(&metrics::requests_by_model(&m));
-            (m, n)
-        })
-        .collect();
+    let labelled = |set: shared_store::LabelSet, name: fn(&str) -> String| -> Vec<(String, u64)> {
+        set.values()
+            .into_iter()
+            .map(|value| {
+                let n = shared.counters.get_named(&name(&value));
+                (value, n)
+            })
+            .collect()
+    };
+    let budget = match (shared.config.budget.as_ref(), unix_now()) {
+        (Some(config), Some(now)) => budget::budget_json(
+            Some(config),
+            &shared_store::budget_state(config.period, now),
+            now,
+        ),
+        (None, now) => budget::budget_json(None, &Default::default(), now.unwrap_or(0)),
+        (Some(_), None) => serde_json::Value::Null,
+    };
     let snapshot = stats::Snapshot {
         counters,
-        models,
+        models: labelled(shared_store::MODELS, metrics::requests_by_model),
+        stacks: labelled(shared_store::STACKS, metrics::requests_by_stack),
         timings: shared_store::timings(),
+        budget,
     };
     let body = stats::render(&snapshot).to_string();
     send_local(200, "application/json", body.as_bytes(), "stats")

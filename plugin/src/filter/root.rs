@@ -12,6 +12,7 @@ use super::counters::Counters;
 use super::http::HeadroomHttp;
 use super::shared_store::{SharedStore, SharedStores};
 use crate::config::Config;
+use crate::pricing::PriceTable;
 
 /// What every HTTP context of a configured root shares.
 #[derive(Debug)]
@@ -22,6 +23,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Rc<Counters>,
     /// The pipeline's stores (handles to shared data; cheap to clone).
     pub(crate) stores: SharedStores,
+    /// The built-in prices with the configured overrides.
+    pub(crate) prices: PriceTable,
+    /// Whether this VM has logged a budget rejection in the current period (logged once).
+    pub(crate) budget_warned: std::cell::Cell<Option<bool>>,
 }
 
 /// The plugin's root context.
@@ -65,10 +70,16 @@ impl RootContext for HeadroomRoot {
             omitted: SharedStore::omitted(config.omitted_store_bytes),
             replay: SharedStore::replay(config.replay_store_bytes),
         };
+        // Config::from_bytes has validated the overrides.
+        let prices = PriceTable::builtin()
+            .with_overrides(&config.prices)
+            .unwrap_or_else(|_| PriceTable::builtin());
         self.shared = Some(Rc::new(Shared {
             config,
             counters,
             stores,
+            prices,
+            budget_warned: std::cell::Cell::new(None),
         }));
         true
     }

@@ -147,52 +147,93 @@ impl PipelineHost for SharedStores {
     }
 }
 
-/// Where the bounded set of model labels lives.
-const MODEL_LABELS_KEY: &str = "headroom.labels.model";
-
-/// Most distinct model labels; later models count as [`OTHER_MODEL`](crate::accounting::OTHER_MODEL).
-pub(crate) const MAX_MODEL_LABELS: usize = 48;
-
-/// The label `model` gets: itself while the process-wide set has room (shared by every VM, so
-/// the bound holds for the whole gateway), else `other`.
-pub(crate) fn model_label(model: &str) -> String {
-    for _ in 0..CAS_ATTEMPTS {
-        let (stored, cas) = match hostcalls::get_shared_data(MODEL_LABELS_KEY) {
-            Ok(found) => found,
-            Err(status) => {
-                debug!("headroom: cannot read {MODEL_LABELS_KEY}: {status:?}");
-                break;
-            }
-        };
-        let (admitted, update) = crate::accounting::admit_label(
-            stored.as_deref().unwrap_or_default(),
-            model,
-            MAX_MODEL_LABELS,
-        );
-        let Some(update) = update else {
-            return if admitted {
-                model.to_owned()
-            } else {
-                crate::accounting::OTHER_MODEL.to_owned()
-            };
-        };
-        match hostcalls::set_shared_data(MODEL_LABELS_KEY, Some(&update), cas) {
-            Ok(()) => return model.to_owned(),
-            Err(Status::CasMismatch) => continue,
-            Err(status) => {
-                debug!("headroom: cannot write {MODEL_LABELS_KEY}: {status:?}");
-                break;
-            }
-        }
-    }
-    crate::accounting::OTHER_MODEL.to_owned()
+/// A bounded, process-wide set of label values (shared by every VM, so the bound holds for the
+/// whole gateway), stored one value per line under `key`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LabelSet {
+    key: &'static str,
+    cap: usize,
 }
 
-/// Every model label admitted so far, in order of first use.
-pub(crate) fn model_labels() -> Vec<String> {
-    match hostcalls::get_shared_data(MODEL_LABELS_KEY) {
-        Ok((Some(stored), _)) => crate::accounting::stored_labels(&stored),
-        _ => Vec::new(),
+/// Model labels: at most 48; later models count as `other`.
+pub(crate) const MODELS: LabelSet = LabelSet {
+    key: "headroom.labels.model",
+    cap: 48,
+};
+
+/// Stack labels (`X-Headroom-Stack`): at most [`MAX_DISTINCT_STACKS`](crate::stack::MAX_DISTINCT_STACKS).
+pub(crate) const STACKS: LabelSet = LabelSet {
+    key: "headroom.labels.stack",
+    cap: crate::stack::MAX_DISTINCT_STACKS,
+};
+
+impl LabelSet {
+    /// Whether `value` has (or now gets) its own label.
+    pub(crate) fn admit(self, value: &str) -> bool {
+        for _ in 0..CAS_ATTEMPTS {
+            let (stored, cas) = match hostcalls::get_shared_data(self.key) {
+                Ok(found) => found,
+                Err(status) => {
+                    debug!("headroom: cannot read {}: {status:?}", self.key);
+                    return false;
+                }
+            };
+            let (admitted, update) = crate::accounting::admit_label(
+                stored.as_deref().unwrap_or_default(),
+                value,
+                self.cap,
+            );
+            let Some(update) = update else {
+                return admitted;
+            };
+            match hostcalls::set_shared_data(self.key, Some(&update), cas) {
+                Ok(()) => return true,
+                Err(Status::CasMismatch) => continue,
+                Err(status) => {
+                    debug!("headroom: cannot write {}: {status:?}", self.key);
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Every value admitted so far, in order of first use.
+    pub(crate) fn values(self) -> Vec<String> {
+        match hostcalls::get_shared_data(self.key) {
+            Ok((Some(stored), _)) => crate::accounting::stored_labels(&stored),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where the budget's [`BudgetState`](crate::budget::BudgetState) lives.
+const BUDGET_KEY: &str = "headroom.budget";
+
+/// The budget state of the current period (a fresh one when absent or unreadable).
+pub(crate) fn budget_state(period: crate::budget::Period, now: u64) -> crate::budget::BudgetState {
+    let stored = match hostcalls::get_shared_data(BUDGET_KEY) {
+        Ok((Some(stored), _)) => crate::budget::BudgetState::decode(&stored),
+        _ => None,
+    };
+    stored.unwrap_or_default().current(period, now)
+}
+
+/// Adds `cost_usd` to the budget state, rolling over at the period boundary.
+pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
+    for _ in 0..CAS_ATTEMPTS {
+        let Ok((stored, cas)) = hostcalls::get_shared_data(BUDGET_KEY) else {
+            return;
+        };
+        let mut state = stored
+            .as_deref()
+            .and_then(crate::budget::BudgetState::decode)
+            .unwrap_or_default();
+        state.add(period, cost_usd, now);
+        match hostcalls::set_shared_data(BUDGET_KEY, Some(&state.encode()), cas) {
+            Err(Status::CasMismatch) => continue,
+            _ => return,
+        }
     }
 }
 
