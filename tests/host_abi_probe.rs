@@ -77,5 +77,11 @@ async fn http_call_ticks_shared_data_and_properties_work() -> anyhow::Result<()>
     // Properties.
     let props = get(addr, "/probe/properties").await?;
     assert_eq!(text(props.body), "path=/probe/properties plugin=headroom");
+
+    // A filter that does not answer the probes: the host says it is alive but not ready.
+    let ready = get(addr, "/readyz").await?;
+    assert_eq!(ready.status, 503, "{}", text(ready.body.clone()));
+    assert_eq!(ready.json()?["ready"], false);
+    assert_eq!(get(addr, "/livez").await?.status, 200);
     Ok(())
 }

@@ -25,6 +25,9 @@ pub enum Route {
     Health,
     /// `GET` on the stats path: answer the `/stats` document locally.
     Stats,
+    /// `GET /livez` or `GET /readyz` (enabled with the health path): the filter runs, so the
+    /// gateway is alive and ready.
+    Probe(Probe),
     /// `GET {retrieve_path}/{hash}`: answer the original kept under the hash (`None`: the last
     /// segment is not a hash).
     Retrieve(Option<ContentHash>),
@@ -45,6 +48,13 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
     {
         return Route::Health;
     }
+    if method == b"GET" && !config.health_path.is_empty() {
+        match strip_query(path) {
+            b"/livez" => return Route::Probe(Probe::Live),
+            b"/readyz" => return Route::Probe(Probe::Ready),
+            _ => {}
+        }
+    }
     if method == b"GET"
         && !config.stats_path.is_empty()
         && strip_query(path) == config.stats_path.as_bytes()
@@ -64,6 +74,44 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
         Some(api) => Route::Provider(api),
         None => Route::Other,
     }
+}
+
+/// A liveness or readiness probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/livez`.
+    Live,
+    /// `/readyz`.
+    Ready,
+}
+
+/// The probe's JSON body (specs/metrics.md §9, with this filter's one check): answered by a
+/// running filter, so it is always healthy; a host answers 503 itself when no filter runs.
+/// `timestamp` is RFC 3339 UTC, `uptime_seconds` the VM's.
+pub fn probe_body(probe: Probe, timestamp: &str, uptime_seconds: f64) -> String {
+    let uptime = (uptime_seconds * 1000.0).round() / 1000.0;
+    let mut body = serde_json::json!({
+        "service": "headroom",
+        "status": "healthy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "timestamp": timestamp,
+        "uptime_seconds": uptime,
+    });
+    if let Some(object) = body.as_object_mut() {
+        match probe {
+            Probe::Live => {
+                object.insert("alive".into(), true.into());
+            }
+            Probe::Ready => {
+                object.insert("ready".into(), true.into());
+                object.insert(
+                    "checks".into(),
+                    serde_json::json!({"filter": {"enabled": true, "ready": true, "status": "healthy"}}),
+                );
+            }
+        }
+    }
+    body.to_string()
 }
 
 /// Content type of every retrieval answer.
@@ -177,6 +225,8 @@ mod tests {
         assert_eq!(r(b"GET", b"/health"), Route::Health);
         assert_eq!(r(b"GET", b"/health?probe=1"), Route::Health);
         assert_eq!(r(b"GET", b"/stats"), Route::Stats);
+        assert_eq!(r(b"GET", b"/livez"), Route::Probe(Probe::Live));
+        assert_eq!(r(b"GET", b"/readyz?verbose"), Route::Probe(Probe::Ready));
         assert_eq!(r(b"POST", b"/stats"), Route::Other);
         assert_eq!(r(b"POST", b"/health"), Route::Other);
         assert_eq!(r(b"GET", b"/healthz"), Route::Other);
@@ -208,6 +258,19 @@ mod tests {
             route(&config, Some(b"POST"), Some(b"/llm/v1/messages")),
             Route::Provider(Api::AnthropicMessages)
         );
+    }
+
+    #[test]
+    fn probe_bodies() {
+        let live: serde_json::Value =
+            serde_json::from_str(&probe_body(Probe::Live, "2026-11-27T00:00:00Z", 1.23456))
+                .unwrap();
+        assert_eq!(live["alive"], true);
+        assert_eq!(live["uptime_seconds"], 1.235);
+        let ready: serde_json::Value =
+            serde_json::from_str(&probe_body(Probe::Ready, "t", 0.0)).unwrap();
+        assert_eq!(ready["ready"], true);
+        assert_eq!(ready["checks"]["filter"]["status"], "healthy");
     }
 
     #[test]

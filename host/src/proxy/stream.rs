@@ -58,6 +58,31 @@ pub fn json_error(status: StatusCode, kind: &str, message: &str) -> LocalRespons
     }
 }
 
+/// `/livez` and `/readyz` when no filter answered them: the process is alive, but not ready
+/// (the filter's VM is failing or reloading, or a filter without the probes was loaded).
+fn probe_without_filter(path: &str) -> Option<LocalResponse> {
+    let (status, body) = match path.split('?').next().unwrap_or_default() {
+        "/livez" => (
+            StatusCode::OK,
+            serde_json::json!({"service": "headroom", "status": "healthy", "alive": true,
+                               "version": env!("CARGO_PKG_VERSION")}),
+        ),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"service": "headroom", "status": "unhealthy", "ready": false,
+                               "version": env!("CARGO_PKG_VERSION"),
+                               "checks": {"filter": {"enabled": true, "ready": false, "status": "unhealthy"}}}),
+        ),
+        _ => return None,
+    };
+    Some(LocalResponse {
+        status: status.as_u16(),
+        headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
+        body: body.to_string().into_bytes(),
+        details: "probe".into(),
+    })
+}
+
 /// Runs `finish_stream` when the exchange ends, however it ends (the client may go away).
 struct StreamGuard {
     worker: Rc<Worker>,
@@ -286,6 +311,10 @@ pub async fn serve(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let anthropic_client = headers.first(b"anthropic-version").is_some();
+    // A running filter answers the probes itself; reaching here means it is not running.
+    if let Some(local) = probe_without_filter(&path) {
+        return respond_locally(filter, local).await;
+    }
     let Some(upstream) = worker.upstreams.route(&path, anthropic_client).cloned() else {
         let method = headers
             .first(b":method")

@@ -106,6 +106,16 @@ impl HeadroomHttp {
         self.tokens_saved = outcome.tokens_saved();
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
+            debug!(
+                "headroom: {} ({}): {} by {}, {} -> {} bytes: {}",
+                block.location,
+                block.tool.as_deref().unwrap_or("-"),
+                block.decision.as_str(),
+                block.strategy,
+                block.bytes_before,
+                block.bytes_after,
+                block.reason
+            );
         }
         let Some(new_body) = outcome.body.as_deref() else {
             debug!(
@@ -126,13 +136,28 @@ impl HeadroomHttp {
         shared
             .counters
             .add(Counter::TokensSaved, outcome.tokens_saved());
+        let (before, after) = outcome
+            .blocks
+            .iter()
+            .filter(|b| b.decision.replaced())
+            .fold((0u64, 0u64), |(b, a), block| {
+                (
+                    b + block.tokens_before.unwrap_or(0),
+                    a + block.tokens_after.unwrap_or(0),
+                )
+            });
+        let saved = before.saturating_sub(after);
+        let reduction = if before == 0 {
+            0.0
+        } else {
+            saved as f64 * 100.0 / before as f64
+        };
         info!(
-            "headroom: {} of {} tool output(s) replaced, {} -> {} bytes, {} tokens saved ({})",
+            "headroom: Pipeline complete: {before} -> {after} tokens (saved {saved}, {reduction:.1}% reduction; {} of {} tool outputs, {} -> {} bytes, {})",
             outcome.replaced_blocks(),
             outcome.blocks.len(),
             outcome.bytes_before,
             outcome.bytes_after,
-            outcome.tokens_saved(),
             outcome.exactness().as_str(),
         );
     }
@@ -153,6 +178,7 @@ impl HttpContext for HeadroomHttp {
             Route::Health => return send_health(),
             Route::Retrieve(hash) => return send_retrieval(&shared, hash),
             Route::Stats => return send_stats(&shared),
+            Route::Probe(probe) => return send_probe(&shared, probe),
             Route::Provider(api) => api,
         };
         self.api = Some(api);
@@ -482,6 +508,17 @@ fn send_health() -> Action {
         HEALTH_BODY.as_bytes(),
         "health check",
     )
+}
+
+/// Answers `/livez` or `/readyz`.
+fn send_probe(shared: &Shared, probe: flow::Probe) -> Action {
+    let now = now();
+    let uptime = now
+        .and_then(|now| now.duration_since(shared.started).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    let timestamp = unix_now().map(budget::format_rfc3339).unwrap_or_default();
+    let body = flow::probe_body(probe, &timestamp, uptime);
+    send_local(200, "application/json", body.as_bytes(), "probe")
 }
 
 /// Answers `/stats` from the process-wide counters and timings.

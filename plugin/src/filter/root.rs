@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) stores: SharedStores,
     /// The built-in prices with the configured overrides.
     pub(crate) prices: PriceTable,
+    /// When this VM was configured (for `uptime_seconds`).
+    pub(crate) started: std::time::SystemTime,
     /// Whether this VM has logged a budget rejection in the current period (logged once).
     pub(crate) budget_warned: std::cell::Cell<Option<bool>>,
 }
@@ -80,6 +82,7 @@ impl RootContext for HeadroomRoot {
             stores,
             prices,
             budget_warned: std::cell::Cell::new(None),
+            started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
         }));
         true
     }
