@@ -60,6 +60,11 @@ pub struct Config {
     /// provider requests (LLM responses are small next to their requests; SSE is rarely
     /// compressed anyway). Default true.
     pub read_usage: bool,
+    /// With `read_usage`: a streaming OpenAI chat request without `stream_options` gets
+    /// `"stream_options":{"include_usage":true}` so the provider reports usage, and the
+    /// usage-only chunk this adds is removed from what the client receives (clients see exactly
+    /// the stream they asked for). Default true.
+    pub stream_usage: bool,
     /// Prices (USD per million tokens) that replace or extend the built-in table, by model:
     /// `{"my-model": {"input": 1.0, "output": 2.0, "cache_read": 0.1}}`. Default none.
     pub prices: PriceOverrides,
@@ -82,6 +87,7 @@ impl Default for Config {
             omitted_store_bytes: DEFAULT_STORE_BYTES,
             replay_store_bytes: DEFAULT_STORE_BYTES,
             read_usage: true,
+            stream_usage: true,
             prices: PriceOverrides::new(),
             budget: None,
         }
@@ -251,6 +257,7 @@ mod tests {
                 omitted_store_bytes: 10,
                 replay_store_bytes: 20,
                 read_usage: false,
+                stream_usage: true,
                 prices: PriceOverrides::new(),
                 budget: None,
             }
@@ -279,7 +286,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `prices`, `budget`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

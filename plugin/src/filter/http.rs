@@ -25,7 +25,7 @@ use crate::pipeline::{ContentHash, compress_request};
 use crate::pricing;
 use crate::stack;
 use crate::stats::{self, TimingKind};
-use crate::usage::UsageParser;
+use crate::usage::{self, UsageParser};
 
 /// Per-request state.
 pub(crate) struct HeadroomHttp {
@@ -45,6 +45,19 @@ pub(crate) struct HeadroomHttp {
     usage_missing: Option<UsageMissing>,
     /// Tokens the pipeline removed from this request.
     tokens_saved: u64,
+    /// Set when the filter added `include_usage`: removes the usage-only chunk it causes.
+    strip: Option<UsageStrip>,
+}
+
+/// The response bytes held back while a usage-only chunk may still be forming: an SSE event
+/// is forwarded once it is complete (and dropped if it is the usage-only chunk), so only an
+/// incomplete event's bytes ever wait, until the next chunk completes it.
+#[derive(Default)]
+struct UsageStrip {
+    /// Bytes received but not forwarded yet.
+    held: Vec<u8>,
+    /// Offset in the response body of `held[0]`.
+    held_from: u64,
 }
 
 impl HeadroomHttp {
@@ -58,6 +71,7 @@ impl HeadroomHttp {
             usage: None,
             usage_missing: None,
             tokens_saved: 0,
+            strip: None,
         }
     }
 
@@ -117,7 +131,19 @@ impl HeadroomHttp {
                 block.reason
             );
         }
-        let Some(new_body) = outcome.body.as_deref() else {
+        let injected = if shared.config.read_usage
+            && shared.config.stream_usage
+            && outcome.stream_without_usage
+        {
+            usage::with_include_usage(outcome.body.as_deref().unwrap_or(&body))
+        } else {
+            None
+        };
+        if injected.is_some() {
+            self.strip = Some(UsageStrip::default());
+            debug!("headroom: set stream_options.include_usage");
+        }
+        let Some(new_body) = injected.as_deref().or(outcome.body.as_deref()) else {
             debug!(
                 "headroom: {} request unchanged ({} tool output(s))",
                 api.as_str(),
@@ -290,23 +316,79 @@ impl HttpContext for HeadroomHttp {
             self.usage_missing = Some(UsageMissing::Encoded);
         } else {
             let content_type = response_header("content-type").unwrap_or_default();
-            self.usage = Some(UsageParser::for_content_type(api, &content_type));
+            let parser = UsageParser::for_content_type(api, &content_type);
+            if parser.is_streaming() && self.strip.is_some() {
+                // The body may shrink by the usage-only chunk: let the host re-frame it.
+                if let Err(status) =
+                    hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length")
+                {
+                    debug!("headroom: cannot remove content-length: {status:?}");
+                    self.strip = None;
+                }
+            } else {
+                self.strip = None;
+            }
+            self.usage = Some(parser);
+        }
+        if self.usage.is_none() {
+            self.strip = None;
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        // Without a Pause, the buffer holds just this chunk: read it, never alter or hold it.
-        if let Some(parser) = self.usage.as_mut()
-            && body_size > 0
-        {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Without a Pause, the buffer holds just this chunk: read it; alter it only to remove
+        // the usage-only chunk the filter itself asked for.
+        let Some(parser) = self.usage.as_mut() else {
+            return Action::Continue;
+        };
+        let chunk = if body_size == 0 {
+            Vec::new()
+        } else {
             match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
-                Ok(Some(chunk)) => parser.feed(&chunk),
-                Ok(None) => {}
+                Ok(chunk) => chunk.unwrap_or_default(),
                 Err(status) => {
                     debug!("headroom: cannot read a response chunk: {status:?}");
                     self.usage = None;
+                    self.flush_held(body_size);
+                    return Action::Continue;
                 }
+            }
+        };
+        let Some(strip) = self.strip.as_mut() else {
+            parser.feed(&chunk);
+            return Action::Continue;
+        };
+        let mut drop_ranges = Vec::new();
+        parser.feed_with(&chunk, |event| {
+            if event.openai_usage_only {
+                drop_ranges.push(event.range.clone());
+            }
+        });
+        let was_holding = !strip.held.is_empty();
+        strip.held.extend_from_slice(&chunk);
+        let end = strip.held_from + strip.held.len() as u64;
+        let cut = if end_of_stream {
+            end
+        } else {
+            parser
+                .pending_event_start()
+                .unwrap_or(end)
+                .max(strip.held_from)
+                .min(end)
+        };
+        let split = usize::try_from(cut - strip.held_from).unwrap_or(0);
+        let rest = strip.held.split_off(split.min(strip.held.len()));
+        let ready = std::mem::replace(&mut strip.held, rest);
+        let ready_from = strip.held_from;
+        strip.held_from = cut;
+        let untouched = !was_holding && cut == end && drop_ranges.is_empty();
+        if !untouched {
+            let forward = usage::without_ranges(&ready, ready_from, &drop_ranges);
+            if let Err(status) =
+                hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &forward)
+            {
+                warn!("headroom: cannot rewrite a response chunk: {status:?}");
             }
         }
         Action::Continue
@@ -359,6 +441,25 @@ impl HttpContext for HeadroomHttp {
 }
 
 impl HeadroomHttp {
+    /// Stops stripping: the bytes held back go out ahead of the current chunk.
+    fn flush_held(&mut self, body_size: usize) {
+        if let Some(strip) = self.strip.take()
+            && !strip.held.is_empty()
+        {
+            let mut out = strip.held;
+            if let Ok(Some(chunk)) =
+                hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            {
+                out.extend_from_slice(&chunk);
+            }
+            if let Err(status) =
+                hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out)
+            {
+                warn!("headroom: cannot release held response bytes: {status:?}");
+            }
+        }
+    }
+
     /// Records what the exchange cost: latency, the provider's usage and the model.
     fn record_exchange(&mut self, shared: &Shared, api: Api) {
         if let (Some(start), Some(now)) = (self.start, now()) {

@@ -178,6 +178,9 @@ pub struct Outcome {
     pub bytes_before: u64,
     /// Size of the body sent.
     pub bytes_after: u64,
+    /// A streaming Chat Completions request without `stream_options`: the provider will not
+    /// report usage unless `stream_options.include_usage` is set.
+    pub stream_without_usage: bool,
 }
 
 impl Outcome {
@@ -236,6 +239,9 @@ pub fn compress_request(
         (None, Api::AnthropicMessages) => Tokenizer::Anthropic,
         (None, _) => Tokenizer::for_model(""),
     };
+    let stream_without_usage = api == Api::OpenAiChat
+        && root.get("stream").is_some_and(|s| s.raw() == "true")
+        && root.get("stream_options").is_none();
     let mut slots = Vec::new();
     let query_text = match api {
         Api::OpenAiChat => openai_chat(root, &mut slots)?,
@@ -271,6 +277,7 @@ pub fn compress_request(
         blocks,
         bytes_before: before,
         bytes_after: after,
+        stream_without_usage,
     })
 }
 

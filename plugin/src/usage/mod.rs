@@ -278,6 +278,43 @@ pub struct SseEvent {
     pub openai_usage_only: bool,
 }
 
+/// `bytes`, which start at body offset `from`, without the parts inside the body ranges
+/// `drop` (in order, not overlapping): what a filter forwards after removing events.
+pub fn without_ranges(bytes: &[u8], from: u64, drop: &[Range<u64>]) -> Vec<u8> {
+    let to = from.saturating_add(bytes.len() as u64);
+    let index = |offset: u64| usize::try_from(offset.saturating_sub(from)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = from;
+    for range in drop {
+        let start = range.start.max(at).min(to);
+        let end = range.end.max(start).min(to);
+        out.extend_from_slice(bytes.get(index(at)..index(start)).unwrap_or_default());
+        at = end;
+    }
+    out.extend_from_slice(bytes.get(index(at)..).unwrap_or_default());
+    out
+}
+
+/// The member a filter adds to a streaming Chat Completions request that lacks
+/// `stream_options`, so the provider reports usage in a final usage-only chunk.
+pub const INCLUDE_USAGE_MEMBER: &[u8] = br#","stream_options":{"include_usage":true}"#;
+
+/// `body` (a JSON object with at least one member, as a streaming request is) with
+/// [`INCLUDE_USAGE_MEMBER`] added as its last member, every other byte unchanged; `None` if
+/// the body does not end with the object's `}`.
+pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body.get(end) != Some(&b'}') {
+        return None;
+    }
+    let (head, tail) = body.split_at(end);
+    let mut out = Vec::with_capacity(body.len() + INCLUDE_USAGE_MEMBER.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(INCLUDE_USAGE_MEMBER);
+    out.extend_from_slice(tail);
+    Some(out)
+}
+
 /// Whether the `data` of one SSE event (the JSON text) is OpenAI Chat's usage-only final
 /// chunk: an object with `"choices": []` and a `usage` object.
 pub fn is_openai_usage_only_chunk(data: &[u8]) -> bool {

@@ -752,3 +752,30 @@ proptest! {
         prop_assert_eq!(parse(api, true, &split_at_cuts(&body, &cuts)), whole);
     }
 }
+
+#[test]
+fn include_usage_is_added_as_the_last_member() {
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[]} "#;
+    let out = super::with_include_usage(body).unwrap();
+    assert_eq!(
+        out,
+        br#"{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true}} "#
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(parsed["stream_options"]["include_usage"], true);
+    assert_eq!(super::with_include_usage(b"[1]"), None);
+    assert_eq!(super::with_include_usage(b"   "), None);
+}
+
+#[test]
+fn ranges_are_removed_by_body_offset() {
+    let bytes = b"0123456789";
+    assert_eq!(super::without_ranges(bytes, 100, &[]), bytes);
+    assert_eq!(
+        super::without_ranges(bytes, 100, &[102..104, 108..200]),
+        b"014567"
+    );
+    // Ranges partly or wholly outside the bytes.
+    assert_eq!(super::without_ranges(bytes, 100, &[90..101]), b"123456789");
+    assert_eq!(super::without_ranges(bytes, 100, &[300..400]), bytes);
+}
