@@ -768,6 +768,7 @@ fn include_usage_is_added_as_the_last_member() {
 }
 
 #[test]
+#[allow(clippy::single_range_in_vec_init)]
 fn ranges_are_removed_by_body_offset() {
     let bytes = b"0123456789";
     assert_eq!(super::without_ranges(bytes, 100, &[]), bytes);
