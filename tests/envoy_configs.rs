@@ -42,7 +42,26 @@ const LABELS: &[&str] = &[
     "status",
     "kind",
     "tool",
+    "decision",
 ];
+
+#[test]
+fn every_label_the_filter_emits_has_a_stats_tag() {
+    use headroom_plugin::metrics::{Counter, requests_by_model, requests_by_stack};
+    let mut names: Vec<String> = Counter::all().iter().map(|c| c.name()).collect();
+    names.push(requests_by_model("gpt-4o"));
+    names.push(requests_by_stack("wrap_claude"));
+    for name in names {
+        let parts: Vec<&str> = name.split('.').skip(1).collect();
+        for pair in parts.chunks(2) {
+            assert!(
+                LABELS.contains(&pair[0]),
+                "{name}: label {} has no stats_tag",
+                pair[0]
+            );
+        }
+    }
+}
 
 fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
