@@ -66,8 +66,8 @@ async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
         1.0
     );
 
-    // The replacement VM compresses the next request.
-    let small = tool_request(100);
+    // The replacement VM compresses the next request (above the pipeline's 512-byte floor).
+    let small = tool_request(600);
     let request = ClientRequest {
         chunks: vec![small.clone()],
         ..request
@@ -78,11 +78,15 @@ async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
     let sent: serde_json::Value = serde_json::from_slice(&received[0].body)?;
     assert_eq!(
         sent["messages"][1]["content"],
-        format!("{{\"log\":\"{}\"}}", "x".repeat(100))
+        format!("{{\"log\":\"{}\"}}", "x".repeat(600))
     );
     let last = prom::parse(&host.proxy().metrics().render());
     assert_eq!(
-        prom::delta(&after, &last, "headroom_tool_outputs_compacted_total"),
+        prom::delta(
+            &after,
+            &last,
+            r#"headroom_tool_outputs_total{decision="compressed"}"#
+        ),
         1.0
     );
     assert_eq!(
