@@ -215,6 +215,16 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
             );
             ensure!(stats["tokens"]["output"] == 5 * TURNS);
             ensure!(stats["latency"]["total_requests"] == TURNS);
+            // The `_max` / `_min` gauges hold the same process-wide extremes, in whole ms.
+            let empty = prom::parse("");
+            let max_gauge = prom::delta(&empty, &after, "headroom_latency_ms_max");
+            let min_gauge = prom::delta(&empty, &after, "headroom_latency_ms_min");
+            let max_ms = stats["latency"]["max_ms"].as_f64().unwrap_or(-1.0);
+            let min_ms = stats["latency"]["min_ms"].as_f64().unwrap_or(-1.0);
+            ensure!(
+                max_gauge == max_ms.floor() && min_gauge == min_ms.floor() && max_ms >= min_ms,
+                "{name}: gauges {min_gauge}..{max_gauge} vs /stats {min_ms}..{max_ms}"
+            );
             ensure!(stats["compression"]["retrievals"]["found"] == hashes.len());
             return Ok(());
         }

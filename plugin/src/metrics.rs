@@ -294,6 +294,15 @@ impl Histogram {
             Self::OverheadMs => "headroom_overhead_ms",
         }
     }
+
+    /// The names of the gauges holding the smallest and largest sample so far, process-wide
+    /// (`<name>_min`, `<name>_max`, as upstream Headroom exports them).
+    pub fn extreme_names(self) -> [String; 2] {
+        [
+            format!("{}_min", self.name()),
+            format!("{}_max", self.name()),
+        ]
+    }
 }
 
 /// The name of the [`REQUESTS_BY_MODEL`] counter of `model` (sanitised here).

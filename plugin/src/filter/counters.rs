@@ -16,6 +16,8 @@ use crate::metrics::{Counter, Histogram};
 pub(crate) struct Counters {
     ids: HashMap<Counter, u32>,
     histograms: HashMap<Histogram, u32>,
+    /// The `_min` and `_max` gauges of each histogram.
+    extremes: HashMap<Histogram, [Option<u32>; 2]>,
     /// Counters named at run time (`headroom_requests_by_model.model.<m>`), by full name.
     dynamic: RefCell<HashMap<String, Option<u32>>>,
 }
@@ -32,9 +34,14 @@ impl Counters {
             .into_iter()
             .filter_map(|h| Some((h, define(MetricType::Histogram, h.name())?)))
             .collect();
+        let extremes = Histogram::ALL
+            .into_iter()
+            .map(|h| (h, h.extreme_names().map(|n| define(MetricType::Gauge, &n))))
+            .collect();
         Self {
             ids,
             histograms,
+            extremes,
             dynamic: RefCell::default(),
         }
     }
@@ -82,6 +89,24 @@ impl Counters {
         };
         id.and_then(|id| hostcalls::get_metric(id).ok())
             .unwrap_or(0)
+    }
+
+    /// Sets the `_min` and `_max` gauges of `histogram` (process-wide values, so every VM
+    /// writes the same figures).
+    pub(crate) fn set_extremes(&self, histogram: Histogram, min: u64, max: u64) {
+        let Some(ids) = self.extremes.get(&histogram) else {
+            return;
+        };
+        for (id, value) in ids.iter().zip([min, max]) {
+            if let Some(id) = id
+                && let Err(status) = hostcalls::record_metric(*id, value)
+            {
+                debug!(
+                    "headroom: cannot set a gauge of {}: {status:?}",
+                    histogram.name()
+                );
+            }
+        }
     }
 
     /// Records one sample of `histogram`.

@@ -580,7 +580,11 @@ fn record_timing(shared: &Shared, histogram: Histogram, from: SystemTime, to: Sy
         Histogram::TtfbMs => TimingKind::Ttfb,
         Histogram::OverheadMs => TimingKind::Overhead,
     };
-    shared_store::record_timing(kind, us);
+    if let Some(timing) = shared_store::record_timing(kind, us) {
+        shared
+            .counters
+            .set_extremes(histogram, timing.min_us / 1000, timing.max_us / 1000);
+    }
 }
 
 /// A response header's value as bytes; errors count as absent.

@@ -240,20 +240,23 @@ pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
 /// Where the process-wide [`Timings`](crate::stats::Timings) live.
 const TIMINGS_KEY: &str = "headroom.timings";
 
-/// Adds a sample to the process-wide timings (a dropped sample after repeated conflicts only
-/// blurs an average).
-pub(crate) fn record_timing(kind: crate::stats::TimingKind, us: u64) {
+/// Adds a sample to the process-wide timings and returns that timing as it now stands (`None`
+/// when the sample was dropped after repeated conflicts, which only blurs an average).
+pub(crate) fn record_timing(
+    kind: crate::stats::TimingKind,
+    us: u64,
+) -> Option<crate::stats::Timing> {
     for _ in 0..CAS_ATTEMPTS {
-        let Ok((stored, cas)) = hostcalls::get_shared_data(TIMINGS_KEY) else {
-            return;
-        };
+        let (stored, cas) = hostcalls::get_shared_data(TIMINGS_KEY).ok()?;
         let mut timings = crate::stats::Timings::decode(stored.as_deref().unwrap_or_default());
         timings.get_mut(kind).record(us);
         match hostcalls::set_shared_data(TIMINGS_KEY, Some(&timings.encode()), cas) {
             Err(Status::CasMismatch) => continue,
-            _ => return,
+            Ok(()) => return Some(*timings.get_mut(kind)),
+            Err(_) => return None,
         }
     }
+    None
 }
 
 /// The process-wide timings.
