@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::Provider;
 use crate::fail_open::FailOpen;
-use crate::metrics::{Counter, Ttl};
+use crate::metrics::{Counter, Histogram, Ttl};
 use crate::pipeline::Decision;
 
 /// Count, sum, minimum and maximum of one timing, in microseconds.
@@ -55,17 +55,6 @@ impl Timing {
     }
 }
 
-/// Which timing a sample belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimingKind {
-    /// Request start to the end of the response.
-    Latency,
-    /// Request start to the response headers.
-    Ttfb,
-    /// The filter's own work on the request body.
-    Overhead,
-}
-
 /// The three timings, stored together in shared data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
@@ -78,12 +67,18 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// The timing of `kind`.
-    pub fn get_mut(&mut self, kind: TimingKind) -> &mut Timing {
-        match kind {
-            TimingKind::Latency => &mut self.latency,
-            TimingKind::Ttfb => &mut self.ttfb,
-            TimingKind::Overhead => &mut self.overhead,
+    /// The timing whose samples also go to `histogram`.
+    pub fn get(&self, histogram: Histogram) -> Timing {
+        let mut copy = *self;
+        *copy.get_mut(histogram)
+    }
+
+    /// The timing whose samples also go to `histogram`, to record into.
+    pub fn get_mut(&mut self, histogram: Histogram) -> &mut Timing {
+        match histogram {
+            Histogram::LatencyMs => &mut self.latency,
+            Histogram::TtfbMs => &mut self.ttfb,
+            Histogram::OverheadMs => &mut self.overhead,
         }
     }
 
@@ -402,7 +397,7 @@ mod tests {
     fn timings_round_trip_and_summarise() {
         let mut timings = Timings::default();
         for us in [1500, 500, 4000] {
-            timings.get_mut(TimingKind::Latency).record(us);
+            timings.get_mut(Histogram::LatencyMs).record(us);
         }
         let decoded = Timings::decode(&timings.encode());
         assert_eq!(decoded, timings);

@@ -50,11 +50,16 @@ pub const DEFAULT_BUFFER_LIMIT: usize = 64 << 20;
 /// A JSON error body in the shape both providers use.
 pub fn json_error(status: StatusCode, kind: &str, message: &str) -> LocalResponse {
     let body = serde_json::json!({ "error": { "type": kind, "message": message } });
+    json_response(status, &body, kind)
+}
+
+/// A local JSON response; `details` becomes `response.code_details`.
+fn json_response(status: StatusCode, body: &serde_json::Value, details: &str) -> LocalResponse {
     LocalResponse {
         status: status.as_u16(),
         headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
         body: body.to_string().into_bytes(),
-        details: kind.to_string(),
+        details: details.to_string(),
     }
 }
 
@@ -75,12 +80,7 @@ fn probe_without_filter(path: &str) -> Option<LocalResponse> {
         ),
         _ => return None,
     };
-    Some(LocalResponse {
-        status: status.as_u16(),
-        headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
-        body: body.to_string().into_bytes(),
-        details: "probe".into(),
-    })
+    Some(json_response(status, &body, "probe"))
 }
 
 /// Runs `finish_stream` when the exchange ends, however it ends (the client may go away).

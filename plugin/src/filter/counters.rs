@@ -58,6 +58,11 @@ impl Counters {
         }
     }
 
+    /// Whether this VM has defined the counter called `name` (so its label was admitted).
+    pub(crate) fn has_named(&self, name: &str) -> bool {
+        self.dynamic.borrow().get(name).is_some_and(Option::is_some)
+    }
+
     /// Adds one to the counter called `name`, defining it on first use.
     pub(crate) fn inc_named(&self, name: &str) {
         let id = {

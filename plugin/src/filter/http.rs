@@ -24,7 +24,7 @@ use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::pipeline::{ContentHash, compress_request};
 use crate::pricing;
 use crate::stack;
-use crate::stats::{self, TimingKind};
+use crate::stats;
 use crate::usage::{self, UsageParser};
 
 /// Per-request state.
@@ -47,6 +47,10 @@ pub(crate) struct HeadroomHttp {
     tokens_saved: u64,
     /// Set when the filter added `include_usage`: removes the usage-only chunk it causes.
     strip: Option<UsageStrip>,
+    /// Time to the response headers, µs.
+    ttfb_us: Option<u64>,
+    /// The filter's own time on the request body, µs.
+    overhead_us: Option<u64>,
 }
 
 /// The response bytes held back while a usage-only chunk may still be forming: an SSE event
@@ -72,6 +76,8 @@ impl HeadroomHttp {
             usage_missing: None,
             tokens_saved: 0,
             strip: None,
+            ttfb_us: None,
+            overhead_us: None,
         }
     }
 
@@ -89,9 +95,8 @@ impl HeadroomHttp {
     fn rewrite_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
         let began = now();
         self.compress_body(shared, api, body_size);
-        if let (Some(began), Some(ended)) = (began, now()) {
-            record_timing(shared, Histogram::OverheadMs, began, ended);
-        }
+        self.overhead_us = elapsed_us(began, now());
+        record_histogram(shared, Histogram::OverheadMs, self.overhead_us);
     }
 
     fn compress_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
@@ -209,12 +214,15 @@ impl HttpContext for HeadroomHttp {
         };
         self.api = Some(api);
         self.start = now();
-        if let Some(stack) = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref())
-            && shared_store::STACKS.admit(&stack)
-        {
-            shared
-                .counters
-                .inc_named(&metrics::requests_by_stack(&stack));
+        if let Some(stack) = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref()) {
+            // Beyond the bound a new stack is not counted (metrics.md §8).
+            inc_bounded(
+                &shared,
+                shared_store::STACKS,
+                &stack,
+                metrics::requests_by_stack,
+                None,
+            );
         }
         strip_headroom_headers();
         if let Some(reply) = over_budget(&shared, api) {
@@ -301,9 +309,8 @@ impl HttpContext for HeadroomHttp {
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return Action::Continue;
         };
-        if let (Some(start), Some(now)) = (self.start, now()) {
-            record_timing(&shared, Histogram::TtfbMs, start, now);
-        }
+        self.ttfb_us = elapsed_us(self.start, now());
+        record_histogram(&shared, Histogram::TtfbMs, self.ttfb_us);
         if !shared.config.read_usage {
             return Action::Continue;
         }
@@ -460,10 +467,26 @@ impl HeadroomHttp {
         }
     }
 
-    /// Records what the exchange cost: latency, the provider's usage and the model.
+    /// Records what the exchange cost: its timings, the provider's usage and the model.
     fn record_exchange(&mut self, shared: &Shared, api: Api) {
-        if let (Some(start), Some(now)) = (self.start, now()) {
-            record_timing(shared, Histogram::LatencyMs, start, now);
+        let latency_us = elapsed_us(self.start, now());
+        record_histogram(shared, Histogram::LatencyMs, latency_us);
+        let samples: Vec<(Histogram, u64)> = [
+            (Histogram::LatencyMs, latency_us),
+            (Histogram::TtfbMs, self.ttfb_us),
+            (Histogram::OverheadMs, self.overhead_us),
+        ]
+        .into_iter()
+        .filter_map(|(h, us)| Some((h, us?)))
+        .collect();
+        // One update of the shared timings per exchange; the gauges follow what it holds.
+        if let Some(timings) = shared_store::record_timings(&samples) {
+            for (histogram, _) in samples {
+                let timing = timings.get(histogram);
+                shared
+                    .counters
+                    .set_extremes(histogram, timing.min_us / 1000, timing.max_us / 1000);
+            }
         }
         let usage = self.usage.take().and_then(UsageParser::finish);
         match &usage {
@@ -506,14 +529,13 @@ impl HeadroomHttp {
         let model = raw_model
             .map(|m| pricing::normalize_model_label(&m))
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
-        let label = if shared_store::MODELS.admit(&model) {
-            model
-        } else {
-            OTHER_MODEL.to_owned()
-        };
-        shared
-            .counters
-            .inc_named(&metrics::requests_by_model(&label));
+        inc_bounded(
+            shared,
+            shared_store::MODELS,
+            &model,
+            metrics::requests_by_model,
+            Some(OTHER_MODEL),
+        );
     }
 }
 
@@ -540,7 +562,8 @@ fn over_budget(shared: &Shared, api: Api) -> Option<Action> {
         return None;
     };
     shared.counters.inc(Counter::BudgetRejected);
-    if shared.budget_warned.replace(Some(true)) != Some(true) {
+    // The first rejection of each period is logged (per VM).
+    if shared.budget_warned.replace(state.period_start) != state.period_start {
         warn!("headroom: {}", budget::rejection_message(&exceeded));
     }
     let body = budget::rejection_body(api.provider(), &exceeded);
@@ -568,22 +591,34 @@ fn now() -> Option<SystemTime> {
     hostcalls::get_current_time().ok()
 }
 
-/// Records the time from `from` to `to` (0 if the clock went backwards) in the histogram (whole
-/// milliseconds: proxy-wasm histograms take integers) and in the process-wide timings that
-/// `/stats` reads (microseconds).
-fn record_timing(shared: &Shared, histogram: Histogram, from: SystemTime, to: SystemTime) {
-    let elapsed = to.duration_since(from).unwrap_or_default();
-    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    shared.counters.record(histogram, us / 1000);
-    let kind = match histogram {
-        Histogram::LatencyMs => TimingKind::Latency,
-        Histogram::TtfbMs => TimingKind::Ttfb,
-        Histogram::OverheadMs => TimingKind::Overhead,
-    };
-    if let Some(timing) = shared_store::record_timing(kind, us) {
-        shared
-            .counters
-            .set_extremes(histogram, timing.min_us / 1000, timing.max_us / 1000);
+/// Microseconds from `from` to `to` (0 if the clock went backwards); `None` without both.
+fn elapsed_us(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<u64> {
+    let elapsed = to?.duration_since(from?).unwrap_or_default();
+    Some(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Records a sample in `histogram`, in whole milliseconds (proxy-wasm histograms take integers).
+fn record_histogram(shared: &Shared, histogram: Histogram, us: Option<u64>) {
+    if let Some(us) = us {
+        shared.counters.record(histogram, us / 1000);
+    }
+}
+
+/// Adds one to the counter `name_of(value)` when `value` may have its own label in the bounded
+/// `set`, else to `name_of(fallback)`, if any. A VM that has counted `value` before knows it
+/// was admitted (labels are never removed), so only a new value reads shared data.
+fn inc_bounded(
+    shared: &Shared,
+    set: shared_store::LabelSet,
+    value: &str,
+    name_of: fn(&str) -> String,
+    fallback: Option<&str>,
+) {
+    let name = name_of(value);
+    if shared.counters.has_named(&name) || set.admit(value) {
+        shared.counters.inc_named(&name);
+    } else if let Some(fallback) = fallback {
+        shared.counters.inc_named(&name_of(fallback));
     }
 }
 

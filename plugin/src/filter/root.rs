@@ -27,8 +27,8 @@ pub(crate) struct Shared {
     pub(crate) prices: PriceTable,
     /// When this VM was configured (for `uptime_seconds`).
     pub(crate) started: std::time::SystemTime,
-    /// Whether this VM has logged a budget rejection in the current period (logged once).
-    pub(crate) budget_warned: std::cell::Cell<Option<bool>>,
+    /// Start of the budget period whose first rejection this VM has logged (0: none yet).
+    pub(crate) budget_warned: std::cell::Cell<u64>,
 }
 
 /// The plugin's root context.
@@ -81,7 +81,7 @@ impl RootContext for HeadroomRoot {
             counters,
             stores,
             prices,
-            budget_warned: std::cell::Cell::new(None),
+            budget_warned: std::cell::Cell::new(0),
             started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
         }));
         true

@@ -240,19 +240,21 @@ pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
 /// Where the process-wide [`Timings`](crate::stats::Timings) live.
 const TIMINGS_KEY: &str = "headroom.timings";
 
-/// Adds a sample to the process-wide timings and returns that timing as it now stands (`None`
-/// when the sample was dropped after repeated conflicts, which only blurs an average).
-pub(crate) fn record_timing(
-    kind: crate::stats::TimingKind,
-    us: u64,
-) -> Option<crate::stats::Timing> {
+/// Adds one exchange's samples (microseconds, per histogram) to the process-wide timings in a
+/// single compare-and-swap, and returns the timings as they now stand (`None` when the samples
+/// were dropped after repeated conflicts, which only blurs an average).
+pub(crate) fn record_timings(
+    samples: &[(crate::metrics::Histogram, u64)],
+) -> Option<crate::stats::Timings> {
     for _ in 0..CAS_ATTEMPTS {
         let (stored, cas) = hostcalls::get_shared_data(TIMINGS_KEY).ok()?;
         let mut timings = crate::stats::Timings::decode(stored.as_deref().unwrap_or_default());
-        timings.get_mut(kind).record(us);
+        for &(histogram, us) in samples {
+            timings.get_mut(histogram).record(us);
+        }
         match hostcalls::set_shared_data(TIMINGS_KEY, Some(&timings.encode()), cas) {
             Err(Status::CasMismatch) => continue,
-            Ok(()) => return Some(*timings.get_mut(kind)),
+            Ok(()) => return Some(timings),
             Err(_) => return None,
         }
     }

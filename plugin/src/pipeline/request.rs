@@ -248,20 +248,23 @@ pub fn compress_request(
         Api::AnthropicMessages => anthropic(root, &mut slots)?,
         Api::OpenAiResponses => openai_responses(root, &mut slots)?,
     };
-    let query = Query::new(&query_text);
-    // Replays are per tokenizer too: the token gate and the reported figures depend on it.
-    let fingerprint = ContentHash::of_parts(&[
-        &config.fingerprint().0,
-        tokenizer.exactness().as_str().as_bytes(),
-    ]);
     let mut blocks = Vec::with_capacity(slots.len());
     let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
-    for slot in slots {
-        let (report, replacement) = decide(&slot, config, &query, tokenizer, fingerprint, host);
-        if let Some(text) = replacement {
-            replacements.push((slot.value.span(), encode_string(&text)));
+    // Most requests (chat turns without tool outputs) stop here: no query, no fingerprint.
+    if !slots.is_empty() {
+        let query = Query::new(&query_text);
+        // Replays are per tokenizer too: the token gate and the reported figures depend on it.
+        let fingerprint = ContentHash::of_parts(&[
+            &config.fingerprint().0,
+            tokenizer.exactness().as_str().as_bytes(),
+        ]);
+        for slot in slots {
+            let (report, replacement) = decide(&slot, config, &query, tokenizer, fingerprint, host);
+            if let Some(text) = replacement {
+                replacements.push((slot.value.span(), encode_string(&text)));
+            }
+            blocks.push(report);
         }
-        blocks.push(report);
     }
     let before = to_u64(body.len());
     let new_body = if replacements.is_empty() {
