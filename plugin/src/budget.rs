@@ -98,7 +98,7 @@ impl TryFrom<RawBudgetConfig> for BudgetConfig {
 
 /// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (H. Hinnant's
 /// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
@@ -112,7 +112,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// (year, month 1–12, day 1–31) → days since 1970-01-01 (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let year = year - i64::from(month <= 2);
     let era = year.div_euclid(400);
     let yoe = year.rem_euclid(400); // [0, 399]
@@ -129,7 +129,7 @@ fn day_start(days: i64) -> u64 {
 }
 
 /// Days since the epoch of `unix_secs` (fits `i64` for every `u64`).
-fn days_of(unix_secs: u64) -> i64 {
+pub(crate) fn days_of(unix_secs: u64) -> i64 {
     i64::try_from(unix_secs / DAY).unwrap_or(i64::MAX)
 }
 

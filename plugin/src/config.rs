@@ -18,6 +18,12 @@ pub const DEFAULT_HEALTH_PATH: &str = "/health";
 /// Default for [`Config::stats_path`].
 pub const DEFAULT_STATS_PATH: &str = "/stats";
 
+/// Default for [`Config::history_path`].
+pub const DEFAULT_HISTORY_PATH: &str = "/stats-history";
+
+/// Default for [`Config::dashboard_path`].
+pub const DEFAULT_DASHBOARD_PATH: &str = "/dashboard";
+
 /// Default for [`Config::retrieve_path`].
 pub const DEFAULT_RETRIEVE_PATH: &str = "/v1/headroom/retrieve";
 
@@ -46,6 +52,11 @@ pub struct Config {
     /// `GET` on this path answers the `/stats` document (specs/metrics.md §1); empty disables
     /// it. Default `/stats`.
     pub stats_path: String,
+    /// `GET` on this path answers `/stats-history` (savings history, rollups, CSV;
+    /// specs/metrics.md §3); empty disables it. Default `/stats-history`.
+    pub history_path: String,
+    /// `GET` on this path answers the dashboard page; empty disables it. Default `/dashboard`.
+    pub dashboard_path: String,
     /// `GET {retrieve_path}/{hash}` answers the original a marker's hash names, from shared
     /// data; empty disables it. Default `/v1/headroom/retrieve`.
     pub retrieve_path: String,
@@ -83,6 +94,8 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             health_path: DEFAULT_HEALTH_PATH.to_owned(),
             stats_path: DEFAULT_STATS_PATH.to_owned(),
+            history_path: DEFAULT_HISTORY_PATH.to_owned(),
+            dashboard_path: DEFAULT_DASHBOARD_PATH.to_owned(),
             retrieve_path: DEFAULT_RETRIEVE_PATH.to_owned(),
             omitted_store_bytes: DEFAULT_STORE_BYTES,
             replay_store_bytes: DEFAULT_STORE_BYTES,
@@ -138,6 +151,8 @@ impl Config {
         for (name, path) in [
             ("health_path", &self.health_path),
             ("stats_path", &self.stats_path),
+            ("history_path", &self.history_path),
+            ("dashboard_path", &self.dashboard_path),
             ("retrieve_path", &self.retrieve_path),
         ] {
             if !path.is_empty() && (!path.starts_with('/') || path.contains(['?', '#'])) {
@@ -253,6 +268,8 @@ mod tests {
                 },
                 health_path: String::new(),
                 stats_path: "/stats".to_owned(),
+                history_path: "/stats-history".to_owned(),
+                dashboard_path: "/dashboard".to_owned(),
                 retrieve_path: "/r".to_owned(),
                 omitted_store_bytes: 10,
                 replay_store_bytes: 20,
@@ -285,7 +302,7 @@ mod tests {
         assert_eq!(
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
-             `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `retrieve_path`, \
+             `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `history_path`, `dashboard_path`, `retrieve_path`, \
              `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(

@@ -25,6 +25,10 @@ pub enum Route {
     Health,
     /// `GET` on the stats path: answer the `/stats` document locally.
     Stats,
+    /// `GET` on the history path: answer `/stats-history` locally.
+    History,
+    /// `GET` on the dashboard path: answer the dashboard page locally.
+    Dashboard,
     /// `GET /livez` or `GET /readyz` (enabled with the health path): the filter runs, so the
     /// gateway is alive and ready.
     Probe(Probe),
@@ -60,6 +64,15 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
         && strip_query(path) == config.stats_path.as_bytes()
     {
         return Route::Stats;
+    }
+    if method == b"GET" {
+        let bare = strip_query(path);
+        if !config.history_path.is_empty() && bare == config.history_path.as_bytes() {
+            return Route::History;
+        }
+        if !config.dashboard_path.is_empty() && bare == config.dashboard_path.as_bytes() {
+            return Route::Dashboard;
+        }
     }
     if method == b"GET" && !config.retrieve_path.is_empty() {
         let rest = strip_query(path).strip_prefix(config.retrieve_path.as_bytes());
@@ -225,6 +238,9 @@ mod tests {
         assert_eq!(r(b"GET", b"/health"), Route::Health);
         assert_eq!(r(b"GET", b"/health?probe=1"), Route::Health);
         assert_eq!(r(b"GET", b"/stats"), Route::Stats);
+        assert_eq!(r(b"GET", b"/stats-history?format=csv"), Route::History);
+        assert_eq!(r(b"GET", b"/dashboard"), Route::Dashboard);
+        assert_eq!(r(b"POST", b"/dashboard"), Route::Other);
         assert_eq!(r(b"GET", b"/livez"), Route::Probe(Probe::Live));
         assert_eq!(r(b"GET", b"/readyz?verbose"), Route::Probe(Probe::Ready));
         assert_eq!(r(b"POST", b"/stats"), Route::Other);

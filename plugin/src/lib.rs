@@ -2,7 +2,7 @@
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
 //! The pure modules ([`accounting`], [`api`], [`budget`], [`config`], [`fail_open`], [`flow`],
-//! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`shape`], [`stack`], [`stats`], [`tokens`],
+//! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`record`], [`savings`], [`shape`], [`stack`], [`stats`], [`tokens`],
 //! [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
 //! natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
 
@@ -18,6 +18,8 @@ pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
+pub mod record;
+pub mod savings;
 pub mod shape;
 pub mod stack;
 pub mod stats;

@@ -23,6 +23,8 @@ use crate::flow::{
 use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::pipeline::{ContentHash, compress_request};
 use crate::pricing;
+use crate::record;
+use crate::savings::{self, history};
 use crate::stack;
 use crate::stats;
 use crate::usage::{self, UsageParser};
@@ -51,6 +53,22 @@ pub(crate) struct HeadroomHttp {
     ttfb_us: Option<u64>,
     /// The filter's own time on the request body, µs.
     overhead_us: Option<u64>,
+    /// `X-Headroom-Project`, for the savings ledger.
+    project: Option<String>,
+    /// The request path without its query (for the request record).
+    path: String,
+    /// The response status.
+    status: Option<u32>,
+    /// Whether the response was an SSE stream.
+    streamed: bool,
+    /// Why the request body went upstream unchanged, if it did.
+    fail_open: Option<FailOpen>,
+    /// `kind:strategy` of every tool output the pipeline replaced.
+    transforms: Vec<String>,
+    /// The `X-Headroom-Stack` bucket.
+    stack: Option<String>,
+    /// The exchange was recorded (at the response's end, else in `on_log`).
+    recorded: bool,
 }
 
 /// The response bytes held back while a usage-only chunk may still be forming: an SSE event
@@ -78,11 +96,20 @@ impl HeadroomHttp {
             strip: None,
             ttfb_us: None,
             overhead_us: None,
+            project: None,
+            path: String::new(),
+            status: None,
+            streamed: false,
+            fail_open: None,
+            transforms: Vec::new(),
+            stack: None,
+            recorded: false,
         }
     }
 
     /// Counts a fail-open and says so at debug level.
-    fn fail_open(shared: &Shared, api: Api, reason: FailOpen) {
+    fn fail_open(&mut self, shared: &Shared, api: Api, reason: FailOpen) {
+        self.fail_open = Some(reason);
         shared.counters.inc(Counter::FailOpen(reason));
         debug!(
             "headroom: {} request forwarded unchanged ({reason})",
@@ -108,23 +135,27 @@ impl HeadroomHttp {
                 Ok(other) => {
                     let got = other.map_or(0, |body| body.len());
                     warn!("headroom: request body read returned {got} of {body_size} bytes");
-                    return Self::fail_open(shared, api, FailOpen::Internal);
+                    return self.fail_open(shared, api, FailOpen::Internal);
                 }
                 Err(status) => {
                     warn!("headroom: cannot read the request body: {status:?}");
-                    return Self::fail_open(shared, api, FailOpen::Internal);
+                    return self.fail_open(shared, api, FailOpen::Internal);
                 }
             }
         };
         let mut stores = shared.stores.clone();
         let outcome = match compress_request(api, &body, &shared.config.pipeline, &mut stores) {
             Ok(outcome) => outcome,
-            Err(reason) => return Self::fail_open(shared, api, reason),
+            Err(reason) => return self.fail_open(shared, api, reason),
         };
         self.model.clone_from(&outcome.model);
         self.tokens_saved = outcome.tokens_saved();
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
+            if block.decision.replaced() {
+                let kind = block.kind.map_or("unknown", |k| k.as_str());
+                self.transforms.push(format!("{kind}:{}", block.strategy));
+            }
             debug!(
                 "headroom: {} ({}): {} by {}, {} -> {} bytes: {}",
                 block.location,
@@ -160,7 +191,7 @@ impl HeadroomHttp {
             hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body_size, new_body)
         {
             warn!("headroom: cannot replace the request body: {status:?}");
-            return Self::fail_open(shared, api, FailOpen::Internal);
+            return self.fail_open(shared, api, FailOpen::Internal);
         }
         let bytes_saved = outcome.bytes_before.saturating_sub(outcome.bytes_after);
         shared.counters.add(Counter::BytesSaved, bytes_saved);
@@ -209,17 +240,26 @@ impl HttpContext for HeadroomHttp {
             Route::Health => return send_health(),
             Route::Retrieve(hash) => return send_retrieval(&shared, hash),
             Route::Stats => return send_stats(&shared),
+            Route::History => return send_history(path.as_deref().unwrap_or_default()),
+            Route::Dashboard => return send_dashboard(),
             Route::Probe(probe) => return send_probe(&shared, probe),
             Route::Provider(api) => api,
         };
         self.api = Some(api);
         self.start = now();
-        if let Some(stack) = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref()) {
+        self.path = path
+            .as_deref()
+            .map(|p| String::from_utf8_lossy(crate::api::strip_query(p)).into_owned())
+            .unwrap_or_default();
+        self.project = request_header(savings::PROJECT_HEADER)
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        self.stack = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref());
+        if let Some(stack) = self.stack.as_deref() {
             // Beyond the bound a new stack is not counted (metrics.md §8).
             inc_bounded(
                 &shared,
                 shared_store::STACKS,
-                &stack,
+                stack,
                 metrics::requests_by_stack,
                 None,
             );
@@ -256,14 +296,14 @@ impl HttpContext for HeadroomHttp {
                     hostcalls::remove_map_value(MapType::HttpRequestHeaders, "content-length")
                 {
                     warn!("headroom: cannot remove content-length: {status:?}");
-                    Self::fail_open(&shared, api, FailOpen::Internal);
+                    self.fail_open(&shared, api, FailOpen::Internal);
                 } else {
                     self.buffering = true;
                     debug!("headroom: {} request, buffering the body", api.as_str());
                 }
             }
             BodyPlan::NoBody => debug!("headroom: {} request without a body", api.as_str()),
-            BodyPlan::Skip(reason) => Self::fail_open(&shared, api, reason),
+            BodyPlan::Skip(reason) => self.fail_open(&shared, api, reason),
         }
         // Never Pause here: Envoy would then withhold the body callbacks.
         Action::Continue
@@ -282,7 +322,7 @@ impl HttpContext for HeadroomHttp {
             BodyStep::TooLarge => {
                 // Continue flushes what the host buffered so far and streams the rest.
                 self.buffering = false;
-                Self::fail_open(&shared, api, FailOpen::TooLarge);
+                self.fail_open(&shared, api, FailOpen::TooLarge);
                 Action::Continue
             }
             BodyStep::Complete => {
@@ -297,20 +337,49 @@ impl HttpContext for HeadroomHttp {
         // Trailers end the stream without an end-of-stream body call; LLM APIs never send them.
         if self.buffering {
             self.buffering = false;
-            if let (Some(shared), Some(api)) = (self.shared.as_deref(), self.api) {
+            if let (Some(shared), Some(api)) = (self.shared.clone(), self.api) {
                 debug!("headroom: request trailers while buffering");
-                Self::fail_open(shared, api, FailOpen::Internal);
+                self.fail_open(&shared, api, FailOpen::Internal);
             }
         }
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return Action::Continue;
         };
+        self.status = response_header(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.trim().parse().ok());
+        let action = self.read_response_headers(&shared, api);
+        if end_of_stream {
+            self.finish_exchange();
+        }
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let action = self.read_response_body(body_size, end_of_stream);
+        if end_of_stream {
+            self.finish_exchange();
+        }
+        action
+    }
+
+    fn on_log(&mut self) {
+        let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
+            return;
+        };
+        self.finish_exchange();
+        self.log_outcome(&shared, api);
+    }
+}
+
+impl HeadroomHttp {
+    /// Reads the response headers: TTFB, and how the usage report will be read.
+    fn read_response_headers(&mut self, shared: &Shared, api: Api) -> Action {
         self.ttfb_us = elapsed_us(self.start, now());
-        record_histogram(&shared, Histogram::TtfbMs, self.ttfb_us);
+        record_histogram(shared, Histogram::TtfbMs, self.ttfb_us);
         if !shared.config.read_usage {
             return Action::Continue;
         }
@@ -324,6 +393,7 @@ impl HttpContext for HeadroomHttp {
         } else {
             let content_type = response_header("content-type").unwrap_or_default();
             let parser = UsageParser::for_content_type(api, &content_type);
+            self.streamed = parser.is_streaming();
             if parser.is_streaming() && self.strip.is_some() {
                 // The body may shrink by the usage-only chunk: let the host re-frame it.
                 if let Err(status) =
@@ -343,7 +413,8 @@ impl HttpContext for HeadroomHttp {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    /// Reads a response chunk's usage; removes the usage-only chunk the filter asked for.
+    fn read_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Without a Pause, the buffer holds just this chunk: read it; alter it only to remove
         // the usage-only chunk the filter itself asked for.
         let Some(parser) = self.usage.as_mut() else {
@@ -401,12 +472,20 @@ impl HttpContext for HeadroomHttp {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
-        let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
+    /// Records the exchange once: at the end of the response, so the request record is in
+    /// place before the gateway's access log runs; `on_log` catches streams that never ended.
+    fn finish_exchange(&mut self) {
+        if self.recorded {
             return;
-        };
-        self.record_exchange(&shared, api);
-        let shared = shared.as_ref();
+        }
+        if let (Some(shared), Some(api)) = (self.shared.clone(), self.api) {
+            self.recorded = true;
+            self.record_exchange(&shared, api);
+        }
+    }
+
+    /// Counts a failed request (decided from the response code and its details).
+    fn log_outcome(&mut self, shared: &Shared, api: Api) {
         let code = match hostcalls::get_property(vec!["response", "code"]) {
             Ok(Some(bytes)) => match metrics::decode_u64_property(&bytes) {
                 Some(code) => Some(code),
@@ -445,9 +524,7 @@ impl HttpContext for HeadroomHttp {
             );
         }
     }
-}
 
-impl HeadroomHttp {
     /// Stops stripping: the bytes held back go out ahead of the current chunk.
     fn flush_held(&mut self, body_size: usize) {
         if let Some(strip) = self.strip.take()
@@ -505,22 +582,31 @@ impl HeadroomHttp {
             .model
             .take()
             .or_else(|| usage.as_ref().and_then(|u| u.model.clone()));
+        let mut costs = None;
         if let (Some(usage), Some(model)) = (&usage, &raw_model) {
             let increments =
                 accounting::cost_increments(&shared.prices, model, usage, self.tokens_saved);
-            if let (Some(budget), Some(now)) = (&shared.config.budget, unix_now()) {
-                let nano = |c| {
-                    increments
-                        .iter()
-                        .find(|(k, _)| *k == c)
-                        .map_or(0, |(_, v)| *v)
-                };
-                let spent = nano(Counter::CostInputNanoUsd) + nano(Counter::CostOutputNanoUsd);
-                shared_store::spend(
-                    budget.period,
-                    spent as f64 / accounting::NANO_USD_PER_USD,
-                    now,
-                );
+            let nano = |c| {
+                increments
+                    .iter()
+                    .find(|(k, _)| *k == c)
+                    .map_or(0, |(_, v)| *v) as f64
+                    / accounting::NANO_USD_PER_USD
+            };
+            if !increments
+                .iter()
+                .any(|(c, _)| *c == Counter::CostUnknownRequests)
+            {
+                costs = Some(record::Costs {
+                    input_usd: nano(Counter::CostInputNanoUsd),
+                    output_usd: nano(Counter::CostOutputNanoUsd),
+                    savings_usd: nano(Counter::SavingsNanoUsd),
+                });
+            }
+            if let (Some(budget), Some(costs), Some(now)) =
+                (&shared.config.budget, &costs, unix_now())
+            {
+                shared_store::spend(budget.period, costs.input_usd + costs.output_usd, now);
             }
             for (counter, delta) in increments {
                 shared.counters.add(counter, delta);
@@ -536,6 +622,34 @@ impl HeadroomHttp {
             metrics::requests_by_model,
             Some(OTHER_MODEL),
         );
+        let exchange = record::Exchange {
+            api,
+            model: &model,
+            project: self.project.as_deref(),
+            stack: self.stack.as_deref().unwrap_or(stack::UNKNOWN),
+            path: &self.path,
+            status: self.status,
+            streamed: self.streamed,
+            usage: usage.as_ref(),
+            tokens_saved: self.tokens_saved,
+            costs,
+            latency_us,
+            ttfb_us: self.ttfb_us,
+            overhead_us: self.overhead_us,
+            transforms: &self.transforms,
+            fail_open: self.fail_open,
+        };
+        let Some(now) = unix_now() else {
+            return;
+        };
+        if !savings::record_shared(&shared_store::ProxyKv, &exchange.savings(), now) {
+            debug!("headroom: savings ledger kept changing; this request is not in it");
+        }
+        if let Err(status) =
+            hostcalls::set_property(vec![record::PROPERTY], Some(&exchange.record(now)))
+        {
+            debug!("headroom: cannot set {}: {status:?}", record::PROPERTY);
+        }
     }
 }
 
@@ -692,8 +806,60 @@ fn send_stats(shared: &Shared) -> Action {
         timings: shared_store::timings(),
         budget,
     };
-    let body = stats::render(&snapshot).to_string();
+    let mut body = stats::render(&snapshot);
+    let (ledger, storage) = shared_store::savings();
+    if let serde_json::Value::Object(map) = &mut body {
+        let now = unix_now().unwrap_or(0);
+        map.insert(
+            "persistent_savings".to_owned(),
+            history::persistent_savings(&ledger, &storage, now),
+        );
+        map.insert(
+            "savings_history".to_owned(),
+            history::savings_history(&ledger),
+        );
+    }
+    let body = body.to_string();
     send_local(200, "application/json", body.as_bytes(), "stats")
+}
+
+/// Answers `/stats-history` (JSON or a CSV export) from the shared savings ledger.
+fn send_history(path: &[u8]) -> Action {
+    let query = match history::parse_query(path) {
+        Ok(query) => query,
+        Err(bad) => return send_local(400, "application/json", bad.body().as_bytes(), "history"),
+    };
+    let (ledger, storage) = shared_store::savings();
+    match query.format {
+        history::Format::Json => {
+            let now = unix_now().unwrap_or(0);
+            let body = history::document(&ledger, &storage, query.history_mode, now).to_string();
+            send_local(200, "application/json", body.as_bytes(), "history")
+        }
+        history::Format::Csv => {
+            let history = savings::Ledger::retained(&ledger.history);
+            let body = history::csv(query.series, &history);
+            let disposition = history::csv_disposition(query.series);
+            let headers = [
+                ("content-type", "text/csv; charset=utf-8"),
+                ("content-disposition", disposition.as_str()),
+            ];
+            send_local_with(200, &headers, body.as_bytes(), "history export")
+        }
+    }
+}
+
+/// The dashboard page (self-contained: no resource from outside the gateway).
+const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+
+/// Answers the dashboard page.
+fn send_dashboard() -> Action {
+    send_local(
+        200,
+        "text/html; charset=utf-8",
+        DASHBOARD_HTML.as_bytes(),
+        "dashboard",
+    )
 }
 
 /// Answers a retrieval from the omitted-originals store.
@@ -708,8 +874,12 @@ fn send_retrieval(shared: &Shared, hash: Option<ContentHash>) -> Action {
 
 /// Sends a local response; if the host refuses, lets the request through.
 fn send_local(status: u32, content_type: &str, body: &[u8], what: &str) -> Action {
-    let headers = vec![("content-type", content_type)];
-    match hostcalls::send_http_response(status, headers, Some(body)) {
+    send_local_with(status, &[("content-type", content_type)], body, what)
+}
+
+/// Sends a local response with `headers`; if the host refuses, lets the request through.
+fn send_local_with(status: u32, headers: &[(&str, &str)], body: &[u8], what: &str) -> Action {
+    match hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
         Ok(()) => {
             debug!("headroom: answered {what} ({status})");
             Action::Pause

@@ -268,3 +268,40 @@ pub(crate) fn timings() -> crate::stats::Timings {
         _ => crate::stats::Timings::default(),
     }
 }
+
+/// Proxy-wasm shared data as the savings ledger's [`KeyValue`](crate::savings::KeyValue):
+/// host errors read as absent and as a failed write.
+pub(crate) struct ProxyKv;
+
+impl crate::savings::KeyValue for ProxyKv {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Some((value, cas)),
+            Ok(_) => None,
+            Err(status) => {
+                debug!("headroom: cannot read {key}: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => true,
+            Err(Status::CasMismatch) => false,
+            Err(status) => {
+                debug!("headroom: cannot write {key}: {status:?}");
+                false
+            }
+        }
+    }
+}
+
+/// The savings ledger and where the host keeps it.
+pub(crate) fn savings() -> (crate::savings::Ledger, crate::savings::StorageInfo) {
+    let ledger = crate::savings::read_shared(&ProxyKv);
+    let storage = crate::savings::KeyValue::get(&ProxyKv, crate::savings::STORAGE_KEY)
+        .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    (ledger, storage)
+}

@@ -1,0 +1,249 @@
+//! One provider exchange as the filter hands it to its host: the per-request record (one JSON
+//! object, set as the property [`PROPERTY`], which Envoy keeps as filter state
+//! `wasm.headroom_record` for its access log and our host stores in its database) and what the
+//! exchange adds to the savings ledger.
+//!
+//! A record holds figures and labels only: never message content, headers or credentials. The
+//! path is kept without its query string (a query can carry a key).
+
+use serde::Serialize;
+
+use crate::api::Api;
+use crate::budget::format_rfc3339;
+use crate::fail_open::FailOpen;
+use crate::savings::{RequestSavings, usd6};
+use crate::usage::Usage;
+
+/// The property the record is set under.
+pub const PROPERTY: &str = "headroom_record";
+
+/// The exchange's cost, when its model is priced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    /// Input side (uncached input, cache reads and writes).
+    pub input_usd: f64,
+    /// Output.
+    pub output_usd: f64,
+    /// Tokens saved at the model's input price.
+    pub savings_usd: f64,
+}
+
+/// What the filter knows about an exchange when it ends.
+#[derive(Debug, Clone)]
+pub struct Exchange<'a> {
+    /// The API.
+    pub api: Api,
+    /// The model label (normalised; `unknown` when not known).
+    pub model: &'a str,
+    /// `X-Headroom-Project`, unsanitised.
+    pub project: Option<&'a str>,
+    /// The `X-Headroom-Stack` bucket (`unknown` when absent).
+    pub stack: &'a str,
+    /// The request path without its query.
+    pub path: &'a str,
+    /// The response status.
+    pub status: Option<u32>,
+    /// Whether the response was an SSE stream.
+    pub streamed: bool,
+    /// The provider's usage report, if one was read.
+    pub usage: Option<&'a Usage>,
+    /// Tokens the pipeline removed.
+    pub tokens_saved: u64,
+    /// Cost, when the model is priced and usage was read.
+    pub costs: Option<Costs>,
+    /// Whole exchange, µs.
+    pub latency_us: Option<u64>,
+    /// To the response headers, µs.
+    pub ttfb_us: Option<u64>,
+    /// The filter's own time on the request body, µs.
+    pub overhead_us: Option<u64>,
+    /// `kind:strategy` of each replaced tool output.
+    pub transforms: &'a [String],
+    /// Why the body went upstream unchanged, if it did.
+    pub fail_open: Option<FailOpen>,
+}
+
+/// The record's JSON (field order as documented in the README).
+#[derive(Serialize)]
+struct Record<'a> {
+    time: String,
+    provider: &'static str,
+    api: &'static str,
+    model: &'a str,
+    stack: &'a str,
+    path: &'a str,
+    status: Option<u32>,
+    stream: bool,
+    tokens_before: Option<u64>,
+    tokens_after: Option<u64>,
+    tokens_saved: u64,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+    savings_usd: Option<f64>,
+    latency_ms: Option<f64>,
+    ttfb_ms: Option<f64>,
+    overhead_ms: Option<f64>,
+    transforms: &'a [String],
+    fail_open: Option<&'static str>,
+}
+
+fn ms(us: Option<u64>) -> Option<f64> {
+    us.map(|us| (us as f64 / 10.0).round() / 100.0)
+}
+
+impl Exchange<'_> {
+    /// Input tokens the provider billed (all of the prompt, cached or not), when reported.
+    fn input_tokens(&self) -> Option<u64> {
+        let usage = self.usage?;
+        usage.input_tokens?;
+        let f = usage.cache_figures();
+        Some(
+            f.uncached
+                + f.read
+                + if self.api.provider() == crate::api::Provider::Anthropic {
+                    f.write
+                } else {
+                    0
+                },
+        )
+    }
+
+    /// The record as one JSON line (no newline).
+    pub fn record(&self, now: u64) -> Vec<u8> {
+        let usage = self.usage;
+        let input = self.input_tokens();
+        let record = Record {
+            time: format_rfc3339(now),
+            provider: self.api.provider().as_str(),
+            api: self.api.as_str(),
+            model: self.model,
+            stack: self.stack,
+            path: self.path,
+            status: self.status,
+            stream: self.streamed,
+            tokens_before: input.map(|i| i + self.tokens_saved),
+            tokens_after: input,
+            tokens_saved: self.tokens_saved,
+            input_tokens: input,
+            output_tokens: usage.and_then(|u| u.output_tokens),
+            cache_read_tokens: usage.and_then(|u| u.cache_read_tokens),
+            cache_write_tokens: usage.and_then(|u| u.cache_write_tokens),
+            cost_usd: self.costs.map(|c| usd6(c.input_usd + c.output_usd)),
+            savings_usd: self.costs.map(|c| usd6(c.savings_usd)),
+            latency_ms: ms(self.latency_us),
+            ttfb_ms: ms(self.ttfb_us),
+            overhead_ms: ms(self.overhead_us),
+            transforms: self.transforms,
+            fail_open: self.fail_open.map(FailOpen::as_str),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// What the exchange adds to the savings ledger.
+    pub fn savings(&self) -> RequestSavings {
+        let costs = self.costs;
+        RequestSavings {
+            provider: self.api.provider().as_str().to_owned(),
+            model: self.model.to_owned(),
+            project: self.project.map(str::to_owned),
+            input_tokens: self.input_tokens().unwrap_or(0),
+            tokens_saved: self.tokens_saved,
+            savings_usd: costs.map_or(0.0, |c| c.savings_usd),
+            input_cost_usd: costs.map_or(0.0, |c| c.input_usd),
+            output_cost_usd: costs.map_or(0.0, |c| c.output_usd),
+            cache_read_tokens: self.usage.and_then(|u| u.cache_read_tokens).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn usage() -> Usage {
+        Usage {
+            api: Api::AnthropicMessages,
+            model: Some("claude-sonnet-4-5".into()),
+            input_tokens: Some(100),
+            output_tokens: Some(20),
+            cache_read_tokens: Some(40),
+            cache_write_tokens: Some(60),
+            cache_write_5m_tokens: Some(10),
+            cache_write_1h_tokens: Some(50),
+        }
+    }
+
+    #[test]
+    fn record_carries_figures_and_nothing_else() {
+        let usage = usage();
+        let transforms = vec!["json:smart_crusher".to_owned()];
+        let exchange = Exchange {
+            api: Api::AnthropicMessages,
+            model: "claude-sonnet-4-5",
+            project: Some("web"),
+            stack: "claude-code",
+            path: "/v1/messages",
+            status: Some(200),
+            streamed: true,
+            usage: Some(&usage),
+            tokens_saved: 300,
+            costs: Some(Costs {
+                input_usd: 0.001,
+                output_usd: 0.0003,
+                savings_usd: 0.0009,
+            }),
+            latency_us: Some(12_345),
+            ttfb_us: None,
+            overhead_us: Some(1_500),
+            transforms: &transforms,
+            fail_open: None,
+        };
+        let record: serde_json::Value =
+            serde_json::from_slice(&exchange.record(1_795_737_615)).unwrap_or_default();
+        assert_eq!(record["time"], "2026-11-27T00:00:15Z");
+        assert_eq!(record["provider"], "anthropic");
+        assert_eq!(record["input_tokens"], 200, "uncached + read + write");
+        assert_eq!(record["tokens_before"], 500);
+        assert_eq!(record["tokens_after"], 200);
+        assert_eq!(record["cost_usd"], 0.0013);
+        assert_eq!(record["latency_ms"], 12.35);
+        assert_eq!(record["ttfb_ms"], serde_json::Value::Null);
+        assert_eq!(record["transforms"][0], "json:smart_crusher");
+        assert_eq!(record.as_object().map(|o| o.len()), Some(22));
+        let savings = exchange.savings();
+        assert_eq!(savings.input_tokens, 200);
+        assert_eq!(savings.cache_read_tokens, 40);
+        assert_eq!(savings.project.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn unknown_usage_and_price_are_null_not_zero() {
+        let exchange = Exchange {
+            api: Api::OpenAiChat,
+            model: "unknown",
+            project: None,
+            stack: "unknown",
+            path: "/v1/chat/completions",
+            status: None,
+            streamed: false,
+            usage: None,
+            tokens_saved: 0,
+            costs: None,
+            latency_us: None,
+            ttfb_us: None,
+            overhead_us: None,
+            transforms: &[],
+            fail_open: Some(FailOpen::NotJson),
+        };
+        let record: serde_json::Value =
+            serde_json::from_slice(&exchange.record(0)).unwrap_or_default();
+        for field in ["tokens_before", "input_tokens", "cost_usd", "savings_usd"] {
+            assert_eq!(record[field], serde_json::Value::Null, "{field}");
+        }
+        assert_eq!(record["fail_open"], "not_json");
+    }
+}
