@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use headroom_host::abi::shared::{Metrics, SharedData};
+use headroom_host::abi::shared::Metrics;
 use headroom_host::abi::state::{PluginShared, StreamInfo};
 use headroom_host::abi::vm::{Runtime, Vm, VmLimits};
 use headroom_plugin::api::Api;
@@ -43,7 +43,7 @@ fn runtime(configuration: &[u8]) -> Arc<Runtime> {
         vm_configuration: Vec::new(),
         clusters: Default::default(),
         log_level: 3,
-        shared_data: SharedData::default(),
+        shared_data: Default::default(),
         metrics: Arc::new(Metrics::default()),
     };
     Runtime::new(

@@ -9,11 +9,17 @@
 //! - [`metrics`]: the Prometheus registry.
 //! - [`compress`]: the compression pipeline as a WebAssembly component, for
 //!   `headroom compress`.
+//! - [`paths`]: where the savings file and the request database live.
+//! - [`savings_file`]: the savings ledger's file, loaded into shared data and saved back.
+//! - [`records`]: stored per-request metrics (log file, database, their CLI and endpoints).
 
 pub mod abi;
 pub mod compress;
 pub mod metrics;
+pub mod paths;
 pub mod proxy;
+pub mod records;
+pub mod savings_file;
 
 /// The filter built from `plugin/` into this binary (wasm32-wasip1).
 pub const EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("HEADROOM_PLUGIN_WASM"));

@@ -1,5 +1,6 @@
-//! `headroom`: run the Headroom filter as a standalone LLM proxy, or compress one request
-//! offline with the pipeline component.
+//! `headroom`: run the Headroom filter as a standalone LLM proxy, compress one request offline
+//! with the pipeline component, read the stored per-request records (`metrics`, `summary`) and
+//! check a setup (`validate`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use headroom_host::abi::vm::VmLimits;
 use headroom_host::compress::{Api, Compressed, Compressor, Decision};
 use headroom_host::proxy::{Proxy, ProxyConfig};
+use headroom_host::records::store::{self, Query, Retention};
+use headroom_host::records::validate::{self, ValidateConfig};
+use headroom_host::records::{self, record::Record, time};
+use headroom_host::{paths, savings_file};
 
 #[derive(Parser)]
 #[command(
@@ -30,16 +35,19 @@ enum Command {
     /// Compress one request body offline: the compressed body on stdout, what was done on
     /// stderr. Exit code 2 when the input is at fault, 1 on an internal error.
     Compress(CompressArgs),
+    /// List the stored per-request records, newest first (a table, or JSON lines with --json).
+    Metrics(MetricsArgs),
+    /// Totals of the stored records: requests, tokens before/after/saved, compression ratio,
+    /// cost and savings.
+    Summary(SummaryArgs),
+    /// Check a setup: the filter and its configuration, each upstream, the savings directory
+    /// and the request database. Exit code 1 when a check fails.
+    Validate(ValidateArgs),
 }
 
+/// Where provider requests go (shared by `proxy` and `validate`).
 #[derive(clap::Args)]
-struct ProxyArgs {
-    /// Address to listen on.
-    #[arg(long, env = "HEADROOM_HOST", default_value = "127.0.0.1")]
-    host: IpAddr,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "HEADROOM_PORT", default_value_t = 8787)]
-    port: u16,
+struct UpstreamArgs {
     /// Upstream for OpenAI-compatible APIs (every /v1/* path but /v1/messages).
     #[arg(
         long,
@@ -54,12 +62,48 @@ struct ProxyArgs {
         default_value = "https://api.anthropic.com"
     )]
     anthropic_api_url: String,
+}
+
+/// The filter and its configuration (shared by `proxy` and `validate`).
+#[derive(clap::Args)]
+struct FilterArgs {
     /// A proxy-wasm filter to run instead of the one built into this binary.
     #[arg(long, env = "HEADROOM_PLUGIN")]
     plugin: Option<PathBuf>,
     /// The filter's JSON configuration, inline or as @FILE (default: {}, every field defaulted).
     #[arg(long, env = "HEADROOM_PLUGIN_CONFIG")]
     plugin_config: Option<String>,
+    /// Spending limit in USD per period: over it, provider requests get a 429 (sets the
+    /// filter configuration's `budget`).
+    #[arg(long, env = "HEADROOM_BUDGET")]
+    budget: Option<f64>,
+    /// The budget's period (UTC): hourly, daily, weekly or monthly.
+    #[arg(
+        long,
+        env = "HEADROOM_BUDGET_PERIOD",
+        default_value = "daily",
+        requires = "budget"
+    )]
+    budget_period: String,
+}
+
+/// `--stateless`, `HEADROOM_STATELESS`: on for 1, true, yes or on (any case), else off.
+fn parse_switch(value: &str) -> Result<bool, String> {
+    Ok(paths::is_truthy(value))
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HEADROOM_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "HEADROOM_PORT", default_value_t = 8787)]
+    port: u16,
+    #[command(flatten)]
+    upstreams: UpstreamArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "HEADROOM_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -75,18 +119,90 @@ struct ProxyArgs {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "HEADROOM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
-    /// Spending limit in USD per period: over it, provider requests get a 429 (sets the
-    /// filter configuration's `budget`).
-    #[arg(long, env = "HEADROOM_BUDGET")]
-    budget: Option<f64>,
-    /// The budget's period (UTC): hourly, daily, weekly or monthly.
+    /// Append one JSON line per provider request (the filter's record) to this file.
+    #[arg(long, env = "HEADROOM_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Keep nothing on disk: no savings file, no request database (--log-file still works).
     #[arg(
         long,
-        env = "HEADROOM_BUDGET_PERIOD",
-        default_value = "daily",
-        requires = "budget"
+        env = "HEADROOM_STATELESS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = parse_switch
     )]
-    budget_period: String,
+    stateless: bool,
+    /// Delete stored request records older than this many days (0: keep them regardless of age).
+    #[arg(long, env = "HEADROOM_RECORDS_RETENTION_DAYS", default_value_t = 30)]
+    records_retention_days: u32,
+    /// Keep at most this many stored request records, the newest (0: no limit).
+    #[arg(long, env = "HEADROOM_RECORDS_MAX_ROWS", default_value_t = 1_000_000)]
+    records_max_rows: u64,
+}
+
+/// Which stored records to read (shared by `metrics` and `summary`).
+#[derive(clap::Args)]
+struct SelectionArgs {
+    /// Records since: a duration back from now (30m, 1h, 2d, 1w), unix seconds or RFC 3339.
+    #[arg(long)]
+    since: Option<String>,
+    /// Records until: a duration back from now, unix seconds or RFC 3339.
+    #[arg(long)]
+    until: Option<String>,
+    /// The request database (default: HEADROOM_DB_PATH, else headroom.db beside the savings
+    /// file).
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MetricsArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Only records of this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// At most this many records.
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// One JSON object per line (the record's fields) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    upstreams: UpstreamArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Check as `headroom proxy --stateless` would run (no request database).
+    #[arg(
+        long,
+        env = "HEADROOM_STATELESS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = parse_switch
+    )]
+    stateless: bool,
+    /// Seconds each upstream gets to answer.
+    #[arg(long, default_value_t = 5)]
+    timeout_secs: u64,
+    /// The report as one JSON object (as `GET /v1/headroom/validate` gives it).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +247,9 @@ fn main() {
     let result = match cli.command {
         Command::Proxy(args) => run_proxy(args),
         Command::Compress(args) => run_compress(args),
+        Command::Metrics(args) => run_metrics(args),
+        Command::Summary(args) => run_summary(args),
+        Command::Validate(args) => run_validate(args),
     };
     if let Err(e) = result {
         eprintln!("headroom: {e:#}");
@@ -394,13 +513,18 @@ fn with_budget(config: &[u8], limit_usd: f64, period: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&value)?)
 }
 
-fn run_proxy(args: ProxyArgs) -> Result<()> {
-    let guest_log_level = init_logging(&args.log_level);
-    let plugin_wasm = match &args.plugin {
-        Some(path) => {
-            std::fs::read(path).with_context(|| format!("reading the filter {}", path.display()))?
-        }
-        None => headroom_host::EMBEDDED_PLUGIN.to_vec(),
+/// The filter module, where it came from, and its configuration (with `--budget` applied).
+fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
+    let (plugin_wasm, source) = match &args.plugin {
+        Some(path) => (
+            std::fs::read(path)
+                .with_context(|| format!("reading the filter {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            headroom_host::EMBEDDED_PLUGIN.to_vec(),
+            "the built-in filter".to_string(),
+        ),
     };
     let plugin_config = match args.plugin_config.as_deref() {
         Some(s) if s.starts_with('@') => std::fs::read(&s[1..])
@@ -412,25 +536,66 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         Some(limit) => with_budget(&plugin_config, limit, &args.budget_period)?,
         None => plugin_config,
     };
+    Ok((plugin_wasm, source, plugin_config))
+}
+
+fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
+    VmLimits {
+        memory_bytes: memory_mb << 20,
+        call_timeout: Duration::from_millis(call_timeout_ms),
+    }
+}
+
+fn run_proxy(args: ProxyArgs) -> Result<()> {
+    let guest_log_level = init_logging(&args.log_level);
+    let (plugin_wasm, plugin_source, plugin_config) = load_filter(&args.filter)?;
+    let database = (!args.stateless).then(|| paths::database_path(&paths::process_env));
+    let limits = vm_limits(args.vm_memory_mb, args.vm_call_timeout_ms);
+    let cache_dir = headroom_host::abi::module_cache::default_dir();
+    let records = records::start(records::Config {
+        log_file: args.log_file.clone(),
+        database: database.clone(),
+        retention: Retention {
+            days: args.records_retention_days,
+            max_rows: args.records_max_rows,
+        },
+        validate: Some(ValidateConfig {
+            plugin_wasm: plugin_wasm.as_slice().into(),
+            plugin_source,
+            plugin_config: plugin_config.clone(),
+            openai_url: args.upstreams.openai_api_url.clone(),
+            anthropic_url: args.upstreams.anthropic_api_url.clone(),
+            savings_path: paths::savings_path(&paths::process_env),
+            database_path: database,
+            vm_limits: limits.clone(),
+            cache_dir: cache_dir.clone(),
+            timeout: Duration::from_secs(5),
+        }),
+    })?;
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    // The savings ledger is in shared data before the first request can reach a VM.
+    let shared_data = std::sync::Arc::new(headroom_host::abi::shared::SharedData::default());
+    let savings = savings_file::start(
+        paths::savings_path(&paths::process_env),
+        args.stateless,
+        shared_data.clone(),
+    );
     let config = ProxyConfig {
         listen: SocketAddr::new(args.host, args.port),
-        openai_url: args.openai_api_url,
-        anthropic_url: args.anthropic_api_url,
+        openai_url: args.upstreams.openai_api_url,
+        anthropic_url: args.upstreams.anthropic_api_url,
         plugin_wasm,
         plugin_config,
         workers,
-        vm_limits: VmLimits {
-            memory_bytes: args.vm_memory_mb << 20,
-            call_timeout: Duration::from_millis(args.vm_call_timeout_ms),
-        },
-        cache_dir: headroom_host::abi::module_cache::default_dir(),
+        vm_limits: limits,
+        cache_dir,
         guest_log_level,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        shared_data: shared_data.clone(),
     };
     let proxy = Proxy::start(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -445,6 +610,244 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         anyhow::Ok(())
     })?;
     proxy.shutdown();
+    if let Some(savings) = savings {
+        savings.shutdown();
+    }
+    records.shutdown();
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--since`/`--until` and `--db` as a query and a database path.
+fn selection(args: &SelectionArgs) -> Result<(Query, PathBuf)> {
+    let now = time::now_unix();
+    let instant = |flag: &str, value: &Option<String>| -> Result<Option<i64>> {
+        match value {
+            None => Ok(None),
+            Some(v) => time::parse_since(v, now).map(Some).ok_or_else(|| {
+                BadInput(format!(
+                    "{flag} {v:?}: expected a duration (30m, 1h, 2d, 1w), unix seconds or an RFC 3339 time (2026-11-27T07:10:14Z)"
+                ))
+                .into()
+            }),
+        }
+    };
+    let query = Query {
+        start: instant("--since", &args.since)?,
+        end: instant("--until", &args.until)?,
+        ..Query::default()
+    };
+    let path = args
+        .db
+        .clone()
+        .unwrap_or_else(|| paths::database_path(&paths::process_env));
+    Ok((query, path))
+}
+
+/// Opens the request database for reading, saying where it was looked for when it is missing.
+fn open_database(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no request database at {} (the proxy creates it unless --stateless; set HEADROOM_DB_PATH or --db if it lives elsewhere)",
+            path.display()
+        );
+    }
+    store::open_for_reading(path)
+        .with_context(|| format!("opening the request database {}", path.display()))
+}
+
+fn run_metrics(args: MetricsArgs) -> Result<()> {
+    let (mut query, path) = selection(&args.selection)?;
+    query.model = args.model;
+    query.limit = Some(args.limit);
+    let conn = open_database(&path)?;
+    let records =
+        store::list(&conn, &query).with_context(|| format!("reading {}", path.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        for record in &records {
+            writeln!(stdout, "{}", record.to_json())?;
+        }
+    } else {
+        stdout.write_all(records_table(&records).as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Lines of cells, columns padded to their widest cell.
+fn render_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let mut widths = vec![0usize; columns];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// `headroom metrics`' table.
+fn records_table(records: &[Record]) -> String {
+    if records.is_empty() {
+        return "no records\n".into();
+    }
+    let dash = || "-".to_string();
+    let int = |v: Option<i64>| v.map_or_else(dash, |v| v.to_string());
+    let mut rows = vec![
+        [
+            "time",
+            "provider",
+            "model",
+            "status",
+            "stream",
+            "tokens",
+            "saved",
+            "in",
+            "out",
+            "cost_usd",
+            "latency_ms",
+            "transforms",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for r in records {
+        rows.push(vec![
+            r.time.clone(),
+            r.provider.clone(),
+            r.model.clone().unwrap_or_else(dash),
+            r.status.map_or_else(dash, |s| s.to_string()),
+            if r.stream { "yes" } else { "no" }.to_string(),
+            match (r.tokens_before, r.tokens_after) {
+                (Some(b), Some(a)) => format!("{b}→{a}"),
+                _ => dash(),
+            },
+            r.tokens_saved.to_string(),
+            int(r.input_tokens),
+            int(r.output_tokens),
+            r.cost_usd.map_or_else(dash, |c| format!("{c:.6}")),
+            r.latency_ms.map_or_else(dash, |l| format!("{l:.1}")),
+            if r.transforms.is_empty() {
+                dash()
+            } else {
+                r.transforms.join(",")
+            },
+        ]);
+    }
+    render_table(&rows)
+}
+
+fn run_summary(args: SummaryArgs) -> Result<()> {
+    let (query, path) = selection(&args.selection)?;
+    let conn = open_database(&path)?;
+    let summary =
+        store::summary(&conn, &query).with_context(|| format!("reading {}", path.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let value = records::http::summary_json(&summary, &query);
+        writeln!(stdout, "{value}")?;
+    } else {
+        let range =
+            |t: Option<i64>, open: &str| t.map_or_else(|| open.to_string(), time::format_unix);
+        let ratio = summary.avg_compression_ratio.map_or_else(
+            || "-".to_string(),
+            |r| format!("{r:.3} (tokens after / before)"),
+        );
+        let rows = vec![
+            vec![
+                "records".to_string(),
+                format!(
+                    "{} … {}",
+                    range(query.start, "first"),
+                    range(query.end, "now")
+                ),
+            ],
+            vec!["requests".into(), summary.total_requests.to_string()],
+            vec![
+                "tokens before".into(),
+                summary.total_tokens_before.to_string(),
+            ],
+            vec![
+                "tokens after".into(),
+                summary.total_tokens_after.to_string(),
+            ],
+            vec![
+                "tokens saved".into(),
+                format!(
+                    "{} ({:.1} per request)",
+                    summary.total_tokens_saved, summary.avg_tokens_saved
+                ),
+            ],
+            vec!["compression ratio".into(), ratio],
+            vec![
+                "input tokens".into(),
+                summary.total_input_tokens.to_string(),
+            ],
+            vec![
+                "output tokens".into(),
+                summary.total_output_tokens.to_string(),
+            ],
+            vec![
+                "cost".into(),
+                format!(
+                    "${:.6} ({} requests of unknown cost)",
+                    summary.total_cost_usd, summary.requests_unknown_cost
+                ),
+            ],
+            vec![
+                "savings".into(),
+                format!("${:.6}", summary.total_cost_saved_usd),
+            ],
+        ];
+        stdout.write_all(render_table(&rows).as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+fn run_validate(args: ValidateArgs) -> Result<()> {
+    let (plugin_wasm, plugin_source, plugin_config) = load_filter(&args.filter)?;
+    let config = ValidateConfig {
+        plugin_wasm: plugin_wasm.into(),
+        plugin_source,
+        plugin_config,
+        openai_url: args.upstreams.openai_api_url,
+        anthropic_url: args.upstreams.anthropic_api_url,
+        savings_path: paths::savings_path(&paths::process_env),
+        database_path: (!args.stateless).then(|| paths::database_path(&paths::process_env)),
+        vm_limits: VmLimits::default(),
+        cache_dir: headroom_host::abi::module_cache::default_dir(),
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(validate::run(std::sync::Arc::new(config)));
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        for check in &report.checks {
+            writeln!(stdout, "{}", check.line())?;
+        }
+    }
+    stdout.flush()?;
+    if !report.valid {
+        drop(stdout);
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub fn test_config(upstream: SocketAddr) -> ProxyConfig {
         cache_dir: None,
         guest_log_level: 2,
         shutdown_grace: Duration::from_secs(2),
+        shared_data: Default::default(),
     }
 }
 

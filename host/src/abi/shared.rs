@@ -16,6 +16,15 @@ pub struct SharedData {
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
 }
 
+impl std::fmt::Debug for SharedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("SharedData")
+            .field("entries", &entries)
+            .finish()
+    }
+}
+
 /// A value and its CAS token.
 type Entry = (Vec<u8>, u32);
 

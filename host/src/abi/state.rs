@@ -27,8 +27,8 @@ pub struct PluginShared {
     pub clusters: HashMap<String, String>,
     /// The log level reported by `proxy_get_log_level`.
     pub log_level: i32,
-    /// Shared data, across every VM.
-    pub shared_data: SharedData,
+    /// Shared data, across every VM (and the host's savings persistence).
+    pub shared_data: Arc<SharedData>,
     /// Guest-defined metrics, across every VM.
     pub metrics: Arc<Metrics>,
 }
@@ -91,7 +91,34 @@ pub struct StreamState {
     /// The guest called `proxy_close_stream`.
     pub close: bool,
     /// Properties the guest set with `proxy_set_property` (filter state in Envoy).
-    pub properties: HashMap<String, Vec<u8>>,
+    pub properties: Properties,
+}
+
+/// A stream's properties. When the stream's state is discarded (after `proxy_on_log` and
+/// `proxy_on_delete`, or with its VM), the filter's per-request record goes to
+/// [`crate::records::submit`].
+#[derive(Default)]
+pub struct Properties(pub HashMap<String, Vec<u8>>);
+
+impl std::ops::Deref for Properties {
+    type Target = HashMap<String, Vec<u8>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Properties {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.remove(crate::records::PROPERTY) {
+            crate::records::submit(record);
+        }
+    }
 }
 
 /// The callback being run, which decides what the guest may touch.

@@ -54,6 +54,8 @@ pub struct ProxyConfig {
     pub guest_log_level: i32,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// The shared data every VM sees; the caller may restore state into it first.
+    pub shared_data: Arc<SharedData>,
 }
 
 /// A running proxy.
@@ -79,7 +81,7 @@ impl Proxy {
                 ("anthropic".to_string(), config.anthropic_url.clone()),
             ]),
             log_level: config.guest_log_level,
-            shared_data: SharedData::default(),
+            shared_data: config.shared_data.clone(),
             metrics: Arc::new(Metrics::default()),
         };
         let runtime = Runtime::new(

@@ -255,6 +255,10 @@ pub async fn serve(
     request: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<ClientBody> {
+    // The host's record endpoints (`/v1/headroom/{metrics,summary,validate}`), before the filter.
+    if let Some(response) = crate::records::http::answer(request.method(), request.uri()).await {
+        return response;
+    }
     let (parts, body) = request.into_parts();
     let mut headers = header_map_of(&parts);
     let request_eos = body.is_end_stream();
