@@ -166,6 +166,17 @@ async fn a_restart_keeps_every_figure() -> Result<()> {
         stats["persistent_savings"]
     );
     ensure!(stats["persistent_savings"]["history_points"] == 4);
+    // The persistent counters start from the restored ledger, once per process (2 VMs here).
+    let scrape = String::from_utf8(get(proxy.addr(), "/metrics").await?.body)?;
+    ensure!(
+        scrape.contains("\nheadroom_persistent_savings_requests_total 5\n"),
+        "{scrape}"
+    );
+    let saved = before["lifetime"]["tokens_saved"].as_u64().unwrap_or(0);
+    ensure!(
+        scrape.contains(&format!("\nheadroom_persistent_savings_tokens_saved_total {saved}\n")),
+        "{scrape}"
+    );
 
     let csv = get(proxy.addr(), "/stats-history?format=csv&series=daily").await?;
     ensure!(csv.status == 200);

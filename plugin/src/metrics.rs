@@ -68,6 +68,121 @@ pub const COST_UNKNOWN: &str = "headroom_cost_unknown_model_requests_total";
 /// Provider requests refused because the budget was spent.
 pub const BUDGET_REJECTED: &str = "headroom_budget_rejected_total";
 
+/// Lifetime requests of the savings ledger (starts from the savings file; survives restarts).
+pub const PERSISTENT_REQUESTS: &str = "headroom_persistent_savings_requests_total";
+/// Lifetime tokens saved of the savings ledger.
+pub const PERSISTENT_TOKENS_SAVED: &str = "headroom_persistent_savings_tokens_saved_total";
+/// Lifetime input tokens of the savings ledger.
+pub const PERSISTENT_INPUT_TOKENS: &str = "headroom_persistent_savings_input_tokens_total";
+/// Lifetime input cost of the savings ledger, nano-USD.
+pub const PERSISTENT_INPUT_COST: &str = "headroom_persistent_savings_input_cost_nanousd_total";
+/// Lifetime compression savings of the savings ledger, nano-USD.
+pub const PERSISTENT_SAVINGS: &str =
+    "headroom_persistent_savings_compression_savings_nanousd_total";
+/// Tool outputs replaced, by strategy (label `strategy`).
+pub const COMPRESSIONS_BY_STRATEGY: &str = "headroom_compressions_by_strategy_total";
+/// Tokens saved, by strategy (label `strategy`).
+pub const TOKENS_SAVED_BY_STRATEGY: &str = "headroom_tokens_saved_by_strategy_total";
+/// Cost (input side and output) by model, nano-USD (label `model`, bounded like
+/// [`REQUESTS_BY_MODEL`]).
+pub const COST_BY_MODEL: &str = "headroom_cost_by_model_nanousd_total";
+/// Compression savings by model, nano-USD (label `model`).
+pub const SAVINGS_BY_MODEL: &str = "headroom_compression_savings_by_model_nanousd_total";
+
+/// Label of [`COMPRESSIONS_BY_STRATEGY`] and [`TOKENS_SAVED_BY_STRATEGY`].
+pub const STRATEGY_LABEL: &str = "strategy";
+
+/// What replaced a tool output: the pipeline's strategy names (`json:select`, …) as label
+/// values (`json_select`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Rows selected from a JSON array.
+    JsonSelect,
+    /// A JSON array as a lossless table.
+    JsonTable,
+    /// JSON compacted.
+    JsonCompact,
+    /// Log lines collapsed by template.
+    LogTemplates,
+    /// Search results selected.
+    SearchSelect,
+    /// Search results grouped by file.
+    SearchGroup,
+    /// Diff context trimmed.
+    DiffContext,
+    /// Text normalised.
+    TextNormalise,
+    /// Code normalised.
+    CodeNormalise,
+    /// An earlier decision replayed.
+    Replay,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 10] = [
+        Self::JsonSelect,
+        Self::JsonTable,
+        Self::JsonCompact,
+        Self::LogTemplates,
+        Self::SearchSelect,
+        Self::SearchGroup,
+        Self::DiffContext,
+        Self::TextNormalise,
+        Self::CodeNormalise,
+        Self::Replay,
+    ];
+
+    /// The pipeline's name of the strategy.
+    pub fn pipeline_name(self) -> &'static str {
+        match self {
+            Self::JsonSelect => "json:select",
+            Self::JsonTable => "json:table",
+            Self::JsonCompact => "json:compact",
+            Self::LogTemplates => "log:templates",
+            Self::SearchSelect => "search:select",
+            Self::SearchGroup => "search:group",
+            Self::DiffContext => "diff:context",
+            Self::TextNormalise => "text:normalise",
+            Self::CodeNormalise => "code:normalise",
+            Self::Replay => "replay",
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JsonSelect => "json_select",
+            Self::JsonTable => "json_table",
+            Self::JsonCompact => "json_compact",
+            Self::LogTemplates => "log_templates",
+            Self::SearchSelect => "search_select",
+            Self::SearchGroup => "search_group",
+            Self::DiffContext => "diff_context",
+            Self::TextNormalise => "text_normalise",
+            Self::CodeNormalise => "code_normalise",
+            Self::Replay => "replay",
+        }
+    }
+
+    /// The strategy of a pipeline strategy name, if it replaces content.
+    pub fn of(pipeline_name: &str) -> Option<Strategy> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.pipeline_name() == pipeline_name)
+    }
+}
+
+/// The name of the [`COST_BY_MODEL`] counter of `model`.
+pub fn cost_by_model(model: &str) -> String {
+    labeled_name(COST_BY_MODEL, MODEL_LABEL, model)
+}
+
+/// The name of the [`SAVINGS_BY_MODEL`] counter of `model`.
+pub fn savings_by_model(model: &str) -> String {
+    labeled_name(SAVINGS_BY_MODEL, MODEL_LABEL, model)
+}
+
 /// Label of [`REQUESTS_BY_PROVIDER`] and the prompt-cache families.
 pub const PROVIDER_LABEL: &str = "provider";
 /// Label of [`FAIL_OPEN`] and [`USAGE_MISSING`].
@@ -181,6 +296,20 @@ pub enum Counter {
     CostUnknownRequests,
     /// [`BUDGET_REJECTED`]
     BudgetRejected,
+    /// [`PERSISTENT_REQUESTS`]
+    PersistentRequests,
+    /// [`PERSISTENT_TOKENS_SAVED`]
+    PersistentTokensSaved,
+    /// [`PERSISTENT_INPUT_TOKENS`]
+    PersistentInputTokens,
+    /// [`PERSISTENT_INPUT_COST`]
+    PersistentInputCostNanoUsd,
+    /// [`PERSISTENT_SAVINGS`]
+    PersistentSavingsNanoUsd,
+    /// [`COMPRESSIONS_BY_STRATEGY`]
+    Compressions(Strategy),
+    /// [`TOKENS_SAVED_BY_STRATEGY`]
+    TokensSavedBy(Strategy),
 }
 
 impl Counter {
@@ -215,7 +344,14 @@ impl Counter {
             Self::CostKnownRequests,
             Self::CostUnknownRequests,
             Self::BudgetRejected,
+            Self::PersistentRequests,
+            Self::PersistentTokensSaved,
+            Self::PersistentInputTokens,
+            Self::PersistentInputCostNanoUsd,
+            Self::PersistentSavingsNanoUsd,
         ]);
+        all.extend(Strategy::ALL.map(Self::Compressions));
+        all.extend(Strategy::ALL.map(Self::TokensSavedBy));
         all
     }
 
@@ -265,6 +401,17 @@ impl Counter {
             Self::CostKnownRequests => COST_KNOWN.to_owned(),
             Self::CostUnknownRequests => COST_UNKNOWN.to_owned(),
             Self::BudgetRejected => BUDGET_REJECTED.to_owned(),
+            Self::PersistentRequests => PERSISTENT_REQUESTS.to_owned(),
+            Self::PersistentTokensSaved => PERSISTENT_TOKENS_SAVED.to_owned(),
+            Self::PersistentInputTokens => PERSISTENT_INPUT_TOKENS.to_owned(),
+            Self::PersistentInputCostNanoUsd => PERSISTENT_INPUT_COST.to_owned(),
+            Self::PersistentSavingsNanoUsd => PERSISTENT_SAVINGS.to_owned(),
+            Self::Compressions(s) => {
+                labeled_name(COMPRESSIONS_BY_STRATEGY, STRATEGY_LABEL, s.as_str())
+            }
+            Self::TokensSavedBy(s) => {
+                labeled_name(TOKENS_SAVED_BY_STRATEGY, STRATEGY_LABEL, s.as_str())
+            }
         }
     }
 }

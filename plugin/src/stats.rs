@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::Provider;
 use crate::fail_open::FailOpen;
-use crate::metrics::{Counter, Histogram, Ttl};
+use crate::metrics::{Counter, Histogram, Strategy, Ttl};
 use crate::pipeline::Decision;
 
 /// Count, sum, minimum and maximum of one timing, in microseconds.
@@ -121,6 +121,8 @@ pub struct Snapshot {
     pub counters: BTreeMap<String, u64>,
     /// Requests per model label.
     pub models: Vec<(String, u64)>,
+    /// Cost and compression savings per model label, nano-USD.
+    pub model_costs: Vec<(String, u64, u64)>,
     /// Requests per stack label.
     pub stacks: Vec<(String, u64)>,
     /// The `budget` block ([`crate::budget::budget_json`]).
@@ -214,6 +216,8 @@ pub fn render(s: &Snapshot) -> Value {
                 "missing": s.get(Counter::Retrievals(false)),
             },
         },
+        "compressions_by_strategy": by_strategy(s, Counter::Compressions),
+        "tokens_saved_by_strategy": by_strategy(s, Counter::TokensSavedBy),
         "fail_open": fail_open,
         "prefix_cache": prefix_cache(s),
         "cost": cost(s),
@@ -241,7 +245,41 @@ fn cost(s: &Snapshot) -> Value {
         "priced_requests": s.get(Counter::CostKnownRequests),
         "unknown_model_requests": s.get(Counter::CostUnknownRequests),
         "budget_rejected_requests": s.get(Counter::BudgetRejected),
+        "per_model": per_model(s),
     })
+}
+
+/// `cost.per_model`: requests, cost and savings of each model label with priced traffic.
+fn per_model(s: &Snapshot) -> Value {
+    let usd = |nano: u64| round(nano as f64 / crate::accounting::NANO_USD_PER_USD, 6);
+    let requests: BTreeMap<&str, u64> = s.models.iter().map(|(m, n)| (m.as_str(), *n)).collect();
+    let map: Map<String, Value> = s
+        .model_costs
+        .iter()
+        .filter(|(_, cost, saved)| *cost > 0 || *saved > 0)
+        .map(|(model, cost, saved)| {
+            (
+                model.clone(),
+                json!({
+                    "requests": requests.get(model.as_str()).copied().unwrap_or(0),
+                    "cost_usd": usd(*cost),
+                    "savings_usd": usd(*saved),
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Per-strategy counts (strategies that never ran are left out).
+fn by_strategy(s: &Snapshot, counter: fn(Strategy) -> Counter) -> Value {
+    let map: Map<String, Value> = Strategy::ALL
+        .iter()
+        .map(|st| (st.as_str().to_owned(), s.get(counter(*st))))
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k, json!(n)))
+        .collect();
+    Value::Object(map)
 }
 
 fn with_count(timing: Timing) -> Value {
@@ -391,6 +429,30 @@ mod tests {
             counters: values.iter().map(|(c, v)| (c.name(), *v)).collect(),
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn strategies_and_per_model_cost() {
+        let mut s = snapshot(&[
+            (Counter::Compressions(Strategy::JsonSelect), 3),
+            (Counter::TokensSavedBy(Strategy::JsonSelect), 900),
+            (Counter::Compressions(Strategy::Replay), 2),
+        ]);
+        s.models = vec![("gpt-4o".into(), 4), ("claude-x".into(), 1)];
+        s.model_costs = vec![
+            ("gpt-4o".into(), 1_500_000, 250_000),
+            ("claude-x".into(), 0, 0),
+        ];
+        let v = render(&s);
+        assert_eq!(
+            v["compressions_by_strategy"],
+            json!({"json_select": 3, "replay": 2})
+        );
+        assert_eq!(v["tokens_saved_by_strategy"], json!({"json_select": 900}));
+        assert_eq!(
+            v["cost"]["per_model"],
+            json!({"gpt-4o": {"requests": 4, "cost_usd": 0.0015, "savings_usd": 0.00025}})
+        );
     }
 
     #[test]

@@ -65,6 +65,14 @@ impl Counters {
 
     /// Adds one to the counter called `name`, defining it on first use.
     pub(crate) fn inc_named(&self, name: &str) {
+        self.add_named(name, 1);
+    }
+
+    /// Adds `delta` to the counter called `name`, defining it on first use.
+    pub(crate) fn add_named(&self, name: &str, delta: u64) {
+        if delta == 0 {
+            return;
+        }
         let id = {
             let mut dynamic = self.dynamic.borrow_mut();
             *dynamic
@@ -72,7 +80,7 @@ impl Counters {
                 .or_insert_with(|| define(MetricType::Counter, name))
         };
         if let Some(id) = id {
-            increment(id, 1, name);
+            increment(id, delta, name);
         }
     }
 

@@ -153,8 +153,15 @@ impl HeadroomHttp {
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
             if block.decision.replaced() {
-                let kind = block.kind.map_or("unknown", |k| k.as_str());
-                self.transforms.push(format!("{kind}:{}", block.strategy));
+                self.transforms.push(block.strategy.to_owned());
+                if let Some(strategy) = metrics::Strategy::of(block.strategy) {
+                    let saved = block
+                        .tokens_before
+                        .unwrap_or(0)
+                        .saturating_sub(block.tokens_after.unwrap_or(0));
+                    shared.counters.inc(Counter::Compressions(strategy));
+                    shared.counters.add(Counter::TokensSavedBy(strategy), saved);
+                }
             }
             debug!(
                 "headroom: {} ({}): {} by {}, {} -> {} bytes: {}",
@@ -622,6 +629,25 @@ impl HeadroomHttp {
             metrics::requests_by_model,
             Some(OTHER_MODEL),
         );
+        if let Some(costs) = &costs {
+            // The label the request was counted under: its model, or `other` beyond the cap.
+            let label = if shared
+                .counters
+                .has_named(&metrics::requests_by_model(&model))
+            {
+                model.as_str()
+            } else {
+                OTHER_MODEL
+            };
+            let nano = |usd: f64| (usd * accounting::NANO_USD_PER_USD).round().max(0.0) as u64;
+            shared.counters.add_named(
+                &metrics::cost_by_model(label),
+                nano(costs.input_usd + costs.output_usd),
+            );
+            shared
+                .counters
+                .add_named(&metrics::savings_by_model(label), nano(costs.savings_usd));
+        }
         let exchange = record::Exchange {
             api,
             model: &model,
@@ -642,7 +668,10 @@ impl HeadroomHttp {
         let Some(now) = unix_now() else {
             return;
         };
-        if !savings::record_shared(&shared_store::ProxyKv, &exchange.savings(), now) {
+        let request = exchange.savings();
+        if savings::record_shared(&shared_store::ProxyKv, &request, now) {
+            add_lifetime(shared, &request.lifetime_delta());
+        } else {
             debug!("headroom: savings ledger kept changing; this request is not in it");
         }
         if let Err(status) =
@@ -651,6 +680,23 @@ impl HeadroomHttp {
             debug!("headroom: cannot set {}: {status:?}", record::PROPERTY);
         }
     }
+}
+
+/// Adds lifetime totals to the process's `headroom_persistent_savings_*` counters.
+pub(crate) fn add_lifetime(shared: &Shared, lifetime: &savings::Lifetime) {
+    let nano = |usd: f64| (usd * accounting::NANO_USD_PER_USD).round().max(0.0) as u64;
+    let c = &shared.counters;
+    c.add(Counter::PersistentRequests, lifetime.requests);
+    c.add(Counter::PersistentTokensSaved, lifetime.tokens_saved);
+    c.add(Counter::PersistentInputTokens, lifetime.total_input_tokens);
+    c.add(
+        Counter::PersistentInputCostNanoUsd,
+        nano(lifetime.total_input_cost_usd),
+    );
+    c.add(
+        Counter::PersistentSavingsNanoUsd,
+        nano(lifetime.compression_savings_usd),
+    );
 }
 
 /// Removes every `x-headroom-*` request header: they are for the filter, not the provider.
@@ -803,6 +849,17 @@ fn send_stats(shared: &Shared) -> Action {
         counters,
         models: labelled(shared_store::MODELS, metrics::requests_by_model),
         stacks: labelled(shared_store::STACKS, metrics::requests_by_stack),
+        model_costs: shared_store::MODELS
+            .values()
+            .into_iter()
+            .map(|model| {
+                let cost = shared.counters.get_named(&metrics::cost_by_model(&model));
+                let saved = shared
+                    .counters
+                    .get_named(&metrics::savings_by_model(&model));
+                (model, cost, saved)
+            })
+            .collect(),
         timings: shared_store::timings(),
         budget,
     };

@@ -76,14 +76,19 @@ impl RootContext for HeadroomRoot {
         let prices = PriceTable::builtin()
             .with_overrides(&config.prices)
             .unwrap_or_else(|_| PriceTable::builtin());
-        self.shared = Some(Rc::new(Shared {
+        let shared = Rc::new(Shared {
             config,
             counters,
             stores,
             prices,
             budget_warned: std::cell::Cell::new(0),
             started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
-        }));
+        });
+        // A ledger the host restored counts in the persistent counters once per process.
+        if let Some(lifetime) = crate::savings::claim_metrics_seed(&super::shared_store::ProxyKv) {
+            super::http::add_lifetime(&shared, &lifetime);
+        }
+        self.shared = Some(shared);
         true
     }
 

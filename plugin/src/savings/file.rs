@@ -98,6 +98,7 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, LoadError> {
             projects,
             first_seq: 0,
             next_seq: 0,
+            metrics_seeded: false,
         },
         history,
     };

@@ -77,6 +77,21 @@ pub struct RequestSavings {
     pub cache_read_tokens: u64,
 }
 
+impl RequestSavings {
+    /// The request's contribution to the lifetime totals.
+    pub fn lifetime_delta(&self) -> Lifetime {
+        Lifetime {
+            requests: 1,
+            tokens_saved: self.tokens_saved,
+            compression_savings_usd: self.savings_usd,
+            total_input_tokens: self.input_tokens,
+            total_input_cost_usd: self.input_cost_usd,
+            cache_read_tokens: self.cache_read_tokens,
+            total_output_cost_usd: self.output_cost_usd,
+        }
+    }
+}
+
 /// Lifetime totals: the spec's five fields plus cache reads and output cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -175,6 +190,9 @@ pub struct Head {
     pub first_seq: u64,
     /// Sequence number the next checkpoint gets.
     pub next_seq: u64,
+    /// Whether the process's `headroom_persistent_savings_*` counters already include
+    /// `lifetime` (a VM claims it once per process; every update after that adds its deltas).
+    pub metrics_seeded: bool,
 }
 
 /// What [`Head::record`] asks the caller to store after its compare-and-swap succeeded.
@@ -205,6 +223,7 @@ impl Head {
     /// Applies one request (the spec's `record_request`): lifetime, session, project and, when
     /// tokens were saved, a new checkpoint, evicting the oldest beyond [`MAX_HISTORY_POINTS`].
     pub fn record(&mut self, request: &RequestSavings, now: u64) -> Recorded {
+        self.metrics_seeded = true;
         let l = &mut self.lifetime;
         l.requests += 1;
         l.tokens_saved += request.tokens_saved;
@@ -422,6 +441,23 @@ pub fn record_shared(store: &dyn KeyValue, request: &RequestSavings, now: u64) -
     false
 }
 
+/// Claims the seeding of the process's persistent counters: returns the lifetime totals to add
+/// to them when this caller is the first since the ledger was restored, `None` otherwise.
+pub fn claim_metrics_seed(store: &dyn KeyValue) -> Option<Lifetime> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (bytes, cas) = store.get(HEAD_KEY)?;
+        let mut head = Head::decode(&bytes);
+        if head.metrics_seeded {
+            return None;
+        }
+        head.metrics_seeded = true;
+        if store.set(HEAD_KEY, &head.encode(), Some(cas)) {
+            return Some(head.lifetime);
+        }
+    }
+    None
+}
+
 /// Reads the whole ledger from shared data (a checkpoint whose key is not written yet is
 /// skipped).
 pub fn read_shared(store: &dyn KeyValue) -> Ledger {
@@ -526,6 +562,24 @@ mod tests {
         assert_eq!(cp.total_input_tokens, 160);
         assert_eq!(head.lifetime.requests, 2);
         assert_eq!(head.display_session.savings_percent, 20.0);
+    }
+
+    #[test]
+    fn persistent_counters_are_seeded_once() {
+        let kv = MemoryKv::default();
+        assert_eq!(claim_metrics_seed(&kv), None, "nothing restored");
+        let mut ledger = Ledger::default();
+        ledger.head.lifetime.requests = 7;
+        write_shared(&kv, &ledger);
+        assert_eq!(claim_metrics_seed(&kv).map(|l| l.requests), Some(7));
+        assert_eq!(claim_metrics_seed(&kv), None, "claimed once");
+        let fresh = MemoryKv::default();
+        record_shared(&fresh, &request(1, 1), 5);
+        assert_eq!(
+            claim_metrics_seed(&fresh),
+            None,
+            "counted as it was recorded"
+        );
     }
 
     #[test]
