@@ -173,6 +173,14 @@ impl Strategy {
     }
 }
 
+/// Time one transform took on one tool output, ms (histogram; label `transform`).
+pub const TRANSFORM_TIMING: &str = "headroom_transform_timing_ms";
+
+/// The name of the [`TRANSFORM_TIMING`] histogram of `transform`.
+pub fn transform_timing(transform: &str) -> String {
+    labeled_name(TRANSFORM_TIMING, "transform", transform)
+}
+
 /// The name of the [`COST_BY_MODEL`] counter of `model`.
 pub fn cost_by_model(model: &str) -> String {
     labeled_name(COST_BY_MODEL, MODEL_LABEL, model)

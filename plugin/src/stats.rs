@@ -114,6 +114,68 @@ impl Timings {
     }
 }
 
+/// Timings per transform (a pipeline strategy, or `token_count`), process-wide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransformTimings(pub BTreeMap<String, Timing>);
+
+impl TransformTimings {
+    /// Adds a sample of `transform`.
+    pub fn record(&mut self, transform: &str, us: u64) {
+        self.0.entry(transform.to_owned()).or_default().record(us);
+    }
+
+    /// The stored form: JSON `{transform: [count, sum_us, min_us, max_us]}`.
+    pub fn encode(&self) -> Vec<u8> {
+        let map: BTreeMap<&str, [u64; 4]> = self
+            .0
+            .iter()
+            .map(|(k, t)| (k.as_str(), [t.count, t.sum_us, t.min_us, t.max_us]))
+            .collect();
+        serde_json::to_vec(&map).unwrap_or_default()
+    }
+
+    /// Parses [`TransformTimings::encode`]'s form; anything else reads as no samples.
+    pub fn decode(bytes: &[u8]) -> TransformTimings {
+        let map: BTreeMap<String, [u64; 4]> = serde_json::from_slice(bytes).unwrap_or_default();
+        TransformTimings(
+            map.into_iter()
+                .map(|(k, [count, sum_us, min_us, max_us])| {
+                    (
+                        k,
+                        Timing {
+                            count,
+                            sum_us,
+                            min_us,
+                            max_us,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// `/stats.pipeline_timing`: `{transform: {average_ms, max_ms, count}}`, sorted.
+    fn json(&self) -> Value {
+        let ms = |us: f64| round(us / 1000.0, 3);
+        let map: Map<String, Value> = self
+            .0
+            .iter()
+            .filter(|(_, t)| t.count > 0)
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    json!({
+                        "average_ms": ms(t.sum_us as f64 / t.count as f64),
+                        "max_ms": ms(t.max_us as f64),
+                        "count": t.count,
+                    }),
+                )
+            })
+            .collect();
+        Value::Object(map)
+    }
+}
+
 /// Everything `/stats` reports, read from the process-wide state.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -129,6 +191,8 @@ pub struct Snapshot {
     pub budget: Value,
     /// Latency, TTFB and overhead.
     pub timings: Timings,
+    /// Per-transform timings of the pipeline.
+    pub transform_timings: TransformTimings,
 }
 
 impl Snapshot {
@@ -216,6 +280,7 @@ pub fn render(s: &Snapshot) -> Value {
                 "missing": s.get(Counter::Retrievals(false)),
             },
         },
+        "pipeline_timing": s.transform_timings.json(),
         "compressions_by_strategy": by_strategy(s, Counter::Compressions),
         "tokens_saved_by_strategy": by_strategy(s, Counter::TokensSavedBy),
         "fail_open": fail_open,
@@ -429,6 +494,29 @@ mod tests {
             counters: values.iter().map(|(c, v)| (c.name(), *v)).collect(),
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn transform_timings_round_trip_and_summarise() {
+        let mut t = TransformTimings::default();
+        t.record("json_select", 1500);
+        t.record("json_select", 500);
+        t.record("token_count", 250);
+        let decoded = TransformTimings::decode(&t.encode());
+        assert_eq!(decoded, t);
+        let mut s = snapshot(&[]);
+        s.transform_timings = decoded;
+        assert_eq!(
+            render(&s)["pipeline_timing"],
+            json!({
+                "json_select": {"average_ms": 1.0, "max_ms": 1.5, "count": 2},
+                "token_count": {"average_ms": 0.25, "max_ms": 0.25, "count": 1},
+            })
+        );
+        assert_eq!(
+            TransformTimings::decode(b"garbage"),
+            TransformTimings::default()
+        );
     }
 
     #[test]

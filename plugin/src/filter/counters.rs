@@ -122,6 +122,21 @@ impl Counters {
         }
     }
 
+    /// Records one sample of the histogram called `name`, defining it on first use.
+    pub(crate) fn record_named(&self, name: &str, value: u64) {
+        let id = {
+            let mut dynamic = self.dynamic.borrow_mut();
+            *dynamic
+                .entry(name.to_owned())
+                .or_insert_with(|| define(MetricType::Histogram, name))
+        };
+        if let Some(id) = id
+            && let Err(status) = hostcalls::record_metric(id, value)
+        {
+            debug!("headroom: cannot record {name}: {status:?}");
+        }
+    }
+
     /// Records one sample of `histogram`.
     pub(crate) fn record(&self, histogram: Histogram, value: u64) {
         if let Some(&id) = self.histograms.get(&histogram)

@@ -144,7 +144,19 @@ impl HeadroomHttp {
             }
         };
         let mut stores = shared.stores.clone();
-        let outcome = match compress_request(api, &body, &shared.config.pipeline, &mut stores) {
+        let outcome = compress_request(api, &body, &shared.config.pipeline, &mut stores);
+        let samples: Vec<(String, u64)> = stores
+            .timed
+            .iter()
+            .map(|(transform, us)| (metrics::sanitize_label_value(transform), *us))
+            .collect();
+        for (transform, us) in &samples {
+            shared
+                .counters
+                .record_named(&metrics::transform_timing(transform), us / 1000);
+        }
+        shared_store::record_transform_timings(&samples);
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => return self.fail_open(shared, api, reason),
         };
@@ -861,6 +873,7 @@ fn send_stats(shared: &Shared) -> Action {
             })
             .collect(),
         timings: shared_store::timings(),
+        transform_timings: shared_store::transform_timings(),
         budget,
     };
     let mut body = stats::render(&snapshot);

@@ -71,6 +71,7 @@ impl RootContext for HeadroomRoot {
         let stores = SharedStores {
             omitted: SharedStore::omitted(config.omitted_store_bytes),
             replay: SharedStore::replay(config.replay_store_bytes),
+            timed: Vec::new(),
         };
         // Config::from_bytes has validated the overrides.
         let prices = PriceTable::builtin()

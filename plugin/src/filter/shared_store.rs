@@ -135,6 +135,8 @@ pub(crate) struct SharedStores {
     pub(crate) omitted: SharedStore,
     /// Decisions replayed on later turns.
     pub(crate) replay: SharedStore,
+    /// Transform timings of the request being compressed (transform, µs).
+    pub(crate) timed: Vec<(&'static str, u64)>,
 }
 
 impl PipelineHost for SharedStores {
@@ -144,6 +146,16 @@ impl PipelineHost for SharedStores {
 
     fn replay(&mut self) -> &mut dyn ReplayStore {
         &mut self.replay
+    }
+
+    fn now_us(&self) -> Option<u64> {
+        let now = hostcalls::get_current_time().ok()?;
+        let since = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+        u64::try_from(since.as_micros()).ok()
+    }
+
+    fn timed(&mut self, transform: &'static str, us: u64) {
+        self.timed.push((transform, us));
     }
 }
 
@@ -259,6 +271,38 @@ pub(crate) fn record_timings(
         }
     }
     None
+}
+
+/// Shared-data key of the per-transform timings.
+const TRANSFORM_TIMINGS_KEY: &str = "headroom.timings.transforms";
+
+/// Adds per-transform samples to the process-wide record (one CAS update per request).
+pub(crate) fn record_transform_timings(samples: &[(String, u64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    for _ in 0..CAS_ATTEMPTS {
+        let Ok((stored, cas)) = hostcalls::get_shared_data(TRANSFORM_TIMINGS_KEY) else {
+            return;
+        };
+        let mut timings =
+            crate::stats::TransformTimings::decode(stored.as_deref().unwrap_or_default());
+        for (transform, us) in samples {
+            timings.record(transform, *us);
+        }
+        match hostcalls::set_shared_data(TRANSFORM_TIMINGS_KEY, Some(&timings.encode()), cas) {
+            Err(Status::CasMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The process-wide per-transform timings.
+pub(crate) fn transform_timings() -> crate::stats::TransformTimings {
+    match hostcalls::get_shared_data(TRANSFORM_TIMINGS_KEY) {
+        Ok((Some(stored), _)) => crate::stats::TransformTimings::decode(&stored),
+        _ => crate::stats::TransformTimings::default(),
+    }
 }
 
 /// The process-wide timings.

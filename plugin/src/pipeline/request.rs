@@ -37,6 +37,22 @@ pub trait PipelineHost {
     fn omitted(&mut self) -> &mut dyn OmittedStore;
     /// Where decisions are kept for replay.
     fn replay(&mut self) -> &mut dyn ReplayStore;
+    /// A clock in microseconds for transform timings; `None` (the default) times nothing.
+    fn now_us(&self) -> Option<u64> {
+        None
+    }
+    /// How long one transform (a strategy, or `token_count`) took on one tool output.
+    fn timed(&mut self, _transform: &'static str, _us: u64) {}
+}
+
+/// Runs `f`, telling `host` how long it took under `transform` (when it has a clock).
+fn timed<T>(host: &mut dyn PipelineHost, transform: &'static str, f: impl FnOnce() -> T) -> T {
+    let start = host.now_us();
+    let out = f();
+    if let (Some(start), Some(end)) = (start, host.now_us()) {
+        host.timed(transform, end.saturating_sub(start));
+    }
+    out
 }
 
 /// A [`PipelineHost`] in memory, for tests and the component.
@@ -368,7 +384,11 @@ fn decide(
         );
         return finish(report, Decision::ErrorOutput, reason);
     }
+    let started = host.now_us();
     let result = compress_block(&text, config, query, report.hash);
+    if let (Some(start), Some(end)) = (started, host.now_us()) {
+        host.timed(result.strategy, end.saturating_sub(start));
+    }
     report.kind = Some(result.kind);
     report.strategy = result.strategy;
     let unchanged = ReplayEntry::Unchanged.encode();
@@ -390,8 +410,12 @@ fn decide(
             return finish(report, decision, reason);
         }
     };
-    let before = tokenizer.count(&text).tokens;
-    let after = tokenizer.count(&candidate).tokens;
+    let (before, after) = timed(host, "token_count", || {
+        (
+            tokenizer.count(&text).tokens,
+            tokenizer.count(&candidate).tokens,
+        )
+    });
     report.tokens_before = Some(before);
     report.tokens_after = Some(after);
     let needed = (before as f64 * config.min_token_savings.clamp(0.0, 1.0)).ceil() as u64;
