@@ -39,7 +39,7 @@ const GUESTS: [Guest; 2] = [
         prebuilt_env: "HEADROOM_PLUGIN_WASM_PREBUILT",
         embedded: "headroom.wasm",
         embed_env: "HEADROOM_PLUGIN_WASM",
-        inputs: &["plugin/src", "plugin/Cargo.toml"],
+        inputs: &["plugin/src", "plugin/assets", "plugin/Cargo.toml"],
     },
     Guest {
         package: "headroom-component",

@@ -221,11 +221,63 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
             let min_gauge = prom::delta(&empty, &after, "headroom_latency_ms_min");
             let max_ms = stats["latency"]["max_ms"].as_f64().unwrap_or(-1.0);
             let min_ms = stats["latency"]["min_ms"].as_f64().unwrap_or(-1.0);
+            // Whole ms (truncated) against /stats's 2-decimal rounding of the same sample.
+            let same = |gauge: f64, ms: f64| gauge <= ms && ms - gauge < 1.0 + 0.005;
             ensure!(
-                max_gauge == max_ms.floor() && min_gauge == min_ms.floor() && max_ms >= min_ms,
+                same(max_gauge, max_ms) && same(min_gauge, min_ms) && max_ms >= min_ms,
                 "{name}: gauges {min_gauge}..{max_gauge} vs /stats {min_ms}..{max_ms}"
             );
             ensure!(stats["compression"]["retrievals"]["found"] == hashes.len());
+            // Per strategy: every replaced output is counted under one strategy, the tokens
+            // saved add up, and /stats shows the same counters.
+            let compressed = delta(r#"headroom_tool_outputs_total{decision="compressed"}"#)
+                + delta(r#"headroom_tool_outputs_total{decision="replayed"}"#);
+            let by_strategy = stats["compressions_by_strategy"]
+                .as_object()
+                .context("compressions_by_strategy")?;
+            let mut counted = 0.0;
+            for (strategy, n) in by_strategy {
+                let series =
+                    format!("headroom_compressions_by_strategy_total{{strategy=\"{strategy}\"}}");
+                ensure!(n.as_f64() == Some(delta(&series)), "{name}: {series}");
+                counted += delta(&series);
+            }
+            ensure!(
+                counted == compressed,
+                "{name}: {counted} by strategy, {compressed} replaced"
+            );
+            let saved_by: f64 = stats["tokens_saved_by_strategy"]
+                .as_object()
+                .context("tokens_saved_by_strategy")?
+                .values()
+                .filter_map(Value::as_f64)
+                .sum();
+            ensure!(
+                saved_by == saved,
+                "{name}: {saved_by} by strategy, {saved} saved"
+            );
+            // Transform timings: token counting ran once per fresh tool output with a
+            // candidate (replays skip it), and each strategy that compressed was timed.
+            let timing = &stats["pipeline_timing"];
+            let fresh = delta(r#"headroom_tool_outputs_total{decision="compressed"}"#);
+            ensure!(
+                timing["token_count"]["count"].as_f64() >= Some(fresh),
+                "{name}: pipeline_timing {timing}"
+            );
+            for strategy in by_strategy.keys().filter(|s| *s != "replay") {
+                ensure!(
+                    timing[strategy.as_str()]["count"].as_u64() >= Some(1),
+                    "{name}: {strategy} not timed: {timing}"
+                );
+            }
+            // The savings ledger: one request per turn, a checkpoint per turn that saved.
+            let ledger = &stats["persistent_savings"];
+            ensure!(ledger["lifetime"]["requests"] == TURNS, "{name}: {ledger}");
+            ensure!(
+                ledger["lifetime"]["tokens_saved"].as_f64() == Some(saved),
+                "{name}: {ledger}"
+            );
+            ensure!(ledger["history_points"] == TURNS, "{name}: {ledger}");
             return Ok(());
         }
         last = format!(
