@@ -174,7 +174,9 @@ async fn a_restart_keeps_every_figure() -> Result<()> {
     );
     let saved = before["lifetime"]["tokens_saved"].as_u64().unwrap_or(0);
     ensure!(
-        scrape.contains(&format!("\nheadroom_persistent_savings_tokens_saved_total {saved}\n")),
+        scrape.contains(&format!(
+            "\nheadroom_persistent_savings_tokens_saved_total {saved}\n"
+        )),
         "{scrape}"
     );
 
@@ -223,9 +225,10 @@ async fn sigkill_during_load_never_corrupts_and_loses_at_most_a_second() -> Resu
             for n in 0.. {
                 let request = compressing((n % 7) as usize);
                 match client::send(addr, &request, |_| {}).await {
-                    Ok(r) if r.status == 200 => {
-                        sink.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now())
-                    }
+                    Ok(r) if r.status == 200 => sink
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Instant::now()),
                     _ => break,
                 }
             }
@@ -233,8 +236,10 @@ async fn sigkill_during_load_never_corrupts_and_loses_at_most_a_second() -> Resu
         // Kill at a different moment of the write cycle every round (0.6 to 1.5 s in).
         tokio::time::sleep(Duration::from_millis(600 + (round * 37) % 900)).await;
         let killed_at = Instant::now();
-        tokio::task::spawn_blocking(move || proxy.signal_and_wait(SIGKILL, Duration::from_secs(10)))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            proxy.signal_and_wait(SIGKILL, Duration::from_secs(10))
+        })
+        .await??;
         load.abort();
         let _ = load.await;
         let acknowledged: Vec<Instant> = done.lock().unwrap_or_else(|p| p.into_inner()).clone();
