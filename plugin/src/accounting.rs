@@ -106,6 +106,31 @@ pub fn usage_increments(provider: Provider, usage: &Usage) -> Vec<(Counter, u64)
     out
 }
 
+/// The provider-level prefix-cache bust (specs/metrics.md §5; Anthropic only, model-aware): a
+/// response with cache activity, not the first of its model, that wrote more than half of
+/// what it read and wrote counts one bust and its written tokens.
+pub fn bust_increments(
+    provider: Provider,
+    figures: &crate::usage::CacheFigures,
+    model_seen_before: bool,
+) -> Vec<(Counter, u64)> {
+    let active = figures.read > 0 || figures.write > 0;
+    if provider != Provider::Anthropic
+        || !active
+        || !model_seen_before
+        || figures.write * 2 <= figures.read + figures.write
+    {
+        return Vec::new();
+    }
+    vec![
+        (Counter::ProviderCacheBust(provider), 1),
+        (
+            Counter::ProviderCacheBustWriteTokens(provider),
+            figures.write,
+        ),
+    ]
+}
+
 /// Label value for a model outside the bounded set.
 pub const OTHER_MODEL: &str = "other";
 
@@ -225,6 +250,32 @@ mod tests {
             get(&inc, Counter::CacheWriteTtlRequests(p, Ttl::FiveMinutes)),
             0
         );
+    }
+
+    #[test]
+    fn a_bust_is_a_later_anthropic_request_that_mostly_writes() {
+        let usage = anthropic(100, 300, 300, 0);
+        let figures = usage.cache_figures();
+        assert_eq!(
+            bust_increments(Provider::Anthropic, &figures, false),
+            vec![]
+        );
+        assert_eq!(
+            bust_increments(Provider::Anthropic, &figures, true),
+            vec![
+                (Counter::ProviderCacheBust(Provider::Anthropic), 1),
+                (
+                    Counter::ProviderCacheBustWriteTokens(Provider::Anthropic),
+                    300
+                )
+            ]
+        );
+        let mostly_read = anthropic(300, 300, 300, 0).cache_figures();
+        assert_eq!(
+            bust_increments(Provider::Anthropic, &mostly_read, true),
+            vec![]
+        );
+        assert_eq!(bust_increments(Provider::OpenAi, &figures, true), vec![]);
     }
 
     #[test]

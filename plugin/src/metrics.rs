@@ -55,6 +55,12 @@ pub const PROVIDER_CACHE_REQUESTS: &str = "headroom_provider_cache_requests_tota
 /// Requests that read from the prompt cache (label `provider`).
 pub const PROVIDER_CACHE_HIT_REQUESTS: &str = "headroom_provider_cache_hit_requests_total";
 
+/// Anthropic requests that rewrote most of a model's cached prefix (label `provider`).
+pub const PROVIDER_CACHE_BUST: &str = "headroom_provider_cache_bust_total";
+/// Tokens written by those requests (label `provider`).
+pub const PROVIDER_CACHE_BUST_WRITE_TOKENS: &str =
+    "headroom_provider_cache_bust_write_tokens_total";
+
 /// Input-side cost (uncached input, cache reads and writes) in nano-USD.
 pub const COST_INPUT: &str = "headroom_cost_input_nanousd_total";
 /// Output cost in nano-USD.
@@ -292,6 +298,10 @@ pub enum Counter {
     ProviderCacheRequests(Provider),
     /// [`PROVIDER_CACHE_HIT_REQUESTS`]
     ProviderCacheHitRequests(Provider),
+    /// [`PROVIDER_CACHE_BUST`]
+    ProviderCacheBust(Provider),
+    /// [`PROVIDER_CACHE_BUST_WRITE_TOKENS`]
+    ProviderCacheBustWriteTokens(Provider),
     /// [`COST_INPUT`]
     CostInputNanoUsd,
     /// [`COST_OUTPUT`]
@@ -343,6 +353,8 @@ impl Counter {
                 Self::UncachedInputTokens(provider),
                 Self::ProviderCacheRequests(provider),
                 Self::ProviderCacheHitRequests(provider),
+                Self::ProviderCacheBust(provider),
+                Self::ProviderCacheBustWriteTokens(provider),
             ]);
         }
         all.extend([
@@ -403,6 +415,10 @@ impl Counter {
             Self::UncachedInputTokens(p) => by_provider(UNCACHED_INPUT_TOKENS, p),
             Self::ProviderCacheRequests(p) => by_provider(PROVIDER_CACHE_REQUESTS, p),
             Self::ProviderCacheHitRequests(p) => by_provider(PROVIDER_CACHE_HIT_REQUESTS, p),
+            Self::ProviderCacheBust(p) => by_provider(PROVIDER_CACHE_BUST, p),
+            Self::ProviderCacheBustWriteTokens(p) => {
+                by_provider(PROVIDER_CACHE_BUST_WRITE_TOKENS, p)
+            }
             Self::CostInputNanoUsd => COST_INPUT.to_owned(),
             Self::CostOutputNanoUsd => COST_OUTPUT.to_owned(),
             Self::SavingsNanoUsd => SAVINGS.to_owned(),

@@ -461,6 +461,7 @@ fn economics(p: Provider) -> (&'static str, &'static str, &'static str) {
 fn prefix_cache(s: &Snapshot) -> Value {
     let mut totals = CacheSums::default();
     let mut by_provider = Map::new();
+    let (mut busts, mut bust_tokens) = (0, 0);
     for p in Provider::ALL {
         let sums = CacheSums::of(s, p);
         totals.add(&sums);
@@ -469,8 +470,12 @@ fn prefix_cache(s: &Snapshot) -> Value {
         }
         let mut entry = sums.json();
         let (discount, premium, label) = economics(p);
-        entry.insert("bust_count".into(), json!(0));
-        entry.insert("bust_write_tokens".into(), json!(0));
+        let bust = s.get(Counter::ProviderCacheBust(p));
+        let bust_write = s.get(Counter::ProviderCacheBustWriteTokens(p));
+        busts += bust;
+        bust_tokens += bust_write;
+        entry.insert("bust_count".into(), json!(bust));
+        entry.insert("bust_write_tokens".into(), json!(bust_write));
         entry.insert("read_discount".into(), json!(discount));
         entry.insert("write_premium".into(), json!(premium));
         entry.insert("label".into(), json!(label));
@@ -480,6 +485,8 @@ fn prefix_cache(s: &Snapshot) -> Value {
         by_provider.insert(p.as_str().to_owned(), Value::Object(entry));
     }
     let mut totals_json = totals.json();
+    totals_json.insert("bust_count".into(), json!(busts));
+    totals_json.insert("bust_write_tokens".into(), json!(bust_tokens));
     totals_json.insert("observed_ttl_mix".into(), totals.ttl_mix());
     json!({"by_provider": by_provider, "totals": totals_json})
 }

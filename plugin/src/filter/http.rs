@@ -634,6 +634,18 @@ impl HeadroomHttp {
         let model = raw_model
             .map(|m| pricing::normalize_model_label(&m))
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
+        if let Some(usage) = &usage {
+            let figures = usage.cache_figures();
+            if api.provider() == crate::api::Provider::Anthropic
+                && (figures.read > 0 || figures.write > 0)
+            {
+                let seen = shared_store::CACHE_MODELS.seen_before(&model);
+                for (counter, delta) in accounting::bust_increments(api.provider(), &figures, seen)
+                {
+                    shared.counters.add(counter, delta);
+                }
+            }
+        }
         inc_bounded(
             shared,
             shared_store::MODELS,

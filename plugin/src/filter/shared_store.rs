@@ -179,7 +179,39 @@ pub(crate) const STACKS: LabelSet = LabelSet {
     cap: crate::stack::MAX_DISTINCT_STACKS,
 };
 
+/// Models that have had a response with prompt-cache activity (for the bust rule); beyond
+/// the cap every model counts as seen.
+pub(crate) const CACHE_MODELS: LabelSet = LabelSet {
+    key: "headroom.labels.cache_model",
+    cap: 256,
+};
+
 impl LabelSet {
+    /// Whether `value` was in the set before this call (it is added when there is room; a full
+    /// set answers true, as does a shared-data error).
+    pub(crate) fn seen_before(self, value: &str) -> bool {
+        for _ in 0..CAS_ATTEMPTS {
+            let Ok((stored, cas)) = hostcalls::get_shared_data(self.key) else {
+                return true;
+            };
+            // Present already, or no room: seen.
+            let (_, update) = crate::accounting::admit_label(
+                stored.as_deref().unwrap_or_default(),
+                value,
+                self.cap,
+            );
+            let Some(update) = update else {
+                return true;
+            };
+            match hostcalls::set_shared_data(self.key, Some(&update), cas) {
+                Ok(()) => return false,
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return true,
+            }
+        }
+        true
+    }
+
     /// Whether `value` has (or now gets) its own label.
     pub(crate) fn admit(self, value: &str) -> bool {
         for _ in 0..CAS_ATTEMPTS {
