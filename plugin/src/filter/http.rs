@@ -915,7 +915,7 @@ fn send_history(path: &[u8]) -> Action {
     match query.format {
         history::Format::Json => {
             let now = unix_now().unwrap_or(0);
-            let body = history::document(&ledger, &storage, query.history_mode, now).to_string();
+            let body = history::document(&ledger, &storage, query.history_mode, now);
             send_local(200, "application/json", body.as_bytes(), "history")
         }
         history::Format::Csv => {

@@ -224,7 +224,9 @@ pub struct Bucket {
 /// previous point (from 0), summed per bucket; empty buckets are not emitted.
 pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
     let mut buckets: Vec<Bucket> = Vec::new();
-    let mut prev = Checkpoint::default();
+    let zero = Checkpoint::default();
+    let mut prev = &zero;
+    let mut current_start = None;
     for point in history {
         let d = Deltas {
             tokens_saved: point
@@ -240,10 +242,11 @@ pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
                 (point.total_input_cost_usd - prev.total_input_cost_usd).max(0.0),
             ),
         };
-        let start = format_rfc3339(period_start(period, point.timestamp));
-        if buckets.last().is_none_or(|b| b.timestamp != start) {
+        let start = period_start(period, point.timestamp);
+        if current_start != Some(start) {
+            current_start = Some(start);
             buckets.push(Bucket {
-                timestamp: start,
+                timestamp: format_rfc3339(start),
                 ..Bucket::default()
             });
         }
@@ -266,7 +269,7 @@ pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
                 b.by_model.entry(point.model.clone()).or_default().add(&d);
             }
         }
-        prev = point.clone();
+        prev = point;
     }
     buckets
 }
@@ -438,48 +441,85 @@ fn lifetime_json(l: &Lifetime) -> Value {
     serde_json::to_value(l).unwrap_or(Value::Null)
 }
 
+/// The four rollups, in the document's order.
+#[derive(Serialize)]
+struct AllSeries {
+    hourly: Vec<Bucket>,
+    daily: Vec<Bucket>,
+    weekly: Vec<Bucket>,
+    monthly: Vec<Bucket>,
+}
+
+/// `history_summary`.
+#[derive(Serialize)]
+struct Summary {
+    mode: &'static str,
+    stored_points: usize,
+    returned_points: usize,
+    compacted: bool,
+}
+
+/// The document, serialised straight to text (a `Value` tree of thousands of buckets costs
+/// more than the rollups themselves).
+#[derive(Serialize)]
+struct Document<'a> {
+    schema_version: u64,
+    generated_at: String,
+    storage_path: &'a Option<String>,
+    lifetime: &'a Lifetime,
+    display_session: Session,
+    display_session_policy: Value,
+    history: Vec<Checkpoint>,
+    series: AllSeries,
+    exports: Value,
+    retention: Value,
+    projects: Value,
+    history_summary: Summary,
+    storage: &'a StorageInfo,
+}
+
 /// The `/stats-history` JSON document.
-pub fn document(ledger: &Ledger, storage: &StorageInfo, mode: HistoryMode, now: u64) -> Value {
+pub fn document(ledger: &Ledger, storage: &StorageInfo, mode: HistoryMode, now: u64) -> String {
     let history = Ledger::retained(&ledger.history);
     let returned = match mode {
         HistoryMode::Full => history.clone(),
         HistoryMode::None => Vec::new(),
         HistoryMode::Compact => compact(&history, MAX_RESPONSE_HISTORY_POINTS),
     };
-    let series = |p| serde_json::to_value(rollup(&history, p)).unwrap_or(Value::Null);
     let mode_name = MODES
         .iter()
         .find(|(_, m)| *m == mode)
         .map_or("compact", |(n, _)| n);
-    json!({
-        "schema_version": SCHEMA_VERSION,
-        "generated_at": format_rfc3339(now),
-        "storage_path": storage.storage_path,
-        "lifetime": lifetime_json(&ledger.head.lifetime),
-        "display_session": session_view(&ledger.head.display_session, now),
-        "display_session_policy": {"rollover_inactivity_minutes": SESSION_ROLLOVER_MINUTES},
-        "history": returned,
-        "series": {
-            "hourly": series(Period::Hourly),
-            "daily": series(Period::Daily),
-            "weekly": series(Period::Weekly),
-            "monthly": series(Period::Monthly),
+    let doc = Document {
+        schema_version: SCHEMA_VERSION,
+        generated_at: format_rfc3339(now),
+        storage_path: &storage.storage_path,
+        lifetime: &ledger.head.lifetime,
+        display_session: session_view(&ledger.head.display_session, now),
+        display_session_policy: json!({"rollover_inactivity_minutes": SESSION_ROLLOVER_MINUTES}),
+        history_summary: Summary {
+            mode: mode_name,
+            stored_points: history.len(),
+            returned_points: returned.len(),
+            compacted: returned.len() < history.len(),
         },
-        "exports": {
+        history: returned,
+        series: AllSeries {
+            hourly: rollup(&history, Period::Hourly),
+            daily: rollup(&history, Period::Daily),
+            weekly: rollup(&history, Period::Weekly),
+            monthly: rollup(&history, Period::Monthly),
+        },
+        exports: json!({
             "default_format": "json",
             "available_formats": FORMATS.map(|(n, _)| n),
             "available_series": SERIES.map(|(n, _)| n),
-        },
-        "retention": retention(),
-        "projects": projects(ledger),
-        "history_summary": {
-            "mode": mode_name,
-            "stored_points": history.len(),
-            "returned_points": returned.len(),
-            "compacted": returned.len() < history.len(),
-        },
-        "storage": storage,
-    })
+        }),
+        retention: retention(),
+        projects: projects(ledger),
+        storage,
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
 }
 
 /// `/stats.persistent_savings`: the ledger's preview (last 20 checkpoints).
