@@ -130,6 +130,10 @@ const HOST_ONLY: &[(&str, &str)] = &[
         "headroom_host_upstream_errors_total",
         "the host's own upstream connections (Envoy has envoy_cluster_upstream_*)",
     ),
+    (
+        "headroom_host_records_dropped_total",
+        "the host's request database queue (Envoy hands records to its access log instead)",
+    ),
 ];
 
 /// Prefix of the process metrics of our host (the prometheus crate's process collector;

@@ -757,11 +757,16 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
         store::summary(&conn, &query).with_context(|| format!("reading {}", path.display()))?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let value = records::http::summary_json(&summary, &query);
+        let value = records::http::summary_json(&summary, &query, None);
         writeln!(stdout, "{value}")?;
     } else {
         let range =
             |t: Option<i64>, open: &str| t.map_or_else(|| open.to_string(), time::format_unix);
+        let unknown = match summary.requests_unknown_cost {
+            0 => "every request priced".to_string(),
+            1 => "1 request of unknown cost not included".to_string(),
+            n => format!("{n} requests of unknown cost not included"),
+        };
         let ratio = summary.avg_compression_ratio.map_or_else(
             || "-".to_string(),
             |r| format!("{r:.3} (tokens after / before)"),
@@ -770,9 +775,9 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
             vec![
                 "records".to_string(),
                 format!(
-                    "{} … {}",
-                    range(query.start, "first"),
-                    range(query.end, "now")
+                    "{} to {}",
+                    range(query.start, "the first"),
+                    range(query.end, "the last")
                 ),
             ],
             vec!["requests".into(), summary.total_requests.to_string()],
@@ -802,10 +807,7 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
             ],
             vec![
                 "cost".into(),
-                format!(
-                    "${:.6} ({} requests of unknown cost)",
-                    summary.total_cost_usd, summary.requests_unknown_cost
-                ),
+                format!("${:.6} ({unknown})", summary.total_cost_usd),
             ],
             vec![
                 "savings".into(),

@@ -163,6 +163,7 @@ impl HostMetrics {
             "Requests that could not reach their upstream",
         )?;
         registry.register(Box::new(GuestMetrics { metrics: guest }))?;
+        registry.register(crate::records::dropped_collector()?)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -166,7 +166,12 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<ClientBody> {
-    let mut response = Response::new(full(body.to_string()));
+    json_text(status, body.to_string())
+}
+
+/// A JSON response from already serialised text (which keeps the fields in their order).
+fn json_text(status: StatusCode, body: String) -> Response<ClientBody> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -229,20 +234,47 @@ async fn metrics(query: &str) -> Response<ClientBody> {
         Err(bad) => return bad_request(&bad),
     };
     match with_db(move |conn| store::list(conn, &query)).await {
-        Ok(records) => json(
-            StatusCode::OK,
-            &serde_json::json!({"count": records.len(), "records": records}),
-        ),
+        Ok(records) => {
+            // Each record in the filter's field order, as in the log file.
+            let mut body = format!("{{\"count\":{},\"records\":[", records.len());
+            for (i, record) in records.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&record.to_json());
+            }
+            body.push_str("]}");
+            json_text(StatusCode::OK, body)
+        }
         Err(response) => response,
     }
 }
 
-/// The summary document: the totals, and the selection they cover.
-pub fn summary_json(summary: &store::Summary, query: &Query) -> serde_json::Value {
-    let mut value = serde_json::to_value(summary).unwrap_or_default();
-    value["start"] = query.start.map(time::format_unix).into();
-    value["end"] = query.end.map(time::format_unix).into();
-    value
+/// The summary document: the totals, then the selection they cover.
+#[derive(serde::Serialize)]
+struct SummaryDocument<'a> {
+    #[serde(flatten)]
+    totals: &'a store::Summary,
+    start: Option<String>,
+    end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records_dropped: Option<u64>,
+}
+
+/// The summary document as JSON text: the totals, `start` and `end` of the selection (`null`
+/// when open), and, from a running proxy, `records_dropped` since it started.
+pub fn summary_json(
+    summary: &store::Summary,
+    query: &Query,
+    records_dropped: Option<u64>,
+) -> String {
+    let document = SummaryDocument {
+        totals: summary,
+        start: query.start.map(time::format_unix),
+        end: query.end.map(time::format_unix),
+        records_dropped,
+    };
+    serde_json::to_string(&document).unwrap_or_default()
 }
 
 async fn summary(query: &str) -> Response<ClientBody> {
@@ -252,11 +284,10 @@ async fn summary(query: &str) -> Response<ClientBody> {
     };
     let selection = query.clone();
     match with_db(move |conn| store::summary(conn, &selection)).await {
-        Ok(summary) => {
-            let mut body = summary_json(&summary, &query);
-            body["records_dropped"] = super::dropped_total().into();
-            json(StatusCode::OK, &body)
-        }
+        Ok(summary) => json_text(
+            StatusCode::OK,
+            summary_json(&summary, &query, Some(super::dropped_total())),
+        ),
         Err(response) => response,
     }
 }
@@ -278,9 +309,9 @@ async fn validate_endpoint(query: &str) -> Response<ClientBody> {
         );
     };
     let report = validate::run(config).await;
-    json(
+    json_text(
         StatusCode::OK,
-        &serde_json::to_value(&report).unwrap_or_default(),
+        serde_json::to_string(&report).unwrap_or_default(),
     )
 }
 

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ pub const QUEUE_CAPACITY: usize = 8_192;
 
 /// The most records written in one transaction.
 const BATCH: usize = 1_024;
+
+/// How long the writer gathers records after the first of a batch: one transaction (and one
+/// log-file write) per this interval under load instead of one per record.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// How often the age retention runs (the row limit is checked after every batch).
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -82,7 +86,7 @@ fn shared() -> Option<Arc<Shared>> {
     SHARED.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Records dropped because the writer's queue was full (`headroom_host_records_dropped_total`).
+/// Records dropped because the writer's queue was full, since the process started.
 pub fn dropped_total() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
@@ -92,8 +96,8 @@ pub fn invalid_total() -> u64 {
     INVALID.load(Ordering::Relaxed)
 }
 
-/// A Prometheus collector exporting `headroom_host_records_dropped_total`, for the host's
-/// registry.
+/// A Prometheus collector exporting [`dropped_total`] as `headroom_host_records_dropped_total`,
+/// for the host's registry (`registry.register(records::dropped_collector()?)`).
 pub fn dropped_collector() -> prometheus::Result<Box<dyn prometheus::core::Collector>> {
     struct Dropped(prometheus::IntCounter);
     impl prometheus::core::Collector for Dropped {
@@ -126,7 +130,7 @@ pub fn submit(value: Vec<u8>) {
         Err(TrySendError::Full(_)) => {
             if DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
-                    "the record writer is behind: records are being dropped (counted in headroom_host_records_dropped_total)"
+                    "the record writer is behind: records are being dropped (counted as records_dropped in /v1/headroom/summary)"
                 );
             }
         }
@@ -316,9 +320,14 @@ impl Database {
             }
             Err(e) => self.warn("storing records", &e),
         }
-        let over = self.retention.max_rows > 0 && self.rows > self.retention.max_rows;
-        if over || self.last_retention.elapsed() >= RETENTION_EVERY {
+        if self.last_retention.elapsed() >= RETENTION_EVERY {
             self.retain();
+        } else if self.retention.max_rows > 0 && self.rows > self.retention.max_rows {
+            // At the cap, each batch deletes as many of the oldest rows as it added.
+            match store::delete_oldest(&self.conn, self.rows - self.retention.max_rows) {
+                Ok(deleted) => self.rows = self.rows.saturating_sub(deleted),
+                Err(e) => self.warn("applying the row limit", &e),
+            }
         }
     }
 
@@ -354,16 +363,26 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Vec<u8>>) {
         let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-        loop {
+        let mut open = true;
+        while open {
             match rx.recv_timeout(RETENTION_EVERY) {
                 Ok(value) => batch.push(value),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            if open && !batch.is_empty() {
+                // Sleeping (rather than waiting on the channel) spares the workers a wake-up
+                // per record; the queue holds what arrives meanwhile.
+                std::thread::sleep(LINGER);
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(value) => batch.push(value),
-                    Err(_) => break,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
             }
             self.write(&mut batch);
@@ -460,7 +479,10 @@ mod tests {
 
         let text = std::fs::read_to_string(&log).unwrap();
         let ours: Vec<&str> = text.lines().filter(|l| l.contains("\"unit-")).collect();
-        assert!(text.starts_with("earlier line\n"), "appended, not truncated");
+        assert!(
+            text.starts_with("earlier line\n"),
+            "appended, not truncated"
+        );
         assert_eq!(ours.len(), 3, "{text}");
         for (line, model) in ours.iter().zip(models) {
             assert_eq!(line.as_bytes(), value(model), "verbatim");
@@ -472,6 +494,19 @@ mod tests {
         let kept = store::list(&conn, &store::Query::default()).unwrap();
         assert_eq!(kept.len(), 2, "the row limit holds");
         assert!(kept.iter().all(|r| r.model.as_deref() != Some("unit-a")));
+    }
+
+    #[test]
+    fn the_dropped_counter_exports() {
+        let registry = prometheus::Registry::new();
+        registry.register(dropped_collector().unwrap()).unwrap();
+        let families = registry.gather();
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].name(), "headroom_host_records_dropped_total");
+        assert_eq!(
+            families[0].get_metric()[0].get_counter().get_value(),
+            dropped_total() as f64
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Record {
     pub provider: String,
     /// `openai_chat`, `openai_responses` or `anthropic_messages`.
     pub api: String,
-    /// The model the request named.
+    /// The model the request named, normalised as in the metric labels (`unknown` when none).
     pub model: Option<String>,
     /// The `X-Headroom-Stack` bucket (`unknown` when absent).
     pub stack: String,
@@ -27,9 +27,9 @@ pub struct Record {
     pub status: Option<u16>,
     /// Whether the response was streamed (SSE).
     pub stream: bool,
-    /// Tokens of the tool outputs the pipeline looked at, before compression.
+    /// The prompt's input tokens had nothing been compressed (`input_tokens + tokens_saved`).
     pub tokens_before: Option<i64>,
-    /// The same tokens after compression.
+    /// The prompt's input tokens as sent (`input_tokens`).
     pub tokens_after: Option<i64>,
     /// Tokens removed from the request.
     pub tokens_saved: i64,
@@ -47,9 +47,9 @@ pub struct Record {
     pub savings_usd: Option<f64>,
     /// Time from the request to the end of the response, ms.
     pub latency_ms: Option<f64>,
-    /// Time to the first response byte, ms.
+    /// Time to the response headers, ms.
     pub ttfb_ms: Option<f64>,
-    /// The filter's own time, ms.
+    /// The filter's own time on the request body, ms.
     pub overhead_ms: Option<f64>,
     /// What was done to the request, e.g. `json:smart_crusher`.
     pub transforms: Vec<String>,

@@ -354,15 +354,21 @@ pub fn apply_retention(
     if retention.max_rows > 0 {
         let rows = count(conn)?;
         if rows > retention.max_rows {
-            let excess = i64::try_from(rows - retention.max_rows).unwrap_or(i64::MAX);
-            deleted += conn.execute(
-                "DELETE FROM requests WHERE id IN \
-                 (SELECT id FROM requests ORDER BY time ASC, id ASC LIMIT ?1)",
-                [excess],
-            )? as u64;
+            deleted += delete_oldest(conn, rows - retention.max_rows)?;
         }
     }
     Ok(deleted)
+}
+
+/// Deletes the `n` oldest rows and returns how many went.
+pub fn delete_oldest(conn: &Connection, n: u64) -> Result<u64, rusqlite::Error> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let deleted = conn.execute(
+        "DELETE FROM requests WHERE id IN \
+         (SELECT id FROM requests ORDER BY time ASC, id ASC LIMIT ?1)",
+        [n],
+    )?;
+    Ok(deleted as u64)
 }
 
 /// The `WHERE` clause and its parameters for `query` (without the limit).
@@ -797,7 +803,8 @@ mod measure {
                 sample as f64 / secs
             );
         }
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;").unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")
+            .unwrap();
         let size = std::fs::metadata(&path).unwrap().len();
         println!(
             "{n} records: {size} bytes = {:.0} KiB per 10k records",
@@ -805,14 +812,42 @@ mod measure {
         );
         let started = std::time::Instant::now();
         let s = summary(&conn, &Query::default()).unwrap();
-        println!("summary over {} rows: {:?}", s.total_requests, started.elapsed());
+        println!(
+            "summary over {} rows: {:?}",
+            s.total_requests,
+            started.elapsed()
+        );
         let started = std::time::Instant::now();
-        let page = list(&conn, &Query { limit: Some(100), model: Some("gpt-4o".into()), ..Query::default() }).unwrap();
-        println!("newest 100 of a model: {} in {:?}", page.len(), started.elapsed());
+        let page = list(
+            &conn,
+            &Query {
+                limit: Some(100),
+                model: Some("gpt-4o".into()),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        println!(
+            "newest 100 of a model: {} in {:?}",
+            page.len(),
+            started.elapsed()
+        );
         let started = std::time::Instant::now();
-        println!("quick_check: {} in {:?}", quick_check(&conn).unwrap(), started.elapsed());
+        println!(
+            "quick_check: {} in {:?}",
+            quick_check(&conn).unwrap(),
+            started.elapsed()
+        );
         let started = std::time::Instant::now();
-        let deleted = apply_retention(&conn, Retention { days: 0, max_rows: 50_000 }, 0).unwrap();
+        let deleted = apply_retention(
+            &conn,
+            Retention {
+                days: 0,
+                max_rows: 50_000,
+            },
+            0,
+        )
+        .unwrap();
         println!("retention deleted {deleted} in {:?}", started.elapsed());
     }
 }
