@@ -71,7 +71,11 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{projects}"), |b| {
             b.iter(|| {
                 i += 1;
-                black_box(savings::record_shared(&kv, &request(i, projects), 1_780_000_000 + i))
+                black_box(savings::record_shared(
+                    &kv,
+                    &request(i, projects),
+                    1_780_000_000 + i,
+                ))
             })
         });
     }
