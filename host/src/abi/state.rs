@@ -33,6 +33,33 @@ pub struct PluginShared {
     pub metrics: Arc<Metrics>,
 }
 
+impl PluginShared {
+    /// The Headroom filter as both `headroom proxy` and `headroom validate` run it: named
+    /// `headroom`, with the `openai` and `anthropic` clusters and fresh metrics.
+    pub fn headroom(
+        configuration: Vec<u8>,
+        openai_url: &str,
+        anthropic_url: &str,
+        log_level: i32,
+        shared_data: Arc<SharedData>,
+    ) -> Self {
+        PluginShared {
+            name: "headroom".into(),
+            root_id: "headroom".into(),
+            vm_id: "headroom".into(),
+            configuration,
+            vm_configuration: Vec::new(),
+            clusters: HashMap::from([
+                ("openai".to_string(), openai_url.to_owned()),
+                ("anthropic".to_string(), anthropic_url.to_owned()),
+            ]),
+            log_level,
+            shared_data,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
 /// Facts about a stream the guest can read as properties.
 #[derive(Clone, Debug)]
 pub struct StreamInfo {

@@ -6,7 +6,6 @@ pub mod stream;
 pub mod upstream;
 pub mod worker;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
-use crate::abi::shared::{Metrics, SharedData};
+use crate::abi::shared::SharedData;
 use crate::abi::state::PluginShared;
 use crate::abi::vm::{Runtime, VmLimits};
 use crate::metrics::HostMetrics;
@@ -70,20 +69,13 @@ impl Proxy {
     /// Compiles the filter, starts one VM per worker (a filter that refuses its configuration
     /// stops the start here), binds the listener and starts serving.
     pub fn start(config: ProxyConfig) -> Result<Self> {
-        let plugin = PluginShared {
-            name: "headroom".into(),
-            root_id: "headroom".into(),
-            vm_id: "headroom".into(),
-            configuration: config.plugin_config.clone(),
-            vm_configuration: Vec::new(),
-            clusters: HashMap::from([
-                ("openai".to_string(), config.openai_url.clone()),
-                ("anthropic".to_string(), config.anthropic_url.clone()),
-            ]),
-            log_level: config.guest_log_level,
-            shared_data: config.shared_data.clone(),
-            metrics: Arc::new(Metrics::default()),
-        };
+        let plugin = PluginShared::headroom(
+            config.plugin_config.clone(),
+            &config.openai_url,
+            &config.anthropic_url,
+            config.guest_log_level,
+            config.shared_data.clone(),
+        );
         let runtime = Runtime::new(
             &config.plugin_wasm,
             plugin,

@@ -3,7 +3,6 @@
 //! and answers HTTP; the savings file's directory is writable; the request database opens and
 //! passes `PRAGMA quick_check`. Each failed check says what to do about it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::store;
-use crate::abi::shared::Metrics;
 use crate::abi::state::PluginShared;
 use crate::abi::vm::{Runtime, VmLimits};
 use crate::proxy::body::UpstreamBody;
@@ -155,20 +153,13 @@ pub async fn run(config: Arc<ValidateConfig>) -> Report {
 }
 
 fn check_plugin(config: &ValidateConfig) -> Check {
-    let plugin = PluginShared {
-        name: "headroom".into(),
-        root_id: "headroom".into(),
-        vm_id: "headroom".into(),
-        configuration: config.plugin_config.clone(),
-        vm_configuration: Vec::new(),
-        clusters: HashMap::from([
-            ("openai".to_string(), config.openai_url.clone()),
-            ("anthropic".to_string(), config.anthropic_url.clone()),
-        ]),
-        log_level: 4,
-        shared_data: Default::default(),
-        metrics: Arc::new(Metrics::default()),
-    };
+    let plugin = PluginShared::headroom(
+        config.plugin_config.clone(),
+        &config.openai_url,
+        &config.anthropic_url,
+        4,
+        Default::default(),
+    );
     let started = Instant::now();
     let result = Runtime::new(
         &config.plugin_wasm,

@@ -186,40 +186,28 @@ pub(crate) const CACHE_MODELS: LabelSet = LabelSet {
     cap: 256,
 };
 
-impl LabelSet {
-    /// Whether `value` was in the set before this call (it is added when there is room; a full
-    /// set answers true, as does a shared-data error).
-    pub(crate) fn seen_before(self, value: &str) -> bool {
-        for _ in 0..CAS_ATTEMPTS {
-            let Ok((stored, cas)) = hostcalls::get_shared_data(self.key) else {
-                return true;
-            };
-            // Present already, or no room: seen.
-            let (_, update) = crate::accounting::admit_label(
-                stored.as_deref().unwrap_or_default(),
-                value,
-                self.cap,
-            );
-            let Some(update) = update else {
-                return true;
-            };
-            match hostcalls::set_shared_data(self.key, Some(&update), cas) {
-                Ok(()) => return false,
-                Err(Status::CasMismatch) => continue,
-                Err(_) => return true,
-            }
-        }
-        true
-    }
+/// What adding a value to a [`LabelSet`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// It was there already.
+    Present,
+    /// It is there now.
+    Added,
+    /// No room for it.
+    Full,
+    /// Shared data failed (or kept changing): unknown.
+    Failed,
+}
 
-    /// Whether `value` has (or now gets) its own label.
-    pub(crate) fn admit(self, value: &str) -> bool {
+impl LabelSet {
+    /// Adds `value` if it is absent and there is room (compare-and-swap, retried).
+    fn insert(self, value: &str) -> Insert {
         for _ in 0..CAS_ATTEMPTS {
             let (stored, cas) = match hostcalls::get_shared_data(self.key) {
                 Ok(found) => found,
                 Err(status) => {
                     debug!("headroom: cannot read {}: {status:?}", self.key);
-                    return false;
+                    return Insert::Failed;
                 }
             };
             let (admitted, update) = crate::accounting::admit_label(
@@ -228,18 +216,33 @@ impl LabelSet {
                 self.cap,
             );
             let Some(update) = update else {
-                return admitted;
+                return if admitted {
+                    Insert::Present
+                } else {
+                    Insert::Full
+                };
             };
             match hostcalls::set_shared_data(self.key, Some(&update), cas) {
-                Ok(()) => return true,
+                Ok(()) => return Insert::Added,
                 Err(Status::CasMismatch) => continue,
                 Err(status) => {
                     debug!("headroom: cannot write {}: {status:?}", self.key);
-                    return false;
+                    return Insert::Failed;
                 }
             }
         }
-        false
+        Insert::Failed
+    }
+
+    /// Whether `value` has (or now gets) its own label.
+    pub(crate) fn admit(self, value: &str) -> bool {
+        matches!(self.insert(value), Insert::Present | Insert::Added)
+    }
+
+    /// Whether `value` was in the set before this call (it is added when there is room; a full
+    /// set, or a shared-data failure, answers true).
+    pub(crate) fn seen_before(self, value: &str) -> bool {
+        self.insert(value) != Insert::Added
     }
 
     /// Every value admitted so far, in order of first use.
