@@ -110,6 +110,8 @@ pub struct Process {
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The workspace the test gave it when it named none (removed on drop).
+    workspace: Option<PathBuf>,
 }
 
 impl Process {
@@ -121,6 +123,21 @@ impl Process {
             .args(args);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // Never the user's ~/.headroom: unless the test chose where the savings file and the
+        // request database live, they go to a workspace of this process's own.
+        let chosen = |name: &str| env.iter().any(|(k, _)| *k == name);
+        let workspace = (!chosen("HEADROOM_SAVINGS_PATH") && !chosen("HEADROOM_WORKSPACE_DIR"))
+            .then(|| {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                std::env::temp_dir().join(format!(
+                    "headroom-test-workspace-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ))
+            });
+        if let Some(dir) = &workspace {
+            cmd.env("HEADROOM_WORKSPACE_DIR", dir);
         }
         cmd.env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -151,7 +168,12 @@ impl Process {
                 let addr = addr
                     .parse()
                     .with_context(|| format!("listening address {addr:?}"))?;
-                return Ok(Self { child, addr, log });
+                return Ok(Self {
+                    child,
+                    addr,
+                    log,
+                    workspace,
+                });
             }
             if let Some(status) = child.try_wait()? {
                 bail!(
@@ -213,6 +235,9 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.workspace {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
