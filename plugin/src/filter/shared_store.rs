@@ -266,46 +266,52 @@ pub(crate) fn budget_state(period: crate::budget::Period, now: u64) -> crate::bu
     stored.unwrap_or_default().current(period, now)
 }
 
-/// Adds `cost_usd` to the budget state, rolling over at the period boundary.
-pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
+/// Rewrites the value under `key` with `update` (given the stored bytes, empty when absent)
+/// by compare-and-swap, retried on a conflict. Returns the value written, or `None` when
+/// shared data failed or kept changing (a lost update only blurs a statistic).
+fn update_shared(key: &str, mut update: impl FnMut(&[u8]) -> Vec<u8>) -> Option<Vec<u8>> {
     for _ in 0..CAS_ATTEMPTS {
-        let Ok((stored, cas)) = hostcalls::get_shared_data(BUDGET_KEY) else {
-            return;
-        };
-        let mut state = stored
-            .as_deref()
-            .and_then(crate::budget::BudgetState::decode)
-            .unwrap_or_default();
-        state.add(period, cost_usd, now);
-        match hostcalls::set_shared_data(BUDGET_KEY, Some(&state.encode()), cas) {
+        let (stored, cas) = hostcalls::get_shared_data(key).ok()?;
+        let value = update(stored.as_deref().unwrap_or_default());
+        match hostcalls::set_shared_data(key, Some(&value), cas) {
+            Ok(()) => return Some(value),
             Err(Status::CasMismatch) => continue,
-            _ => return,
+            Err(status) => {
+                debug!("headroom: cannot write {key}: {status:?}");
+                return None;
+            }
         }
     }
+    debug!("headroom: {key} kept changing; update dropped");
+    None
+}
+
+/// Adds `cost_usd` to the budget state, rolling over at the period boundary.
+pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
+    update_shared(BUDGET_KEY, |stored| {
+        let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
+        state.add(period, cost_usd, now);
+        state.encode()
+    });
 }
 
 /// Where the process-wide [`Timings`](crate::stats::Timings) live.
 const TIMINGS_KEY: &str = "headroom.timings";
 
 /// Adds one exchange's samples (microseconds, per histogram) to the process-wide timings in a
-/// single compare-and-swap, and returns the timings as they now stand (`None` when the samples
-/// were dropped after repeated conflicts, which only blurs an average).
+/// single compare-and-swap, and returns the timings as they now stand.
 pub(crate) fn record_timings(
     samples: &[(crate::metrics::Histogram, u64)],
 ) -> Option<crate::stats::Timings> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (stored, cas) = hostcalls::get_shared_data(TIMINGS_KEY).ok()?;
-        let mut timings = crate::stats::Timings::decode(stored.as_deref().unwrap_or_default());
+    let mut latest = crate::stats::Timings::default();
+    update_shared(TIMINGS_KEY, |stored| {
+        latest = crate::stats::Timings::decode(stored);
         for &(histogram, us) in samples {
-            timings.get_mut(histogram).record(us);
+            latest.get_mut(histogram).record(us);
         }
-        match hostcalls::set_shared_data(TIMINGS_KEY, Some(&timings.encode()), cas) {
-            Err(Status::CasMismatch) => continue,
-            Ok(()) => return Some(timings),
-            Err(_) => return None,
-        }
-    }
-    None
+        latest.encode()
+    })?;
+    Some(latest)
 }
 
 /// Shared-data key of the per-transform timings.
@@ -316,20 +322,13 @@ pub(crate) fn record_transform_timings(samples: &[(String, u64)]) {
     if samples.is_empty() {
         return;
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let Ok((stored, cas)) = hostcalls::get_shared_data(TRANSFORM_TIMINGS_KEY) else {
-            return;
-        };
-        let mut timings =
-            crate::stats::TransformTimings::decode(stored.as_deref().unwrap_or_default());
+    update_shared(TRANSFORM_TIMINGS_KEY, |stored| {
+        let mut timings = crate::stats::TransformTimings::decode(stored);
         for (transform, us) in samples {
             timings.record(transform, *us);
         }
-        match hostcalls::set_shared_data(TRANSFORM_TIMINGS_KEY, Some(&timings.encode()), cas) {
-            Err(Status::CasMismatch) => continue,
-            _ => return,
-        }
-    }
+        timings.encode()
+    });
 }
 
 /// The process-wide per-transform timings.
