@@ -38,25 +38,49 @@ pub fn billed_figures(usage: &Usage) -> TokenFigures {
     figures
 }
 
-/// The cost counter increments of one response of `model` whose request had `tokens_saved`
-/// removed: input-side and output cost, and the compression saving (tokens saved × the input
-/// price). A model without a price moves only [`Counter::CostUnknownRequests`]: its cost is
-/// unknown, never zero.
-pub fn cost_increments(
+/// USD as the nano-USD integer the cost counters hold (negative and non-finite → 0).
+pub fn nano_usd(usd: f64) -> u64 {
+    (usd * NANO_USD_PER_USD).round().max(0.0) as u64
+}
+
+/// What one priced exchange cost, in USD.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    /// Input side (uncached input, cache reads and writes).
+    pub input_usd: f64,
+    /// Output.
+    pub output_usd: f64,
+    /// Tokens saved at the model's input price.
+    pub savings_usd: f64,
+}
+
+/// The cost of one response of `model` whose request had `tokens_saved` removed: input-side
+/// and output cost, and the compression saving (tokens saved × the input price). `None` for a
+/// model without a price: its cost is unknown, never zero.
+pub fn exchange_costs(
     prices: &PriceTable,
     model: &str,
     usage: &Usage,
     tokens_saved: u64,
-) -> Vec<(Counter, u64)> {
-    let nano = |usd: f64| (usd * NANO_USD_PER_USD).round().max(0.0) as u64;
-    let Some(cost) = prices.cost(model, &billed_figures(usage)) else {
+) -> Option<Costs> {
+    let cost = prices.cost(model, &billed_figures(usage))?;
+    Some(Costs {
+        input_usd: cost.input_side_usd(),
+        output_usd: cost.output_usd,
+        savings_usd: prices.savings_usd(model, tokens_saved).unwrap_or(0.0),
+    })
+}
+
+/// The cost counter increments of one response: its [`Costs`], or only
+/// [`Counter::CostUnknownRequests`] when its model has no price.
+pub fn cost_increments(costs: Option<&Costs>) -> Vec<(Counter, u64)> {
+    let Some(costs) = costs else {
         return vec![(Counter::CostUnknownRequests, 1)];
     };
-    let saved = prices.savings_usd(model, tokens_saved).unwrap_or(0.0);
     let mut out = vec![
-        (Counter::CostInputNanoUsd, nano(cost.input_side_usd())),
-        (Counter::CostOutputNanoUsd, nano(cost.output_usd)),
-        (Counter::SavingsNanoUsd, nano(saved)),
+        (Counter::CostInputNanoUsd, nano_usd(costs.input_usd)),
+        (Counter::CostOutputNanoUsd, nano_usd(costs.output_usd)),
+        (Counter::SavingsNanoUsd, nano_usd(costs.savings_usd)),
         (Counter::CostKnownRequests, 1),
     ];
     out.retain(|(_, delta)| *delta > 0);
@@ -283,14 +307,17 @@ mod tests {
         let prices = PriceTable::builtin();
         // Sonnet: $3 / $15 per million; read 0.1x, 5m write 1.25x, 1h write 2x input.
         let usage = anthropic(1_000_000, 1_000_000, 0, 1_000_000);
-        let inc = cost_increments(&prices, "claude-sonnet-4-5", &usage, 1_000_000);
+        let inc = cost_increments(
+            exchange_costs(&prices, "claude-sonnet-4-5", &usage, 1_000_000).as_ref(),
+        );
         let usd = |c| get(&inc, c) as f64 / NANO_USD_PER_USD;
         // uncached 20 tokens (0.00006) + read 0.3 + 1h write 6.0.
         assert!((usd(Counter::CostInputNanoUsd) - 6.30006).abs() < 1e-9);
         assert!((usd(Counter::CostOutputNanoUsd) - 0.0003).abs() < 1e-9);
         assert!((usd(Counter::SavingsNanoUsd) - 3.0).abs() < 1e-9);
         assert_eq!(get(&inc, Counter::CostKnownRequests), 1);
-        let unknown = cost_increments(&prices, "my-local-llama", &usage, 5);
+        let unknown =
+            cost_increments(exchange_costs(&prices, "my-local-llama", &usage, 5).as_ref());
         assert_eq!(unknown, vec![(Counter::CostUnknownRequests, 1)]);
     }
 

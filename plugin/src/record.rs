@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::accounting::Costs;
 use crate::api::Api;
 use crate::budget::format_rfc3339;
 use crate::fail_open::FailOpen;
@@ -16,17 +17,6 @@ use crate::usage::Usage;
 
 /// The property the record is set under.
 pub const PROPERTY: &str = "headroom_record";
-
-/// The exchange's cost, when its model is priced.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Costs {
-    /// Input side (uncached input, cache reads and writes).
-    pub input_usd: f64,
-    /// Output.
-    pub output_usd: f64,
-    /// Tokens saved at the model's input price.
-    pub savings_usd: f64,
-}
 
 /// What the filter knows about an exchange when it ends.
 #[derive(Debug, Clone)]

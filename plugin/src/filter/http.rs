@@ -603,31 +603,13 @@ impl HeadroomHttp {
             .or_else(|| usage.as_ref().and_then(|u| u.model.clone()));
         let mut costs = None;
         if let (Some(usage), Some(model)) = (&usage, &raw_model) {
-            let increments =
-                accounting::cost_increments(&shared.prices, model, usage, self.tokens_saved);
-            let nano = |c| {
-                increments
-                    .iter()
-                    .find(|(k, _)| *k == c)
-                    .map_or(0, |(_, v)| *v) as f64
-                    / accounting::NANO_USD_PER_USD
-            };
-            if !increments
-                .iter()
-                .any(|(c, _)| *c == Counter::CostUnknownRequests)
-            {
-                costs = Some(record::Costs {
-                    input_usd: nano(Counter::CostInputNanoUsd),
-                    output_usd: nano(Counter::CostOutputNanoUsd),
-                    savings_usd: nano(Counter::SavingsNanoUsd),
-                });
-            }
+            costs = accounting::exchange_costs(&shared.prices, model, usage, self.tokens_saved);
             if let (Some(budget), Some(costs), Some(now)) =
                 (&shared.config.budget, &costs, unix_now())
             {
                 shared_store::spend(budget.period, costs.input_usd + costs.output_usd, now);
             }
-            for (counter, delta) in increments {
+            for (counter, delta) in accounting::cost_increments(costs.as_ref()) {
                 shared.counters.add(counter, delta);
             }
         }
@@ -663,14 +645,14 @@ impl HeadroomHttp {
             } else {
                 OTHER_MODEL
             };
-            let nano = |usd: f64| (usd * accounting::NANO_USD_PER_USD).round().max(0.0) as u64;
             shared.counters.add_named(
                 &metrics::cost_by_model(label),
-                nano(costs.input_usd + costs.output_usd),
+                accounting::nano_usd(costs.input_usd + costs.output_usd),
             );
-            shared
-                .counters
-                .add_named(&metrics::savings_by_model(label), nano(costs.savings_usd));
+            shared.counters.add_named(
+                &metrics::savings_by_model(label),
+                accounting::nano_usd(costs.savings_usd),
+            );
         }
         let exchange = record::Exchange {
             api,
@@ -708,7 +690,7 @@ impl HeadroomHttp {
 
 /// Adds lifetime totals to the process's `headroom_persistent_savings_*` counters.
 pub(crate) fn add_lifetime(shared: &Shared, lifetime: &savings::Lifetime) {
-    let nano = |usd: f64| (usd * accounting::NANO_USD_PER_USD).round().max(0.0) as u64;
+    let nano = accounting::nano_usd;
     let c = &shared.counters;
     c.add(Counter::PersistentRequests, lifetime.requests);
     c.add(Counter::PersistentTokensSaved, lifetime.tokens_saved);
