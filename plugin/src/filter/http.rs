@@ -871,7 +871,7 @@ fn send_stats(shared: &Shared) -> Action {
         budget,
     };
     let mut body = stats::render(&snapshot);
-    let (ledger, storage) = shared_store::savings();
+    let (ledger, storage) = shared_store::savings(history::STATS_HISTORY_POINTS);
     if let serde_json::Value::Object(map) = &mut body {
         let now = unix_now().unwrap_or(0);
         map.insert(
@@ -893,7 +893,7 @@ fn send_history(path: &[u8]) -> Action {
         Ok(query) => query,
         Err(bad) => return send_local(400, "application/json", bad.body().as_bytes(), "history"),
     };
-    let (ledger, storage) = shared_store::savings();
+    let (ledger, storage) = shared_store::savings(u64::MAX);
     match query.format {
         history::Format::Json => {
             let now = unix_now().unwrap_or(0);

@@ -375,9 +375,10 @@ impl crate::savings::KeyValue for ProxyKv {
     }
 }
 
-/// The savings ledger and where the host keeps it.
-pub(crate) fn savings() -> (crate::savings::Ledger, crate::savings::StorageInfo) {
-    let ledger = crate::savings::read_shared(&ProxyKv);
+/// The savings ledger (the head and at most the newest `points` checkpoints) and where the
+/// host keeps it.
+pub(crate) fn savings(points: u64) -> (crate::savings::Ledger, crate::savings::StorageInfo) {
+    let ledger = crate::savings::read_shared_tail(&ProxyKv, points);
     let storage = crate::savings::KeyValue::get(&ProxyKv, crate::savings::STORAGE_KEY)
         .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();

@@ -223,7 +223,8 @@ pub struct Bucket {
 /// The rollup of time-sorted checkpoints into `period` buckets: per point the increase over the
 /// previous point (from 0), summed per bucket; empty buckets are not emitted.
 pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
-    let mut buckets: Vec<Bucket> = Vec::new();
+    // Each bucket with the sum of its points' deltas, copied into it at the end.
+    let mut buckets: Vec<(Bucket, Deltas)> = Vec::new();
     let zero = Checkpoint::default();
     let mut prev = &zero;
     let mut current_start = None;
@@ -245,18 +246,14 @@ pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
         let start = period_start(period, point.timestamp);
         if current_start != Some(start) {
             current_start = Some(start);
-            buckets.push(Bucket {
+            let bucket = Bucket {
                 timestamp: format_rfc3339(start),
                 ..Bucket::default()
-            });
+            };
+            buckets.push((bucket, Deltas::default()));
         }
-        if let Some(b) = buckets.last_mut() {
-            b.tokens_saved += d.tokens_saved;
-            b.compression_savings_usd_delta =
-                usd6(b.compression_savings_usd_delta + d.compression_savings_usd_delta);
-            b.total_input_tokens_delta += d.total_input_tokens_delta;
-            b.total_input_cost_usd_delta =
-                usd6(b.total_input_cost_usd_delta + d.total_input_cost_usd_delta);
+        if let Some((b, sum)) = buckets.last_mut() {
+            sum.add(&d);
             b.total_tokens_saved = point.total_tokens_saved;
             b.compression_savings_usd = point.compression_savings_usd;
             b.total_input_tokens = point.total_input_tokens;
@@ -272,6 +269,15 @@ pub fn rollup(history: &[Checkpoint], period: Period) -> Vec<Bucket> {
         prev = point;
     }
     buckets
+        .into_iter()
+        .map(|(bucket, sum)| Bucket {
+            tokens_saved: sum.tokens_saved,
+            compression_savings_usd_delta: sum.compression_savings_usd_delta,
+            total_input_tokens_delta: sum.total_input_tokens_delta,
+            total_input_cost_usd_delta: sum.total_input_cost_usd_delta,
+            ..bucket
+        })
+        .collect()
 }
 
 /// Python's `str(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16.
@@ -522,7 +528,12 @@ pub fn document(ledger: &Ledger, storage: &StorageInfo, mode: HistoryMode, now: 
     serde_json::to_string(&doc).unwrap_or_default()
 }
 
-/// `/stats.persistent_savings`: the ledger's preview (last 20 checkpoints).
+/// Checkpoints `/stats` shows at most ([`savings_history`]); the rest of its ledger need not
+/// be read.
+pub const STATS_HISTORY_POINTS: u64 = 100;
+
+/// `/stats.persistent_savings`: the ledger's preview (last 20 checkpoints; `history_points`
+/// is the stored count, so `ledger` may hold only its newest checkpoints).
 pub fn persistent_savings(ledger: &Ledger, storage: &StorageInfo, now: u64) -> Value {
     let history = Ledger::retained(&ledger.history);
     let recent = history
@@ -534,7 +545,7 @@ pub fn persistent_savings(ledger: &Ledger, storage: &StorageInfo, now: u64) -> V
         "lifetime": lifetime_json(&ledger.head.lifetime),
         "display_session": session_view(&ledger.head.display_session, now),
         "display_session_policy": {"rollover_inactivity_minutes": SESSION_ROLLOVER_MINUTES},
-        "history_points": history.len(),
+        "history_points": ledger.head.history_points(),
         "recent_history": recent,
         "retention": retention(),
         "projects": projects(ledger),
@@ -543,11 +554,12 @@ pub fn persistent_savings(ledger: &Ledger, storage: &StorageInfo, now: u64) -> V
     })
 }
 
-/// `/stats.savings_history`: the last 100 checkpoints as `[timestamp, total_tokens_saved]`.
+/// `/stats.savings_history`: the last [`STATS_HISTORY_POINTS`] checkpoints as
+/// `[timestamp, total_tokens_saved]`.
 pub fn savings_history(ledger: &Ledger) -> Value {
     let history = Ledger::retained(&ledger.history);
     let recent = history
-        .get(history.len().saturating_sub(100)..)
+        .get(history.len().saturating_sub(STATS_HISTORY_POINTS as usize)..)
         .unwrap_or_default();
     Value::Array(
         recent

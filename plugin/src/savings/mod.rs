@@ -373,34 +373,34 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Sorts the checkpoints by time (stable) and applies the retention rules with the newest
-    /// checkpoint as the reference: older than [`MAX_HISTORY_AGE_DAYS`] dropped (the newest
-    /// always kept), then at most [`MAX_HISTORY_POINTS`]. Renumbers the head's sequence.
+    /// Sorts the checkpoints and applies the retention rules ([`Ledger::retain`]), keeps at
+    /// most [`MAX_PROJECTS`] projects, and renumbers the head's sequence.
     pub fn normalize(&mut self) {
-        self.history.sort_by_key(|c| c.timestamp);
-        if let Some(newest) = self.history.last().map(|c| c.timestamp) {
-            let cutoff = newest.saturating_sub(MAX_HISTORY_AGE_DAYS * 86_400);
-            self.history.retain(|c| c.timestamp >= cutoff);
-        }
-        let excess = self
-            .history
-            .len()
-            .saturating_sub(MAX_HISTORY_POINTS as usize);
-        self.history.drain(..excess);
+        Self::retain(&mut self.history);
         limit_projects(&mut self.head.projects, None);
         self.head.first_seq = 0;
         self.head.next_seq = self.history.len() as u64;
     }
 
-    /// The checkpoints as the views use them: time-sorted, retention applied relative to the
-    /// newest (the shared-data layout evicts by count only).
+    /// Sorts checkpoints by time (stable) and applies the retention rules with the newest as the
+    /// reference: older than [`MAX_HISTORY_AGE_DAYS`] dropped (the newest always kept), then at
+    /// most [`MAX_HISTORY_POINTS`].
+    pub fn retain(history: &mut Vec<Checkpoint>) {
+        history.sort_by_key(|c| c.timestamp);
+        if let Some(newest) = history.last().map(|c| c.timestamp) {
+            let cutoff = newest.saturating_sub(MAX_HISTORY_AGE_DAYS * 86_400);
+            history.retain(|c| c.timestamp >= cutoff);
+        }
+        let excess = history.len().saturating_sub(MAX_HISTORY_POINTS as usize);
+        history.drain(..excess);
+    }
+
+    /// The checkpoints as the views use them: [`Ledger::retain`] applied to a copy (the
+    /// shared-data layout evicts by count only).
     pub fn retained(history: &[Checkpoint]) -> Vec<Checkpoint> {
-        let mut ledger = Ledger {
-            head: Head::default(),
-            history: history.to_vec(),
-        };
-        ledger.normalize();
-        ledger.history
+        let mut history = history.to_vec();
+        Self::retain(&mut history);
+        history
     }
 }
 
@@ -461,11 +461,18 @@ pub fn claim_metrics_seed(store: &dyn KeyValue) -> Option<Lifetime> {
 /// Reads the whole ledger from shared data (a checkpoint whose key is not written yet is
 /// skipped).
 pub fn read_shared(store: &dyn KeyValue) -> Ledger {
+    read_shared_tail(store, u64::MAX)
+}
+
+/// Reads the head and at most the newest `points` checkpoints: what `/stats` shows, without
+/// reading and parsing thousands of checkpoints it does not.
+pub fn read_shared_tail(store: &dyn KeyValue, points: u64) -> Ledger {
     let head = store
         .get(HEAD_KEY)
         .map(|(bytes, _)| Head::decode(&bytes))
         .unwrap_or_default();
-    let history = (head.first_seq..head.next_seq)
+    let from = head.next_seq.saturating_sub(points).max(head.first_seq);
+    let history = (from..head.next_seq)
         .filter_map(|seq| store.get(&checkpoint_key(seq)))
         .filter_map(|(bytes, _)| serde_json::from_slice::<Checkpoint>(&bytes).ok())
         .collect();
@@ -602,6 +609,10 @@ mod tests {
         }
         let ledger = read_shared(&kv);
         assert_eq!(ledger.history.len() as u64, MAX_HISTORY_POINTS);
+        let tail = read_shared_tail(&kv, 3);
+        let saved: Vec<u64> = tail.history.iter().map(|c| c.total_tokens_saved).collect();
+        assert_eq!(saved, vec![5001, 5002, 5003]);
+        assert_eq!(tail.head, ledger.head);
         assert_eq!(
             ledger.history.first().map(|c| c.total_tokens_saved),
             Some(4)
