@@ -60,7 +60,18 @@ impl Counters {
 
     /// Whether this VM has defined the counter called `name` (so its label was admitted).
     pub(crate) fn has_named(&self, name: &str) -> bool {
-        self.dynamic.borrow().get(name).is_some_and(Option::is_some)
+        self.dynamic
+            .try_borrow()
+            .is_ok_and(|d| d.get(name).is_some_and(Option::is_some))
+    }
+
+    /// The id of the metric called `name`, defined as `kind` on first use (`None` when the host
+    /// refused it).
+    fn named_id(&self, name: &str, kind: MetricType) -> Option<u32> {
+        let mut dynamic = self.dynamic.try_borrow_mut().ok()?;
+        *dynamic
+            .entry(name.to_owned())
+            .or_insert_with(|| define(kind, name))
     }
 
     /// Adds one to the counter called `name`, defining it on first use.
@@ -73,13 +84,7 @@ impl Counters {
         if delta == 0 {
             return;
         }
-        let id = {
-            let mut dynamic = self.dynamic.borrow_mut();
-            *dynamic
-                .entry(name.to_owned())
-                .or_insert_with(|| define(MetricType::Counter, name))
-        };
-        if let Some(id) = id {
+        if let Some(id) = self.named_id(name, MetricType::Counter) {
             increment(id, delta, name);
         }
     }
@@ -94,13 +99,8 @@ impl Counters {
 
     /// The current value of the counter called `name` (0 when never defined).
     pub(crate) fn get_named(&self, name: &str) -> u64 {
-        let id = {
-            let mut dynamic = self.dynamic.borrow_mut();
-            *dynamic
-                .entry(name.to_owned())
-                .or_insert_with(|| define(MetricType::Counter, name))
-        };
-        id.and_then(|id| hostcalls::get_metric(id).ok())
+        self.named_id(name, MetricType::Counter)
+            .and_then(|id| hostcalls::get_metric(id).ok())
             .unwrap_or(0)
     }
 
@@ -124,13 +124,7 @@ impl Counters {
 
     /// Records one sample of the histogram called `name`, defining it on first use.
     pub(crate) fn record_named(&self, name: &str, value: u64) {
-        let id = {
-            let mut dynamic = self.dynamic.borrow_mut();
-            *dynamic
-                .entry(name.to_owned())
-                .or_insert_with(|| define(MetricType::Histogram, name))
-        };
-        if let Some(id) = id
+        if let Some(id) = self.named_id(name, MetricType::Histogram)
             && let Err(status) = hostcalls::record_metric(id, value)
         {
             debug!("headroom: cannot record {name}: {status:?}");
