@@ -621,7 +621,17 @@ impl HeadroomHttp {
             if api.provider() == crate::api::Provider::Anthropic
                 && (figures.read > 0 || figures.write > 0)
             {
-                let seen = shared_store::CACHE_MODELS.seen_before(&model);
+                // Models enter the set and never leave it: once seen here, no need to ask.
+                let seen_here = &shared.cache_models_seen;
+                let known = seen_here.try_borrow().is_ok_and(|m| m.contains(&model));
+                let seen = known || shared_store::CACHE_MODELS.seen_before(&model);
+                if let Ok(mut local) = seen_here.try_borrow_mut()
+                    // Bounded like the process-wide set: model names come from clients.
+                    && !known
+                    && local.len() < shared_store::CACHE_MODELS_CAP
+                {
+                    local.insert(model.clone());
+                }
                 for (counter, delta) in accounting::bust_increments(api.provider(), &figures, seen)
                 {
                     shared.counters.add(counter, delta);

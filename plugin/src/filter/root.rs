@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::SystemTime,
     /// Start of the budget period whose first rejection this VM has logged (0: none yet).
     pub(crate) budget_warned: std::cell::Cell<u64>,
+    /// Models this VM knows have had a response with prompt-cache activity (so the
+    /// process-wide set need not be read again for them).
+    pub(crate) cache_models_seen: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 /// The plugin's root context.
@@ -83,6 +86,7 @@ impl RootContext for HeadroomRoot {
             stores,
             prices,
             budget_warned: std::cell::Cell::new(0),
+            cache_models_seen: Default::default(),
             started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
         });
         // A ledger the host restored counts in the persistent counters once per process.

@@ -183,8 +183,11 @@ pub(crate) const STACKS: LabelSet = LabelSet {
 /// the cap every model counts as seen.
 pub(crate) const CACHE_MODELS: LabelSet = LabelSet {
     key: "headroom.labels.cache_model",
-    cap: 256,
+    cap: CACHE_MODELS_CAP,
 };
+
+/// How many models [`CACHE_MODELS`] holds.
+pub(crate) const CACHE_MODELS_CAP: usize = 256;
 
 /// What adding a value to a [`LabelSet`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
