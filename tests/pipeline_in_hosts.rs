@@ -3,9 +3,11 @@
 //! real Envoy with two workers. For every turn the upstream body is byte-identical to the
 //! native pipeline's output (parity), its prefix is byte-identical to the previous turn's
 //! (prompt caches survive, also across VMs), and every marker's hash is served by the
-//! filter's retrieval endpoint from shared data.
+//! filter's retrieval endpoint from shared data. The counters, `/stats` and the waste signals
+//! agree with the native pipeline's figures.
 
 use headroom_plugin::api::Api;
+use headroom_plugin::pipeline::waste::WasteTokens;
 use headroom_plugin::pipeline::{MemoryHost, PipelineConfig, compress_request};
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
@@ -90,13 +92,14 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
     let mut native = MemoryHost::default();
     let mut previous: Option<Vec<u8>> = None;
     let mut hashes = Vec::new();
+    let mut waste = WasteTokens::default();
     const TURNS: usize = 6;
     for turn in 1..=TURNS {
         let body = anthropic_request(turn);
-        let expected = compress_request(Api::AnthropicMessages, &body, &config, &mut native)
-            .map_err(|e| anyhow::anyhow!("native pipeline: {e}"))?
-            .body
-            .unwrap_or_else(|| body.clone());
+        let outcome = compress_request(Api::AnthropicMessages, &body, &config, &mut native)
+            .map_err(|e| anyhow::anyhow!("native pipeline: {e}"))?;
+        waste.merge(&outcome.waste);
+        let expected = outcome.body.unwrap_or_else(|| body.clone());
         let response = client::send(target.addr(), &post("/v1/messages", body), |_| {}).await?;
         ensure!(
             response.status == 200,
@@ -268,6 +271,22 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
                 ensure!(
                     timing[strategy.as_str()]["count"].as_u64() >= Some(1),
                     "{name}: {strategy} not timed: {timing}"
+                );
+            }
+            // Waste signals: each turn's new output examined once, the same figures as the
+            // native pipeline's, in the counters and in /stats.
+            ensure!(!waste.is_empty(), "{name}: the corpus shows no waste");
+            for (signal, tokens) in waste.iter() {
+                let series = format!(
+                    "headroom_waste_signal_tokens_total{{signal=\"{}\"}}",
+                    signal.as_str()
+                );
+                ensure!(
+                    delta(&series) == tokens as f64
+                        && stats["waste_signals"][signal.as_str()] == tokens,
+                    "{name}: {series}: {} counted, /stats {}, native {tokens}",
+                    delta(&series),
+                    stats["waste_signals"]
                 );
             }
             // The savings ledger: one request per turn, a checkpoint per turn that saved.

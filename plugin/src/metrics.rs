@@ -9,6 +9,7 @@
 use crate::api::Provider;
 use crate::fail_open::FailOpen;
 use crate::pipeline::Decision;
+use crate::pipeline::waste::WasteSignal;
 
 /// Every request the filter sees.
 pub const INBOUND_REQUESTS: &str = "headroom_inbound_requests_total";
@@ -94,6 +95,12 @@ pub const TOKENS_SAVED_BY_STRATEGY: &str = "headroom_tokens_saved_by_strategy_to
 pub const COST_BY_MODEL: &str = "headroom_cost_by_model_nanousd_total";
 /// Compression savings by model, nano-USD (label `model`).
 pub const SAVINGS_BY_MODEL: &str = "headroom_compression_savings_by_model_nanousd_total";
+
+/// Tokens of new tool outputs spent on a kind of waste (label `signal`; see
+/// [`crate::pipeline::waste`]).
+pub const WASTE_SIGNAL_TOKENS: &str = "headroom_waste_signal_tokens_total";
+/// Label of [`WASTE_SIGNAL_TOKENS`].
+pub const SIGNAL_LABEL: &str = "signal";
 
 /// Label of [`COMPRESSIONS_BY_STRATEGY`] and [`TOKENS_SAVED_BY_STRATEGY`].
 pub const STRATEGY_LABEL: &str = "strategy";
@@ -328,6 +335,8 @@ pub enum Counter {
     Compressions(Strategy),
     /// [`TOKENS_SAVED_BY_STRATEGY`]
     TokensSavedBy(Strategy),
+    /// [`WASTE_SIGNAL_TOKENS`]
+    WasteSignalTokens(WasteSignal),
 }
 
 impl Counter {
@@ -372,6 +381,7 @@ impl Counter {
         ]);
         all.extend(Strategy::ALL.map(Self::Compressions));
         all.extend(Strategy::ALL.map(Self::TokensSavedBy));
+        all.extend(WasteSignal::ALL.map(Self::WasteSignalTokens));
         all
     }
 
@@ -435,6 +445,9 @@ impl Counter {
             }
             Self::TokensSavedBy(s) => {
                 labeled_name(TOKENS_SAVED_BY_STRATEGY, STRATEGY_LABEL, s.as_str())
+            }
+            Self::WasteSignalTokens(signal) => {
+                labeled_name(WASTE_SIGNAL_TOKENS, SIGNAL_LABEL, signal.as_str())
             }
         }
     }

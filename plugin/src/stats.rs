@@ -14,6 +14,7 @@ use crate::api::Provider;
 use crate::fail_open::FailOpen;
 use crate::metrics::{Counter, Histogram, Strategy, Ttl};
 use crate::pipeline::Decision;
+use crate::pipeline::waste::WasteSignal;
 
 /// Count, sum, minimum and maximum of one timing, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -283,6 +284,7 @@ pub fn render(s: &Snapshot) -> Value {
         "pipeline_timing": s.transform_timings.json(),
         "compressions_by_strategy": by_strategy(s, Counter::Compressions),
         "tokens_saved_by_strategy": by_strategy(s, Counter::TokensSavedBy),
+        "waste_signals": waste_signals(s),
         "fail_open": fail_open,
         "prefix_cache": prefix_cache(s),
         "cost": cost(s),
@@ -343,6 +345,20 @@ fn by_strategy(s: &Snapshot, counter: fn(Strategy) -> Counter) -> Value {
         .map(|st| (st.as_str().to_owned(), s.get(counter(*st))))
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| (k, json!(n)))
+        .collect();
+    Value::Object(map)
+}
+
+/// Tokens per waste signal, every signal listed (as upstream does).
+fn waste_signals(s: &Snapshot) -> Value {
+    let map: Map<String, Value> = WasteSignal::ALL
+        .iter()
+        .map(|w| {
+            (
+                w.as_str().to_owned(),
+                json!(s.get(Counter::WasteSignalTokens(*w))),
+            )
+        })
         .collect();
     Value::Object(map)
 }

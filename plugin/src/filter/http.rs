@@ -162,6 +162,11 @@ impl HeadroomHttp {
         };
         self.model.clone_from(&outcome.model);
         self.tokens_saved = outcome.tokens_saved();
+        for (signal, tokens) in outcome.waste.iter().filter(|(_, t)| *t > 0) {
+            shared
+                .counters
+                .add(Counter::WasteSignalTokens(signal), tokens);
+        }
         for block in &outcome.blocks {
             shared.counters.inc(Counter::ToolOutputs(block.decision));
             if block.decision.replaced() {

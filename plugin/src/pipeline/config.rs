@@ -47,6 +47,9 @@ pub struct PipelineConfig {
     pub min_token_savings: f64,
     /// Nesting limit for JSON inside tool outputs. Default 256.
     pub max_json_depth: u32,
+    /// Whether new tool outputs are examined for waste signals (`/stats.waste_signals`).
+    /// Changes no byte sent; costs some token counting. Default true.
+    pub waste_signals: bool,
 }
 
 impl Default for PipelineConfig {
@@ -79,14 +82,19 @@ impl Default for PipelineConfig {
             diff_context_lines: 2,
             min_token_savings: 0.0,
             max_json_depth: crate::json::DEFAULT_MAX_DEPTH,
+            waste_signals: true,
         }
     }
 }
 
 impl PipelineConfig {
-    /// A hash of every field: part of each replay key.
+    /// A hash of every field that can change what is sent: part of each replay key.
     pub fn fingerprint(&self) -> ContentHash {
-        let canonical = serde_json::to_string(self).unwrap_or_default();
+        let sends_the_same = PipelineConfig {
+            waste_signals: true,
+            ..self.clone()
+        };
+        let canonical = serde_json::to_string(&sends_the_same).unwrap_or_default();
         ContentHash::of_parts(&[
             b"headroom-pipeline",
             env!("CARGO_PKG_VERSION").as_bytes(),

@@ -26,6 +26,7 @@ pub mod search;
 pub mod signals;
 pub mod store;
 pub mod text;
+pub mod waste;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

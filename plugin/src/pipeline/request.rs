@@ -22,9 +22,11 @@ use super::block::compress_block;
 use super::config::PipelineConfig;
 use super::detect::ContentKind;
 use super::hash::ContentHash;
+use super::marker::contains_marker;
 use super::relevance::Query;
 use super::signals::distinct_error_roots;
 use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_key};
+use super::waste::{RereadTracker, WasteTokens, content_signals};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, Kind, Value, encode_string};
@@ -197,6 +199,8 @@ pub struct Outcome {
     /// A streaming Chat Completions request without `stream_options`: the provider will not
     /// report usage unless `stream_options.include_usage` is set.
     pub stream_without_usage: bool,
+    /// Waste found in the tool outputs this request adds (see [`super::waste`]).
+    pub waste: WasteTokens,
 }
 
 impl Outcome {
@@ -224,9 +228,20 @@ impl Outcome {
     }
 }
 
+/// What a body parser found besides the tool outputs.
+#[derive(Default)]
+struct Scan {
+    /// The latest user text: the relevance query.
+    query: String,
+    /// Position of the last message the model produced, if any.
+    last_model_turn: Option<usize>,
+}
+
 /// A tool output found in the body.
 struct Slot<'d> {
     value: Value<'d>,
+    /// Index of its message (or Responses input item): re-reads are measured in these.
+    position: usize,
     location: String,
     tool: Option<String>,
     is_error: bool,
@@ -259,23 +274,51 @@ pub fn compress_request(
         && root.get("stream").is_some_and(|s| s.raw() == "true")
         && root.get("stream_options").is_none();
     let mut slots = Vec::new();
-    let query_text = match api {
+    let scan = match api {
         Api::OpenAiChat => openai_chat(root, &mut slots)?,
         Api::AnthropicMessages => anthropic(root, &mut slots)?,
         Api::OpenAiResponses => openai_responses(root, &mut slots)?,
     };
     let mut blocks = Vec::with_capacity(slots.len());
     let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
+    let mut waste = WasteTokens::default();
     // Most requests (chat turns without tool outputs) stop here: no query, no fingerprint.
     if !slots.is_empty() {
-        let query = Query::new(&query_text);
+        let query = Query::new(&scan.query);
         // Replays are per tokenizer too: the token gate and the reported figures depend on it.
         let fingerprint = ContentHash::of_parts(&[
             &config.fingerprint().0,
             tokenizer.exactness().as_str().as_bytes(),
         ]);
+        let mut rereads = RereadTracker::default();
         for slot in slots {
-            let (report, replacement) = decide(&slot, config, &query, tokenizer, fingerprint, host);
+            let text = slot.value.decode_str().ok();
+            let (report, replacement) = decide(
+                &slot,
+                text.as_deref(),
+                config,
+                &query,
+                tokenizer,
+                fingerprint,
+                host,
+            );
+            if let Some(text) = text.as_deref().filter(|_| config.waste_signals) {
+                // New outputs come after the last model turn: each is examined once.
+                let fresh = scan.last_model_turn.is_none_or(|turn| slot.position > turn);
+                let marked = replacement.as_deref().is_some_and(contains_marker);
+                let counted = report.tokens_before;
+                let found = timed(host, "waste_signals", || {
+                    let mut found =
+                        rereads.observe(report.hash.0, slot.position, fresh, marked, || {
+                            counted.unwrap_or_else(|| tokenizer.count(text).tokens)
+                        });
+                    if fresh {
+                        found.merge(&content_signals(text, tokenizer, counted));
+                    }
+                    found
+                });
+                waste.merge(&found);
+            }
             if let Some(text) = replacement {
                 replacements.push((slot.value.span(), encode_string(&text)));
             }
@@ -297,12 +340,14 @@ pub fn compress_request(
         bytes_before: before,
         bytes_after: after,
         stream_without_usage,
+        waste,
     })
 }
 
 /// Decides one tool output; returns its report and the replacement text, if any.
 fn decide(
     slot: &Slot<'_>,
+    text: Option<&str>,
     config: &PipelineConfig,
     query: &Query,
     tokenizer: Tokenizer,
@@ -328,7 +373,7 @@ fn decide(
         report.reason = reason;
         (report, None)
     };
-    let Ok(text) = slot.value.decode_str() else {
+    let Some(text) = text else {
         return finish(
             report,
             Decision::Undecodable,
@@ -449,14 +494,17 @@ fn decide(
 }
 
 /// Chat Completions: `role:"tool"` (named through the assistant's `tool_calls`) and legacy
-/// `role:"function"` messages. Returns the latest user text.
-fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+/// `role:"function"` messages.
+fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailOpen> {
     let messages = required_array(root, "messages")?;
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut query = String::new();
+    let mut scan = Scan::default();
     for (m, message) in messages.enumerate() {
         let message = object(message)?;
         let role = string_field(message, "role")?;
+        if role.as_deref() == Some("assistant") {
+            scan.last_model_turn = Some(m);
+        }
         if role.as_deref() == Some("assistant")
             && let Some(calls) = message
                 .get("tool_calls")
@@ -486,36 +534,39 @@ fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, F
                 } else {
                     string_field(message, "tool_call_id")?.and_then(|id| names.get(&id).cloned())
                 };
-                text_parts(content, &format!("messages[{m}].content"), tool, false, out)?;
+                let location = format!("messages[{m}].content");
+                text_parts(content, m, &location, tool, false, out)?;
             }
             Some("user") => {
                 let text = plain_text(content, "text");
                 if !text.trim().is_empty() {
-                    query = text;
+                    scan.query = text;
                 }
             }
             _ => {}
         }
     }
-    Ok(query)
+    Ok(scan)
 }
 
-/// Messages: `tool_result` blocks (named through `tool_use` blocks). Returns the latest user
-/// text.
-fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+/// Messages: `tool_result` blocks (named through `tool_use` blocks).
+fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailOpen> {
     let messages = required_array(root, "messages")?;
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut query = String::new();
+    let mut scan = Scan::default();
     for (m, message) in messages.enumerate() {
         let message = object(message)?;
         let role = string_field(message, "role")?;
+        if role.as_deref() == Some("assistant") {
+            scan.last_model_turn = Some(m);
+        }
         let Some(content) = message.get("content") else {
             continue;
         };
         match content.kind() {
             Kind::String => {
                 if role.as_deref() == Some("user") {
-                    query = content
+                    scan.query = content
                         .decode_str()
                         .map(|s| s.into_owned())
                         .unwrap_or_default();
@@ -546,6 +597,7 @@ fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, Fai
                     let is_error = block.get("is_error").is_some_and(|e| e.raw() == "true");
                     text_parts(
                         result,
+                        m,
                         &format!("messages[{m}].content[{b}].content"),
                         tool,
                         is_error,
@@ -562,41 +614,47 @@ fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, Fai
             }
         }
         if !user_text.trim().is_empty() {
-            query = user_text;
+            scan.query = user_text;
         }
     }
-    Ok(query)
+    Ok(scan)
 }
 
 /// Responses: `input` items whose `type` ends with `_call_output` and whose `output` is a
-/// string (named through the matching `*_call` item). Returns the latest user text.
-fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<String, FailOpen> {
+/// string (named through the matching `*_call` item). The model's items are its calls,
+/// its reasoning and its (assistant) messages.
+fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailOpen> {
+    let mut scan = Scan::default();
     let Some(input) = root.get("input") else {
-        return Ok(String::new());
+        return Ok(scan);
     };
     match input.kind() {
         Kind::String => {
-            return Ok(input
+            scan.query = input
                 .decode_str()
                 .map(|s| s.into_owned())
-                .unwrap_or_default());
+                .unwrap_or_default();
+            return Ok(scan);
         }
-        Kind::Null => return Ok(String::new()),
+        Kind::Null => return Ok(scan),
         Kind::Array => {}
         _ => return Err(FailOpen::UnexpectedShape),
     }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut query = String::new();
     for (i, item) in input.elements().enumerate() {
         let item = object(item)?;
         let kind = string_field(item, "type")?;
         if kind.is_none() || kind.as_deref() == Some("message") {
-            if string_field(item, "role")?.as_deref() == Some("user")
+            let role = string_field(item, "role")?;
+            if role.as_deref() == Some("assistant") {
+                scan.last_model_turn = Some(i);
+            }
+            if role.as_deref() == Some("user")
                 && let Some(content) = item.get("content")
             {
                 let text = plain_text(content, "input_text");
                 if !text.trim().is_empty() {
-                    query = text;
+                    scan.query = text;
                 }
             }
             continue;
@@ -610,22 +668,29 @@ fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Stri
                     .or_else(|| Some(stem.to_owned()));
                 out.push(Slot {
                     value: output,
+                    position: i,
                     location: format!("input[{i}].output"),
                     tool,
                     is_error: false,
                 });
             }
-        } else if let (Some(stem), Some(id)) = (kind.strip_suffix("_call"), call_id) {
-            let name = string_field(item, "name")?.unwrap_or_else(|| stem.to_owned());
-            names.insert(id, name);
+        } else {
+            if kind.ends_with("_call") || kind == "reasoning" {
+                scan.last_model_turn = Some(i);
+            }
+            if let (Some(stem), Some(id)) = (kind.strip_suffix("_call"), call_id) {
+                let name = string_field(item, "name")?.unwrap_or_else(|| stem.to_owned());
+                names.insert(id, name);
+            }
         }
     }
-    Ok(query)
+    Ok(scan)
 }
 
 /// Collects a tool output `content`: a string, or the `text` of its `{type:"text"}` parts.
 fn text_parts<'d>(
     content: Value<'d>,
+    position: usize,
     location: &str,
     tool: Option<String>,
     is_error: bool,
@@ -634,6 +699,7 @@ fn text_parts<'d>(
     match content.kind() {
         Kind::String => out.push(Slot {
             value: content,
+            position,
             location: location.to_owned(),
             tool,
             is_error,
@@ -646,6 +712,7 @@ fn text_parts<'d>(
                     match part.get("text") {
                         Some(text) if text.kind() == Kind::String => out.push(Slot {
                             value: text,
+                            position,
                             location: format!("{location}[{p}].text"),
                             tool: tool.clone(),
                             is_error,

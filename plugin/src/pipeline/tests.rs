@@ -843,3 +843,98 @@ fn upstream_diff_compressor_fixtures() {
         "diff_compressor fixtures: {same_changes}/{total} keep the same changed lines as upstream, {identical}/{total} byte-identical"
     );
 }
+
+fn html_page() -> String {
+    let rows: Vec<String> = (0..40)
+        .map(|i| {
+            format!(r#"<tr class="row"><td><a href="/item/{i}">Item {i}</a></td><td>{i} units</td></tr>"#)
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html><html><head><title>Stock</title></head><body><table>{}</table></body></html>",
+        rows.join("\n")
+    )
+}
+
+/// Waste is counted on the outputs a request adds, once each; a new copy of an output served
+/// four messages earlier is a re-read, attributable to compression when the earlier copy went
+/// out with a marker; switching the signals off changes no byte.
+#[test]
+fn waste_signals_count_each_new_output_once() {
+    use crate::pipeline::waste::{WasteSignal, content_signals};
+    use crate::tokens::Tokenizer;
+    let (log, _) = app_log();
+    let page = html_page();
+    let config = PipelineConfig::default();
+    let mut host = MemoryHost::default();
+    let mut history = vec![r#"{"role":"user","content":"Check the service."}"#.to_owned()];
+    let mut run = |body: String, config: &PipelineConfig| {
+        compress_request(Api::AnthropicMessages, body.as_bytes(), config, &mut host).unwrap()
+    };
+    let first = run(anthropic_turn(&mut history, 0, &log, "Why?"), &config);
+    assert_eq!(first.blocks[0].decision, Decision::Compressed);
+    let log_signals = content_signals(&log, Tokenizer::Anthropic, first.blocks[0].tokens_before);
+    assert_eq!(first.waste, log_signals);
+    assert!(!first.waste.is_empty());
+
+    let second = run(
+        anthropic_turn(&mut history, 1, &page, "And the stock?"),
+        &config,
+    );
+    let page_signals = content_signals(&page, Tokenizer::Anthropic, second.blocks[1].tokens_before);
+    assert!(page_signals.get(WasteSignal::HtmlNoise) > 0);
+    // The log is history now: only the page counts.
+    assert_eq!(second.waste, page_signals);
+
+    let third_body = anthropic_turn(&mut history, 2, &log, "Once more?");
+    let third = run(third_body.clone(), &config);
+    let log_tokens = Tokenizer::Anthropic.count(&log).tokens;
+    let mut expected = log_signals;
+    expected.add(WasteSignal::Reread, log_tokens);
+    expected.add(WasteSignal::RereadCompressed, log_tokens);
+    assert_eq!(third.waste, expected);
+
+    let off = PipelineConfig {
+        waste_signals: false,
+        ..PipelineConfig::default()
+    };
+    let quiet = run(third_body, &off);
+    assert!(quiet.waste.is_empty());
+    assert_eq!(quiet.body, third.body);
+}
+
+/// Responses: the model's turns are its calls and reasoning; outputs after the last of them
+/// are new.
+#[test]
+fn responses_waste_counts_outputs_after_the_last_call() {
+    use crate::pipeline::waste::WasteSignal;
+    let page = html_page();
+    let other = page
+        .replace("Stock", "Inventory")
+        .replace("units", "pieces");
+    let item = |call: &str, output: &str| {
+        format!(
+            r#"{{"type":"function_call","call_id":"{call}","name":"fetch","arguments":"{{}}"}},{{"type":"function_call_output","call_id":"{call}","output":{}}}"#,
+            crate::json::encode_string(output)
+        )
+    };
+    let body = format!(
+        r#"{{"model":"gpt-4o","input":[{{"role":"user","content":"stock?"}},{},{}]}}"#,
+        item("c1", &page),
+        item("c2", &other)
+    );
+    let outcome = compress_request(
+        Api::OpenAiResponses,
+        body.as_bytes(),
+        &PipelineConfig::default(),
+        &mut MemoryHost::default(),
+    )
+    .unwrap();
+    let only_other = crate::pipeline::waste::content_signals(
+        &other,
+        outcome.tokenizer,
+        outcome.blocks[1].tokens_before,
+    );
+    assert!(only_other.get(WasteSignal::HtmlNoise) > 0);
+    assert_eq!(outcome.waste, only_other);
+}

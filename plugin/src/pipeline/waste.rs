@@ -1,0 +1,454 @@
+//! Waste signals: how many tokens of the tool outputs a request adds to the conversation are
+//! spent on things a model does not need — markup, encoded blobs, padding, repeats, and
+//! outputs the agent fetched again. The figures describe what clients send (whether or not
+//! the pipeline could remove it) and feed `headroom_waste_signal_tokens_total{signal}` and
+//! `/stats.waste_signals`.
+//!
+//! Only *new* tool outputs are examined: those after the conversation's last model turn. An
+//! agent resends its whole history on every turn, so examining every output would count the
+//! same waste once per turn; this way each output is counted once, on the request that first
+//! carries it, without keeping state between requests. Signals overlap (an indented JSON
+//! document counts as JSON bloat and as whitespace), so they are not summed.
+
+use std::collections::BTreeMap;
+
+use crate::tokens::Tokenizer;
+
+/// One kind of waste, named as upstream Headroom names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WasteSignal {
+    /// A JSON object spanning more than [`JSON_BLOAT_MIN_TOKENS`] tokens: all of its tokens.
+    JsonBloat,
+    /// HTML/XML tags (`<div class="x">`, `</p>`, `<!DOCTYPE html>`) and comments.
+    HtmlNoise,
+    /// Runs of 50+ base64 characters holding upper- and lower-case letters and digits.
+    Base64,
+    /// Tokens that collapsing runs of 4+ spaces/tabs to one space and 3+ newlines to one
+    /// would save.
+    Whitespace,
+    /// Lines of at least [`REPEATED_LINE_MIN_BYTES`] bytes that occur again in the same
+    /// output: the tokens of every copy after the first.
+    Repetition,
+    /// A new output identical to one served earlier in the conversation (more than
+    /// [`REREAD_MIN_GAP`] messages before, and at least [`REREAD_MIN_TOKENS`] tokens).
+    Reread,
+    /// The part of [`WasteSignal::Reread`] whose earlier copy this request forwards
+    /// compressed with a marker: the model may have fetched it again because of compression.
+    RereadCompressed,
+}
+
+impl WasteSignal {
+    /// Every signal, in the order `/stats` lists them.
+    pub const ALL: [WasteSignal; 7] = [
+        Self::JsonBloat,
+        Self::HtmlNoise,
+        Self::Base64,
+        Self::Whitespace,
+        Self::Repetition,
+        Self::Reread,
+        Self::RereadCompressed,
+    ];
+
+    /// The name: a `/stats` key and the `signal` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JsonBloat => "json_bloat",
+            Self::HtmlNoise => "html_noise",
+            Self::Base64 => "base64",
+            Self::Whitespace => "whitespace",
+            Self::Repetition => "repetition",
+            Self::Reread => "reread",
+            Self::RereadCompressed => "reread_compressed",
+        }
+    }
+}
+
+/// A JSON object counts as bloat above this many tokens (upstream's threshold).
+pub const JSON_BLOAT_MIN_TOKENS: u64 = 500;
+/// Base64 runs shorter than this are not counted.
+pub const BASE64_MIN_BYTES: usize = 50;
+/// Shorter lines (`}`, `---`, `"ok": true,`) repeat legitimately and are not counted.
+pub const REPEATED_LINE_MIN_BYTES: usize = 16;
+/// Outputs this small legitimately repeat (`ok`, exit codes) and are not re-reads.
+pub const REREAD_MIN_TOKENS: u64 = 50;
+/// Repeats at most this many messages after the previous copy are polling, not re-reads
+/// (upstream's rule: consecutive tool turns are two apart).
+pub const REREAD_MIN_GAP: usize = 3;
+
+/// Tokens per signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WasteTokens {
+    json_bloat: u64,
+    html_noise: u64,
+    base64: u64,
+    whitespace: u64,
+    repetition: u64,
+    reread: u64,
+    reread_compressed: u64,
+}
+
+impl WasteTokens {
+    fn slot(&mut self, signal: WasteSignal) -> &mut u64 {
+        match signal {
+            WasteSignal::JsonBloat => &mut self.json_bloat,
+            WasteSignal::HtmlNoise => &mut self.html_noise,
+            WasteSignal::Base64 => &mut self.base64,
+            WasteSignal::Whitespace => &mut self.whitespace,
+            WasteSignal::Repetition => &mut self.repetition,
+            WasteSignal::Reread => &mut self.reread,
+            WasteSignal::RereadCompressed => &mut self.reread_compressed,
+        }
+    }
+
+    /// The tokens of `signal`.
+    pub fn get(&self, signal: WasteSignal) -> u64 {
+        match signal {
+            WasteSignal::JsonBloat => self.json_bloat,
+            WasteSignal::HtmlNoise => self.html_noise,
+            WasteSignal::Base64 => self.base64,
+            WasteSignal::Whitespace => self.whitespace,
+            WasteSignal::Repetition => self.repetition,
+            WasteSignal::Reread => self.reread,
+            WasteSignal::RereadCompressed => self.reread_compressed,
+        }
+    }
+
+    /// Adds `tokens` to `signal`.
+    pub fn add(&mut self, signal: WasteSignal, tokens: u64) {
+        let slot = self.slot(signal);
+        *slot = slot.saturating_add(tokens);
+    }
+
+    /// Adds every signal of `other`.
+    pub fn merge(&mut self, other: &WasteTokens) {
+        for signal in WasteSignal::ALL {
+            self.add(signal, other.get(signal));
+        }
+    }
+
+    /// Each signal with its tokens, in [`WasteSignal::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (WasteSignal, u64)> + '_ {
+        WasteSignal::ALL.into_iter().map(|s| (s, self.get(s)))
+    }
+
+    /// Whether no signal fired.
+    pub fn is_empty(&self) -> bool {
+        self.iter().all(|(_, tokens)| tokens == 0)
+    }
+}
+
+/// The content signals of one tool output (everything but the re-reads, which compare
+/// outputs). `known_tokens` is the output's token count when the pipeline already has it.
+pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u64>) -> WasteTokens {
+    let mut whole = known_tokens;
+    let mut whole_tokens = |text: &str| *whole.get_or_insert_with(|| count(tokenizer, text));
+    let mut out = WasteTokens::default();
+    if let Some(span) = json_object_span(text) {
+        // Most JSON outputs are one document: its count is the output's.
+        let tokens = if span.len() == text.trim().len() {
+            whole_tokens(text)
+        } else {
+            count(tokenizer, span)
+        };
+        if tokens > JSON_BLOAT_MIN_TOKENS {
+            out.add(WasteSignal::JsonBloat, tokens);
+        }
+    }
+    let tags = html_spans(text).concat();
+    if !tags.is_empty() {
+        out.add(WasteSignal::HtmlNoise, count(tokenizer, &tags));
+    }
+    let blobs = base64_runs(text).concat();
+    if !blobs.is_empty() {
+        out.add(WasteSignal::Base64, count(tokenizer, &blobs));
+    }
+    if let Some(collapsed) = collapse_whitespace(text) {
+        let saved = whole_tokens(text).saturating_sub(count(tokenizer, &collapsed));
+        out.add(WasteSignal::Whitespace, saved);
+    }
+    out.add(
+        WasteSignal::Repetition,
+        repeated_line_tokens(text, tokenizer),
+    );
+    out
+}
+
+fn count(tokenizer: Tokenizer, text: &str) -> u64 {
+    tokenizer.count(text).tokens
+}
+
+/// From the first `{` to the last `}`, when at least 500 bytes lie between (upstream's
+/// `\{[\s\S]{500,}\}`).
+fn json_object_span(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    if end < start + 501 {
+        return None;
+    }
+    text.get(start..=end)
+}
+
+/// Tags (`<` then a letter, `/`, `!` or `?`, up to the next `>`, no `<` inside) and comments
+/// (`<!--` to `-->`). A `<` between operands (`a < b`) is not a tag.
+fn html_spans(text: &str) -> Vec<&str> {
+    let mut spans = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let Some(tail) = rest.get(open..) else { break };
+        if tail.starts_with("<!--") {
+            let Some(close) = tail.find("-->") else { break };
+            let end = close + 3;
+            spans.extend(tail.get(..end));
+            rest = tail.get(end..).unwrap_or_default();
+            continue;
+        }
+        let starts_tag = tail
+            .as_bytes()
+            .get(1)
+            .is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'/' | b'!' | b'?'));
+        let close = tail.get(1..).and_then(|t| t.find(['<', '>']));
+        match close {
+            Some(at) if starts_tag && tail.as_bytes().get(at + 1) == Some(&b'>') => {
+                spans.extend(tail.get(..at + 2));
+                rest = tail.get(at + 2..).unwrap_or_default();
+            }
+            _ => rest = tail.get(1..).unwrap_or_default(),
+        }
+    }
+    spans
+}
+
+/// Maximal runs of `[A-Za-z0-9+/]` of at least [`BASE64_MIN_BYTES`] with up to two `=`
+/// after them, that mix upper case, lower case and digits (so paths, words and hex digests
+/// are not taken for encoded data).
+fn base64_runs(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes.get(i).is_some_and(|&b| is_b64(b)) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(|&b| is_b64(b)) {
+            i += 1;
+        }
+        let body = bytes.get(start..i).unwrap_or_default();
+        let mut end = i;
+        while end < i + 2 && bytes.get(end) == Some(&b'=') {
+            end += 1;
+        }
+        let mixed = body.iter().any(u8::is_ascii_uppercase)
+            && body.iter().any(u8::is_ascii_lowercase)
+            && body.iter().any(u8::is_ascii_digit);
+        if body.len() >= BASE64_MIN_BYTES && mixed {
+            runs.extend(text.get(start..end));
+        }
+        i = end;
+    }
+    runs
+}
+
+/// `text` with runs of 4+ spaces/tabs made one space and runs of 3+ newlines made one
+/// newline; `None` when it has no such run.
+fn collapse_whitespace(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (is_run, min, single): (fn(u8) -> bool, usize, &str) = match bytes.get(i) {
+            Some(b' ' | b'\t') => (|b| b == b' ' || b == b'\t', 4, " "),
+            Some(b'\n') => (|b| b == b'\n', 3, "\n"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i;
+        while bytes.get(i).is_some_and(|&b| is_run(b)) {
+            i += 1;
+        }
+        if i - start >= min {
+            // Runs are ASCII, so both ends are character boundaries.
+            out.push_str(text.get(copied..start).unwrap_or_default());
+            out.push_str(single);
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    Some(out)
+}
+
+/// Tokens of every copy after the first of each line (trimmed) of at least
+/// [`REPEATED_LINE_MIN_BYTES`] bytes.
+fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
+    let mut lines: BTreeMap<&str, u64> = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.len() >= REPEATED_LINE_MIN_BYTES {
+            *lines.entry(line).or_default() += 1;
+        }
+    }
+    lines
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(line, n)| count(tokenizer, line).saturating_mul(n - 1))
+        .sum()
+}
+
+/// Finds re-reads among the tool outputs of one request, fed in document order.
+#[derive(Debug, Default)]
+pub struct RereadTracker {
+    /// Per content hash: the position of the latest copy, and whether the first copy is
+    /// forwarded with a marker.
+    seen: BTreeMap<[u8; 8], (usize, bool)>,
+}
+
+impl RereadTracker {
+    /// Records one output at message `position` with content hash `hash`, forwarded as
+    /// `sent` (`None` when unchanged). For a new output (`fresh`) that repeats an earlier
+    /// one far enough back, returns the signals it adds; `tokens` counts the output and is
+    /// only called then.
+    pub fn observe(
+        &mut self,
+        hash: [u8; 8],
+        position: usize,
+        fresh: bool,
+        sent_with_marker: bool,
+        tokens: impl FnOnce() -> u64,
+    ) -> WasteTokens {
+        let mut out = WasteTokens::default();
+        let Some((previous, first_marked)) = self.seen.get_mut(&hash) else {
+            self.seen.insert(hash, (position, sent_with_marker));
+            return out;
+        };
+        let gap = position.saturating_sub(*previous);
+        *previous = position;
+        if !fresh || gap == 0 || gap <= REREAD_MIN_GAP {
+            return out;
+        }
+        let tokens = tokens();
+        if tokens >= REREAD_MIN_TOKENS {
+            out.add(WasteSignal::Reread, tokens);
+            if *first_marked {
+                out.add(WasteSignal::RereadCompressed, tokens);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::tokens::Encoding;
+
+    const O200K: Tokenizer = Tokenizer::OpenAi(Encoding::O200kBase);
+
+    fn tokens(text: &str) -> u64 {
+        O200K.count(text).tokens
+    }
+
+    fn only(signal: WasteSignal, found: &WasteTokens) -> u64 {
+        for (other, n) in found.iter() {
+            if other != signal {
+                assert_eq!(n, 0, "{} fired: {found:?}", other.as_str());
+            }
+        }
+        found.get(signal)
+    }
+
+    #[test]
+    fn a_large_json_object_is_bloat_and_a_small_one_is_not() {
+        let rows: Vec<String> = (0..150)
+            .map(|i| format!(r#"{{"id":{i},"name":"item number {i}","ok":true}}"#))
+            .collect();
+        let doc = format!(r#"{{"data":[{}]}}"#, rows.join(","));
+        assert!(tokens(&doc) > JSON_BLOAT_MIN_TOKENS);
+        let found = content_signals(&doc, O200K, None);
+        assert_eq!(only(WasteSignal::JsonBloat, &found), tokens(&doc));
+        // A known count is used as is for a whole-document span.
+        let found = content_signals(&doc, O200K, Some(12_345));
+        assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
+        // Prose around the object is not bloat.
+        let wrapped = format!("Result follows. {doc} End of result.");
+        let found = content_signals(&wrapped, O200K, None);
+        assert_eq!(found.get(WasteSignal::JsonBloat), tokens(&doc));
+        let small = r#"{"id":1,"name":"one"}"#;
+        assert!(content_signals(small, O200K, None).is_empty());
+    }
+
+    #[test]
+    fn html_tags_and_comments_are_noise_but_comparisons_are_not() {
+        let text = "<div class=\"card\"><p>Price</p><!-- a > b --></div> if a < b and c > d";
+        let found = content_signals(text, O200K, None);
+        let tags = "<div class=\"card\"><p></p><!-- a > b --></div>";
+        assert_eq!(only(WasteSignal::HtmlNoise, &found), tokens(tags));
+        assert!(content_signals("x <> y, 1 << 4, a <b", O200K, None).is_empty());
+    }
+
+    #[test]
+    fn base64_blobs_count_but_hex_digests_and_paths_do_not() {
+        let blob = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+        let text = format!("image: {blob} (png)");
+        let found = content_signals(&text, O200K, None);
+        assert_eq!(only(WasteSignal::Base64, &found), tokens(blob));
+        let hex = "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let path = "/usr/local/lib/python/site/packages/somewhere/deep/inside/module";
+        assert!(content_signals(hex, O200K, None).is_empty());
+        assert!(content_signals(path, O200K, None).is_empty());
+    }
+
+    #[test]
+    fn whitespace_is_what_collapsing_the_runs_saves() {
+        let text = "name:        alpha\n\n\n\n\nvalue:\t\t\t\t\tbeta\n\nlast  line";
+        let collapsed = "name: alpha\nvalue: beta\n\nlast  line";
+        assert_eq!(collapse_whitespace(text).unwrap(), collapsed);
+        let found = content_signals(text, O200K, None);
+        assert_eq!(
+            only(WasteSignal::Whitespace, &found),
+            tokens(text) - tokens(collapsed)
+        );
+        assert!(only(WasteSignal::Whitespace, &found) > 0);
+        assert_eq!(collapse_whitespace("a b\n\nc   d"), None);
+        // Multi-byte text around a run survives intact.
+        assert_eq!(collapse_whitespace("é     ü\n\n\n✓").unwrap(), "é ü\n✓");
+    }
+
+    #[test]
+    fn repeated_long_lines_count_every_copy_after_the_first() {
+        let line = "connection reset by peer, retrying";
+        let text = format!("{line}\nok\nok\nok\n  {line}\n{line}  \nsomething else entirely here");
+        let found = content_signals(&text, O200K, None);
+        assert_eq!(only(WasteSignal::Repetition, &found), 2 * tokens(line));
+    }
+
+    #[test]
+    fn rereads_count_new_copies_far_from_the_previous_one() {
+        let big = 200;
+        let mut t = RereadTracker::default();
+        assert!(t.observe([1; 8], 1, false, true, || big).is_empty());
+        // Polling: two messages later.
+        assert!(t.observe([1; 8], 3, false, false, || big).is_empty());
+        // An old copy is never counted, however far.
+        assert!(t.observe([1; 8], 9, false, false, || big).is_empty());
+        // A new copy more than three messages after the previous one is.
+        let found = t.observe([1; 8], 13, true, false, || big);
+        assert_eq!(found.get(WasteSignal::Reread), big);
+        // The first copy went out with a marker: attributable to compression.
+        assert_eq!(found.get(WasteSignal::RereadCompressed), big);
+        // Too small to be a re-read.
+        let mut t = RereadTracker::default();
+        t.observe([2; 8], 1, false, false, || 10);
+        assert!(t.observe([2; 8], 9, true, false, || 10).is_empty());
+        // The tokenizer is not consulted for a first copy.
+        let mut t = RereadTracker::default();
+        t.observe([3; 8], 1, true, false, || panic!("counted"));
+    }
+}
