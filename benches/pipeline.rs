@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use headroom_plugin::api::Api;
+use headroom_plugin::pipeline::waste::content_signals;
 use headroom_plugin::pipeline::{MemoryHost, Outcome, PipelineConfig, compress_request};
-use headroom_plugin::tokens::Encoding;
+use headroom_plugin::tokens::{Encoding, Tokenizer};
 use headroom_tests::corpus;
 
 const SIZES: &[(&str, usize)] = &[("10KB", 10_000), ("100KB", 100_000), ("1MB", 1_000_000)];
@@ -144,8 +145,44 @@ fn agent_request(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The same without waste signals: what examining the new outputs costs.
+    let quiet = PipelineConfig {
+        waste_signals: false,
+        ..PipelineConfig::default()
+    };
+    group.bench_function("agent_json_300_no_waste_signals", |b| {
+        b.iter_batched(
+            || (),
+            |()| run(black_box(&body), &quiet),
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
-criterion_group!(benches, compressors, tokens, agent_request);
+/// The content signals alone, per kind of tool output (100 KB, o200k).
+fn waste_signals(c: &mut Criterion) {
+    let tokenizer = Tokenizer::OpenAi(Encoding::O200kBase);
+    black_box(tokenizer.count("warm up"));
+    let mut group = c.benchmark_group("waste_signals");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    let size = 100 << 10;
+    let inputs = [
+        ("json", json_text(size)),
+        ("log", corpus::log_text(size, 11)),
+        ("search", corpus::grep_text(size, 5)),
+        ("diff", corpus::diff_text(size, 9)),
+    ];
+    for (kind, text) in inputs {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::new(kind, "100KB"), text.as_str(), |b, text| {
+            b.iter(|| content_signals(black_box(text), tokenizer, None))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compressors, tokens, agent_request, waste_signals);
 criterion_main!(benches);

@@ -23,8 +23,8 @@ pub enum WasteSignal {
     HtmlNoise,
     /// Runs of 50+ base64 characters holding upper- and lower-case letters and digits.
     Base64,
-    /// Tokens that collapsing runs of 4+ spaces/tabs to one space and 3+ newlines to one
-    /// would save.
+    /// Tokens that collapsing runs of 4+ spaces/tabs to one space and of 3+ newlines to one
+    /// newline would save.
     Whitespace,
     /// Lines of at least [`REPEATED_LINE_MIN_BYTES`] bytes that occur again in the same
     /// output: the tokens of every copy after the first.
@@ -143,9 +143,9 @@ pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u6
     let mut whole = known_tokens;
     let mut whole_tokens = |text: &str| *whole.get_or_insert_with(|| count(tokenizer, text));
     let mut out = WasteTokens::default();
-    if let Some(span) = json_object_span(text) {
+    if let Some(span) = json_span(text) {
         // Most JSON outputs are one document: its count is the output's.
-        let tokens = if span.len() == text.trim().len() {
+        let tokens = if span.len() == text.len() {
             whole_tokens(text)
         } else {
             count(tokenizer, span)
@@ -162,10 +162,7 @@ pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u6
     if !blobs.is_empty() {
         out.add(WasteSignal::Base64, count(tokenizer, &blobs));
     }
-    if let Some(collapsed) = collapse_whitespace(text) {
-        let saved = whole_tokens(text).saturating_sub(count(tokenizer, &collapsed));
-        out.add(WasteSignal::Whitespace, saved);
-    }
+    out.add(WasteSignal::Whitespace, whitespace_tokens(text, tokenizer));
     out.add(
         WasteSignal::Repetition,
         repeated_line_tokens(text, tokenizer),
@@ -177,19 +174,87 @@ fn count(tokenizer: Tokenizer, text: &str) -> u64 {
     tokenizer.count(text).tokens
 }
 
-/// From the first `{` to the last `}`, when at least 500 bytes lie between (upstream's
-/// `\{[\s\S]{500,}\}`).
-fn json_object_span(text: &str) -> Option<&str> {
+/// A count with the tokenizer's encoding, not yet scaled (see [`Tokenizer::scale`]).
+fn base_count(tokenizer: Tokenizer, text: &str) -> u64 {
+    u64::try_from(tokenizer.encoding().count(text)).unwrap_or(u64::MAX)
+}
+
+/// What collapsing each run would save, as the tokenizers split text: a run of spaces or
+/// tabs before a word leaves its last character to the word (`"    id"` is `"   "` and
+/// `" id"`), so the rest of the run is what goes; any other run becomes one token. Runs
+/// repeat (indentation), so each distinct run is counted once.
+fn whitespace_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
+    let mut memo: BTreeMap<(&str, bool), u64> = BTreeMap::new();
+    let mut total = 0u64;
+    for (run, before_word) in whitespace_runs(text) {
+        let saved = *memo.entry((run, before_word)).or_insert_with(|| {
+            if before_word {
+                let kept = run.len().saturating_sub(1);
+                base_count(tokenizer, run.get(..kept).unwrap_or_default())
+            } else {
+                base_count(tokenizer, run).saturating_sub(1)
+            }
+        });
+        total = total.saturating_add(saved);
+    }
+    tokenizer.scale(total)
+}
+
+/// Runs of 4+ spaces/tabs and of 3+ newlines, each with whether a space/tab run is followed
+/// by a non-whitespace character.
+fn whitespace_runs(text: &str) -> Vec<(&str, bool)> {
+    let bytes = text.as_bytes();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (is_run, min): (fn(u8) -> bool, usize) = match bytes.get(i) {
+            Some(b' ' | b'\t') => (|b| b == b' ' || b == b'\t', 4),
+            Some(b'\n') => (|b| b == b'\n', 3),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i;
+        while bytes.get(i).is_some_and(|&b| is_run(b)) {
+            i += 1;
+        }
+        if i - start >= min {
+            let spaces = bytes.get(start) != Some(&b'\n');
+            let before_word = spaces && bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
+            // Runs are ASCII, so both ends are character boundaries.
+            runs.extend(text.get(start..i).map(|run| (run, before_word)));
+        }
+    }
+    runs
+}
+
+/// The JSON in `text`: the whole text when it is a JSON object or array, otherwise the span
+/// from the first `{` to the last `}` (upstream's `\{[\s\S]{500,}\}`) when at least 500 bytes
+/// lie between and it parses: code and prose with braces are not JSON.
+fn json_span(text: &str) -> Option<&str> {
+    let parses = |span: &str| {
+        crate::json::Document::parse(span.as_bytes(), crate::json::DEFAULT_MAX_DEPTH).is_ok()
+    };
+    let trimmed = text.trim();
+    if trimmed.len() > 500 && trimmed.starts_with(['{', '[']) && parses(trimmed) {
+        return Some(if trimmed.len() == text.len() {
+            text
+        } else {
+            trimmed
+        });
+    }
     let start = text.find('{')?;
     let end = text.rfind('}')?;
     if end < start + 501 {
         return None;
     }
-    text.get(start..=end)
+    text.get(start..=end).filter(|span| parses(span))
 }
 
 /// Tags (`<` then a letter, `/`, `!` or `?`, up to the next `>`, no `<` inside) and comments
-/// (`<!--` to `-->`). A `<` between operands (`a < b`) is not a tag.
+/// (`<!--` to `-->`). A `<` between operands (`a < b`) is not a tag, nor is a `<` and a
+/// letter right after a name (`Vec<String>`, `List<int>`); closing tags (`Price</p>`) are.
 fn html_spans(text: &str) -> Vec<&str> {
     let mut spans = Vec::new();
     let mut rest = text;
@@ -202,10 +267,15 @@ fn html_spans(text: &str) -> Vec<&str> {
             rest = tail.get(end..).unwrap_or_default();
             continue;
         }
-        let starts_tag = tail
-            .as_bytes()
-            .get(1)
-            .is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'/' | b'!' | b'?'));
+        let consumed = text.len() - tail.len();
+        let after_name = consumed > 0
+            && text
+                .as_bytes()
+                .get(consumed - 1)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':'));
+        let starts_tag = tail.as_bytes().get(1).is_some_and(|b| {
+            (b.is_ascii_alphabetic() && !after_name) || matches!(b, b'/' | b'!' | b'?')
+        });
         let close = tail.get(1..).and_then(|t| t.find(['<', '>']));
         match close {
             Some(at) if starts_tag && tail.as_bytes().get(at + 1) == Some(&b'>') => {
@@ -251,40 +321,6 @@ fn base64_runs(text: &str) -> Vec<&str> {
     runs
 }
 
-/// `text` with runs of 4+ spaces/tabs made one space and runs of 3+ newlines made one
-/// newline; `None` when it has no such run.
-fn collapse_whitespace(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let (is_run, min, single): (fn(u8) -> bool, usize, &str) = match bytes.get(i) {
-            Some(b' ' | b'\t') => (|b| b == b' ' || b == b'\t', 4, " "),
-            Some(b'\n') => (|b| b == b'\n', 3, "\n"),
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        let start = i;
-        while bytes.get(i).is_some_and(|&b| is_run(b)) {
-            i += 1;
-        }
-        if i - start >= min {
-            // Runs are ASCII, so both ends are character boundaries.
-            out.push_str(text.get(copied..start).unwrap_or_default());
-            out.push_str(single);
-            copied = i;
-        }
-    }
-    if copied == 0 {
-        return None;
-    }
-    out.push_str(text.get(copied..).unwrap_or_default());
-    Some(out)
-}
-
 /// Tokens of every copy after the first of each line (trimmed) of at least
 /// [`REPEATED_LINE_MIN_BYTES`] bytes.
 fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
@@ -294,11 +330,12 @@ fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
             *lines.entry(line).or_default() += 1;
         }
     }
-    lines
+    let base: u64 = lines
         .into_iter()
         .filter(|&(_, n)| n > 1)
-        .map(|(line, n)| count(tokenizer, line).saturating_mul(n - 1))
-        .sum()
+        .map(|(line, n)| base_count(tokenizer, line).saturating_mul(n - 1))
+        .sum();
+    tokenizer.scale(base)
 }
 
 /// Finds re-reads among the tool outputs of one request, fed in document order.
@@ -382,6 +419,19 @@ mod tests {
         assert_eq!(found.get(WasteSignal::JsonBloat), tokens(&doc));
         let small = r#"{"id":1,"name":"one"}"#;
         assert!(content_signals(small, O200K, None).is_empty());
+        // A top-level array is one document too.
+        let array = format!("[{}]\n", rows.join(","));
+        let found = content_signals(&array, O200K, None);
+        assert_eq!(found.get(WasteSignal::JsonBloat), tokens(&array));
+        // Braces of code are not JSON.
+        let code: String = (0..60)
+            .map(|i| format!("fn f{i}(x: u32) -> u32 {{ x + {i} }}\n"))
+            .collect();
+        let code = format!("impl A {{\n{code}}}");
+        assert_eq!(
+            content_signals(&code, O200K, None).get(WasteSignal::JsonBloat),
+            0
+        );
     }
 
     #[test]
@@ -391,6 +441,8 @@ mod tests {
         let tags = "<div class=\"card\"><p></p><!-- a > b --></div>";
         assert_eq!(only(WasteSignal::HtmlNoise, &found), tokens(tags));
         assert!(content_signals("x <> y, 1 << 4, a <b", O200K, None).is_empty());
+        let generics = "let v: Vec<String> = HashMap::<u8, Option<T>>::new(); List<int> x;";
+        assert!(content_signals(generics, O200K, None).is_empty());
     }
 
     #[test]
@@ -407,18 +459,28 @@ mod tests {
 
     #[test]
     fn whitespace_is_what_collapsing_the_runs_saves() {
-        let text = "name:        alpha\n\n\n\n\nvalue:\t\t\t\t\tbeta\n\nlast  line";
-        let collapsed = "name: alpha\nvalue: beta\n\nlast  line";
-        assert_eq!(collapse_whitespace(text).unwrap(), collapsed);
+        // Space runs before words: exactly the difference the tokenizer sees.
+        let text = "name:        alpha\nkey:     beta\nlast  line";
+        let collapsed = "name: alpha\nkey: beta\nlast  line";
         let found = content_signals(text, O200K, None);
         assert_eq!(
             only(WasteSignal::Whitespace, &found),
             tokens(text) - tokens(collapsed)
         );
-        assert!(only(WasteSignal::Whitespace, &found) > 0);
-        assert_eq!(collapse_whitespace("a b\n\nc   d"), None);
-        // Multi-byte text around a run survives intact.
-        assert_eq!(collapse_whitespace("é     ü\n\n\n✓").unwrap(), "é ü\n✓");
+        assert!(found.get(WasteSignal::Whitespace) > 0);
+        // Newline runs and trailing runs become one token each.
+        let text = "a\n\n\n\n\n\nb        ";
+        let found = content_signals(text, O200K, None);
+        assert_eq!(
+            found.get(WasteSignal::Whitespace),
+            tokens("\n\n\n\n\n\n") - 1 + tokens("        ") - 1
+        );
+        assert!(content_signals("a b\n\nc   d", O200K, None).is_empty());
+        // Multi-byte text around a run is fine.
+        assert_eq!(
+            whitespace_runs("é     ü\n\n\n✓"),
+            vec![("     ", true), ("\n\n\n", false)]
+        );
     }
 
     #[test]

@@ -167,17 +167,29 @@ impl Tokenizer {
 
     /// Counts the tokens of `text`.
     pub fn count(self, text: &str) -> TokenCount {
-        let tokens = match self {
-            Self::OpenAi(encoding) => to_u64(encoding.count(text)),
+        TokenCount {
+            tokens: self.scale(to_u64(self.encoding().count(text))),
+            exactness: self.exactness(),
+        }
+    }
+
+    /// The encoding counts are made with (for Anthropic, the one the estimate scales).
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Self::OpenAi(encoding) => encoding,
+            Self::Anthropic => Encoding::Cl100kBase,
+        }
+    }
+
+    /// Turns a count made with [`Tokenizer::encoding`] into this tokenizer's figure. Sums of
+    /// many small pieces are scaled once, so the estimate's rounding is not repeated.
+    pub fn scale(self, base: u64) -> u64 {
+        match self {
+            Self::OpenAi(_) => base,
             Self::Anthropic => {
-                let base = to_u64(Encoding::Cl100kBase.count(text));
                 let (num, den) = ANTHROPIC_FACTOR;
                 base.saturating_mul(num).div_ceil(den)
             }
-        };
-        TokenCount {
-            tokens,
-            exactness: self.exactness(),
         }
     }
 }
