@@ -420,7 +420,7 @@ fn decide(
         }
         None => {}
     }
-    let error_like = slot.is_error || distinct_error_roots(&text) >= 2;
+    let error_like = slot.is_error || distinct_error_roots(text) >= 2;
     if error_like && text.len() <= config.protect_errors_below_bytes {
         let reason = format!(
             "error output of {} bytes <= {}",
@@ -430,7 +430,7 @@ fn decide(
         return finish(report, Decision::ErrorOutput, reason);
     }
     let started = host.now_us();
-    let result = compress_block(&text, config, query, report.hash);
+    let result = compress_block(text, config, query, report.hash);
     if let (Some(start), Some(end)) = (started, host.now_us()) {
         host.timed(result.strategy, end.saturating_sub(start));
     }
@@ -457,7 +457,7 @@ fn decide(
     };
     let (before, after) = timed(host, "token_count", || {
         (
-            tokenizer.count(&text).tokens,
+            tokenizer.count(text).tokens,
             tokenizer.count(&candidate).tokens,
         )
     });
