@@ -1,9 +1,15 @@
 //! The provider-level prefix-cache bust (specs/metrics.md §5) in both hosts: the first Anthropic
 //! response of a model with cache activity never counts; a later one that writes more than it
 //! reads counts one bust and its written tokens; one that mostly reads does not.
+//!
+//! And the compression cache bust (`headroom_cache_bust_total`): a conversation whose earlier
+//! tool output reaches a proxy with no replay record of it (a restart, another instance) is
+//! compressed afresh, which counts one bust and the input tokens the provider did not read
+//! from its cache; the same request again is a replay and counts nothing.
 
 use anyhow::{Result, ensure};
 use headroom_tests::client::{self, ClientRequest};
+use headroom_tests::corpus;
 use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::{InProcess, test_config};
 use headroom_tests::prom;
@@ -76,16 +82,94 @@ async fn busts(target: &impl Target, upstream: &Upstream) -> Result<()> {
     anyhow::bail!("{name}: the three responses were never counted")
 }
 
+/// The second turn of an agent conversation: the first turn's large log output is history.
+fn second_turn() -> Vec<u8> {
+    let log = serde_json::to_string(&corpus::log_text(24_000, 5)).unwrap_or_default();
+    format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{{"role":"user","content":"Why is it down?"}},{{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_1","name":"bash","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":{log}}}]}},{{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_2","name":"bash","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_2","content":"ok"}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+async fn compression_busts(target: &impl Target, upstream: &Upstream) -> Result<()> {
+    let name = target.name();
+    let scrape = || async {
+        let empty = prom::parse("");
+        let scrape = prom::parse(&target.scrape().await?);
+        let value = |series: &str| prom::delta(&empty, &scrape, series);
+        anyhow::Ok((
+            value("headroom_cache_bust_total"),
+            value("headroom_cache_bust_tokens_lost_total"),
+            value(r#"headroom_tool_outputs_total{decision="replayed"}"#),
+        ))
+    };
+    // Requests without earlier tool outputs never count.
+    ensure!(scrape().await?.0 == 0.0, "{name}: bust before any history");
+    let request = ClientRequest {
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        chunks: vec![second_turn()],
+        ..ClientRequest::default()
+    };
+    // The provider read 100 and had to write 4000 (plus 10 uncached input tokens).
+    upstream.set_reply(answer(100, 4000));
+    for _ in 0..2 {
+        let response = client::send(target.addr(), &request, |_| {}).await?;
+        ensure!(response.status == 200, "{name}: {}", response.status);
+    }
+    let sent = upstream.take_received();
+    ensure!(
+        sent.len() >= 2 && sent.iter().all(|r| r.body.len() < second_turn().len()),
+        "{name}: the history output was not compressed"
+    );
+    for _ in 0..50 {
+        let (busts, lost, replayed) = scrape().await?;
+        if replayed >= 1.0 {
+            ensure!(busts == 1.0, "{name}: {busts} busts");
+            ensure!(lost == 4010.0, "{name}: {lost} tokens lost");
+            let stats = client::send(
+                target.addr(),
+                &ClientRequest {
+                    method: "GET".into(),
+                    path: "/stats".into(),
+                    ..ClientRequest::default()
+                },
+                |_| {},
+            )
+            .await?
+            .json()?;
+            let vs = &stats["prefix_cache"]["compression_vs_cache"];
+            ensure!(vs["cache_bust_count"] == 1, "{name}: {vs}");
+            ensure!(vs["tokens_lost_to_cache_bust"] == 4010, "{name}: {vs}");
+            let saved = vs["tokens_saved_by_compression"].as_i64().unwrap_or(0);
+            ensure!(
+                saved > 0 && vs["net_tokens"] == saved - 4010,
+                "{name}: {vs}"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{name}: the replay was never counted")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_bust_in_the_headroom_host() -> Result<()> {
     let upstream = Upstream::start(answer(0, 0)).await?;
     let host = InProcess::start(test_config(upstream.addr()))?;
-    busts(&host, &upstream).await
+    busts(&host, &upstream).await?;
+    compression_busts(&host, &upstream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_bust_in_envoy() -> Result<()> {
     let upstream = Upstream::start(answer(0, 0)).await?;
     let target = EnvoyTarget::start(upstream.addr().port(), "{}", 2).await?;
-    target.explain(busts(&target, &upstream).await)
+    let result = async {
+        busts(&target, &upstream).await?;
+        compression_busts(&target, &upstream).await
+    }
+    .await;
+    target.explain(result)
 }

@@ -273,6 +273,11 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
                     "{name}: {strategy} not timed: {timing}"
                 );
             }
+            // Every earlier output was a replay: compression never broke the prompt cache.
+            ensure!(
+                delta("headroom_cache_bust_total") == 0.0,
+                "{name}: compression cache busts in a replayed conversation"
+            );
             // Waste signals: each turn's new output examined once, the same figures as the
             // native pipeline's, in the counters and in /stats.
             ensure!(!waste.is_empty(), "{name}: the corpus shows no waste");

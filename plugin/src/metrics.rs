@@ -62,6 +62,12 @@ pub const PROVIDER_CACHE_BUST: &str = "headroom_provider_cache_bust_total";
 pub const PROVIDER_CACHE_BUST_WRITE_TOKENS: &str =
     "headroom_provider_cache_bust_write_tokens_total";
 
+/// Requests that compressed afresh a tool output already in the conversation (no replay record
+/// of what was sent for it before): compression may have broken the prompt cache there.
+pub const CACHE_BUST: &str = "headroom_cache_bust_total";
+/// Input tokens the provider did not read from its prompt cache on those requests.
+pub const CACHE_BUST_TOKENS_LOST: &str = "headroom_cache_bust_tokens_lost_total";
+
 /// Input-side cost (uncached input, cache reads and writes) in nano-USD.
 pub const COST_INPUT: &str = "headroom_cost_input_nanousd_total";
 /// Output cost in nano-USD.
@@ -309,6 +315,10 @@ pub enum Counter {
     ProviderCacheBust(Provider),
     /// [`PROVIDER_CACHE_BUST_WRITE_TOKENS`]
     ProviderCacheBustWriteTokens(Provider),
+    /// [`CACHE_BUST`]
+    CacheBust,
+    /// [`CACHE_BUST_TOKENS_LOST`]
+    CacheBustTokensLost,
     /// [`COST_INPUT`]
     CostInputNanoUsd,
     /// [`COST_OUTPUT`]
@@ -367,6 +377,8 @@ impl Counter {
             ]);
         }
         all.extend([
+            Self::CacheBust,
+            Self::CacheBustTokensLost,
             Self::CostInputNanoUsd,
             Self::CostOutputNanoUsd,
             Self::SavingsNanoUsd,
@@ -429,6 +441,8 @@ impl Counter {
             Self::ProviderCacheBustWriteTokens(p) => {
                 by_provider(PROVIDER_CACHE_BUST_WRITE_TOKENS, p)
             }
+            Self::CacheBust => CACHE_BUST.to_owned(),
+            Self::CacheBustTokensLost => CACHE_BUST_TOKENS_LOST.to_owned(),
             Self::CostInputNanoUsd => COST_INPUT.to_owned(),
             Self::CostOutputNanoUsd => COST_OUTPUT.to_owned(),
             Self::SavingsNanoUsd => SAVINGS.to_owned(),

@@ -338,6 +338,10 @@ fn per_model(s: &Snapshot) -> Value {
     Value::Object(map)
 }
 
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Per-strategy counts (strategies that never ran are left out).
 fn by_strategy(s: &Snapshot, counter: fn(Strategy) -> Counter) -> Value {
     let map: Map<String, Value> = Strategy::ALL
@@ -504,7 +508,18 @@ fn prefix_cache(s: &Snapshot) -> Value {
     totals_json.insert("bust_count".into(), json!(busts));
     totals_json.insert("bust_write_tokens".into(), json!(bust_tokens));
     totals_json.insert("observed_ttl_mix".into(), totals.ttl_mix());
-    json!({"by_provider": by_provider, "totals": totals_json})
+    let saved = s.get(Counter::TokensSaved);
+    let lost = s.get(Counter::CacheBustTokensLost);
+    json!({
+        "by_provider": by_provider,
+        "totals": totals_json,
+        "compression_vs_cache": {
+            "tokens_saved_by_compression": saved,
+            "tokens_lost_to_cache_bust": lost,
+            "cache_bust_count": s.get(Counter::CacheBust),
+            "net_tokens": signed(saved).saturating_sub(signed(lost)),
+        },
+    })
 }
 
 #[cfg(test)]

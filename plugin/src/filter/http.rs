@@ -47,6 +47,8 @@ pub(crate) struct HeadroomHttp {
     usage_missing: Option<UsageMissing>,
     /// Tokens the pipeline removed from this request.
     tokens_saved: u64,
+    /// Earlier tool outputs compressed afresh (a possible prompt-cache bust).
+    history_rewrites: usize,
     /// Set when the filter added `include_usage`: removes the usage-only chunk it causes.
     strip: Option<UsageStrip>,
     /// Time to the response headers, µs.
@@ -93,6 +95,7 @@ impl HeadroomHttp {
             usage: None,
             usage_missing: None,
             tokens_saved: 0,
+            history_rewrites: 0,
             strip: None,
             ttfb_us: None,
             overhead_us: None,
@@ -162,6 +165,7 @@ impl HeadroomHttp {
         };
         self.model.clone_from(&outcome.model);
         self.tokens_saved = outcome.tokens_saved();
+        self.history_rewrites = outcome.history_rewrites;
         for (signal, tokens) in outcome.waste.iter().filter(|(_, t)| *t > 0) {
             shared
                 .counters
@@ -601,6 +605,19 @@ impl HeadroomHttp {
                 shared.counters.inc(Counter::UsageMissing(reason));
             }
             None => {}
+        }
+        let busts = accounting::compression_bust_increments(self.history_rewrites, usage.as_ref());
+        if let Some((_, lost)) = busts
+            .iter()
+            .find(|(c, _)| *c == Counter::CacheBustTokensLost)
+        {
+            info!(
+                "headroom: cache bust: {} earlier tool output(s) compressed without a replay record; {lost} input tokens not read from the prompt cache",
+                self.history_rewrites
+            );
+        }
+        for (counter, delta) in busts {
+            shared.counters.add(counter, delta);
         }
         let raw_model = self
             .model

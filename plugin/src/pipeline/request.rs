@@ -201,6 +201,10 @@ pub struct Outcome {
     pub stream_without_usage: bool,
     /// Waste found in the tool outputs this request adds (see [`super::waste`]).
     pub waste: WasteTokens,
+    /// Tool outputs already in the conversation (before the last model turn) that this request
+    /// compressed afresh, with no replay record of what was sent for them before: their bytes
+    /// may differ from those the provider cached, so the prompt cache may break there.
+    pub history_rewrites: usize,
 }
 
 impl Outcome {
@@ -282,6 +286,7 @@ pub fn compress_request(
     let mut blocks = Vec::with_capacity(slots.len());
     let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
     let mut waste = WasteTokens::default();
+    let mut history_rewrites = 0;
     // Most requests (chat turns without tool outputs) stop here: no query, no fingerprint.
     if !slots.is_empty() {
         let query = Query::new(&scan.query);
@@ -302,9 +307,12 @@ pub fn compress_request(
                 fingerprint,
                 host,
             );
+            // New outputs come after the last model turn.
+            let fresh = scan.last_model_turn.is_none_or(|turn| slot.position > turn);
+            if !fresh && report.decision == Decision::Compressed {
+                history_rewrites += 1;
+            }
             if let Some(text) = text.as_deref().filter(|_| config.waste_signals) {
-                // New outputs come after the last model turn: each is examined once.
-                let fresh = scan.last_model_turn.is_none_or(|turn| slot.position > turn);
                 let marked = replacement.as_deref().is_some_and(contains_marker);
                 let counted = report.tokens_before;
                 let found = timed(host, "waste_signals", || {
@@ -341,6 +349,7 @@ pub fn compress_request(
         bytes_after: after,
         stream_without_usage,
         waste,
+        history_rewrites,
     })
 }
 

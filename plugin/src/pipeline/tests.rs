@@ -938,3 +938,36 @@ fn responses_waste_counts_outputs_after_the_last_call() {
     assert!(only_other.get(WasteSignal::HtmlNoise) > 0);
     assert_eq!(outcome.waste, only_other);
 }
+
+/// An earlier tool output compressed with no replay record (the process restarted, or another
+/// instance served the previous turn) is a history rewrite; with the record it is a replay.
+#[test]
+fn history_rewrites_are_fresh_compressions_of_earlier_outputs() {
+    let (log, _) = app_log();
+    let (json, _) = api_json();
+    let config = PipelineConfig::default();
+    let mut host = MemoryHost::default();
+    let mut history = vec![r#"{"role":"user","content":"Check the service."}"#.to_owned()];
+    let first = anthropic_turn(&mut history, 0, &log, "Why?");
+    let outcome = compress_request(Api::AnthropicMessages, first.as_bytes(), &config, &mut host);
+    assert_eq!(outcome.unwrap().history_rewrites, 0);
+    let second = anthropic_turn(&mut history, 1, &json, "And the orders?");
+    let replayed = compress_request(
+        Api::AnthropicMessages,
+        second.as_bytes(),
+        &config,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(replayed.blocks[0].decision, Decision::Replayed);
+    assert_eq!(replayed.history_rewrites, 0);
+    let forgotten = compress_request(
+        Api::AnthropicMessages,
+        second.as_bytes(),
+        &config,
+        &mut MemoryHost::default(),
+    )
+    .unwrap();
+    assert_eq!(forgotten.blocks[0].decision, Decision::Compressed);
+    assert_eq!(forgotten.history_rewrites, 1);
+}
