@@ -10,7 +10,8 @@
 //! carries it, without keeping state between requests. Signals overlap (an indented JSON
 //! document counts as JSON bloat and as whitespace), so they are not summed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::tokens::Tokenizer;
 
@@ -293,30 +294,28 @@ fn html_spans(text: &str) -> Vec<&str> {
 /// are not taken for encoded data).
 fn base64_runs(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
-    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes.get(i).is_some_and(|&b| is_b64(b)) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while bytes.get(i).is_some_and(|&b| is_b64(b)) {
-            i += 1;
-        }
-        let body = bytes.get(start..i).unwrap_or_default();
-        let mut end = i;
-        while end < i + 2 && bytes.get(end) == Some(&b'=') {
-            end += 1;
-        }
-        let mixed = body.iter().any(u8::is_ascii_uppercase)
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    let mixed = |body: &[u8]| {
+        body.iter().any(u8::is_ascii_uppercase)
             && body.iter().any(u8::is_ascii_lowercase)
-            && body.iter().any(u8::is_ascii_digit);
-        if body.len() >= BASE64_MIN_BYTES && mixed {
-            runs.extend(text.get(start..end));
+            && body.iter().any(u8::is_ascii_digit)
+    };
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for body in bytes.split(|b| !is_b64(b)) {
+        let end = start + body.len();
+        if body.len() >= BASE64_MIN_BYTES && mixed(body) {
+            let padding = bytes
+                .get(end..)
+                .unwrap_or_default()
+                .iter()
+                .take(2)
+                .take_while(|&&b| b == b'=')
+                .count();
+            // The run and its padding are ASCII: character boundaries on both ends.
+            runs.extend(text.get(start..end + padding));
         }
-        i = end;
+        start = end + 1;
     }
     runs
 }
@@ -324,7 +323,9 @@ fn base64_runs(text: &str) -> Vec<&str> {
 /// Tokens of every copy after the first of each line (trimmed) of at least
 /// [`REPEATED_LINE_MIN_BYTES`] bytes.
 fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
-    let mut lines: BTreeMap<&str, u64> = BTreeMap::new();
+    // Hashed with fixed keys: many lines share long prefixes (`"status": "…`), which makes
+    // ordered comparisons slow; the sum does not depend on iteration order.
+    let mut lines: HashMap<&str, u64, BuildHasherDefault<DefaultHasher>> = HashMap::default();
     for line in text.lines().map(str::trim) {
         if line.len() >= REPEATED_LINE_MIN_BYTES {
             *lines.entry(line).or_default() += 1;
