@@ -28,6 +28,15 @@ fn answer(read: u64, write: u64) -> Reply {
     })
 }
 
+async fn stats(target: &impl Target) -> Result<serde_json::Value> {
+    let get = ClientRequest {
+        method: "GET".into(),
+        path: "/stats".into(),
+        ..ClientRequest::default()
+    };
+    client::send(target.addr(), &get, |_| {}).await?.json()
+}
+
 async fn busts(target: &impl Target, upstream: &Upstream) -> Result<()> {
     let name = target.name();
     let request = ClientRequest {
@@ -60,17 +69,7 @@ async fn busts(target: &impl Target, upstream: &Upstream) -> Result<()> {
                     == 900.0,
                 "{name}: bust write tokens"
             );
-            let stats = client::send(
-                target.addr(),
-                &ClientRequest {
-                    method: "GET".into(),
-                    path: "/stats".into(),
-                    ..ClientRequest::default()
-                },
-                |_| {},
-            )
-            .await?
-            .json()?;
+            let stats = stats(target).await?;
             let anthropic = &stats["prefix_cache"]["by_provider"]["anthropic"];
             ensure!(anthropic["bust_count"] == 1, "{name}: {anthropic}");
             ensure!(anthropic["bust_write_tokens"] == 900, "{name}: {anthropic}");
@@ -128,17 +127,7 @@ async fn compression_busts(target: &impl Target, upstream: &Upstream) -> Result<
         if replayed >= 1.0 {
             ensure!(busts == 1.0, "{name}: {busts} busts");
             ensure!(lost == 4010.0, "{name}: {lost} tokens lost");
-            let stats = client::send(
-                target.addr(),
-                &ClientRequest {
-                    method: "GET".into(),
-                    path: "/stats".into(),
-                    ..ClientRequest::default()
-                },
-                |_| {},
-            )
-            .await?
-            .json()?;
+            let stats = stats(target).await?;
             let vs = &stats["prefix_cache"]["compression_vs_cache"];
             ensure!(vs["cache_bust_count"] == 1, "{name}: {vs}");
             ensure!(vs["tokens_lost_to_cache_bust"] == 4010, "{name}: {vs}");

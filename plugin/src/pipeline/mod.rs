@@ -9,6 +9,7 @@
 //!   omitted-original and replay stores.
 //! - [`block`]: one text through detection and its compressor.
 //! - [`request`]: eligibility, replay, the token gate and byte-range splicing for a body.
+//! - [`waste`]: the waste signals of the tool outputs a request adds.
 //! - [`config`]: every knob.
 
 pub mod adaptive;

@@ -14,6 +14,10 @@
 //! the [`ReplayStore`] under the hash of the original, the configuration and the tokenizer, and a later
 //! request with the same original gets the same bytes — the compressed text, or the original
 //! if it was once forwarded unchanged — whatever its latest user text says now.
+//!
+//! Along the way it finds the waste signals of the outputs the request adds (those after the
+//! last model turn; [`super::waste`]) and counts earlier outputs it had to compress afresh, with
+//! no replay record: where the prompt cache may break ([`Outcome::history_rewrites`]).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -315,17 +319,17 @@ pub fn compress_request(
             if let Some(text) = text.as_deref().filter(|_| config.waste_signals) {
                 let marked = replacement.as_deref().is_some_and(contains_marker);
                 let counted = report.tokens_before;
-                let found = timed(host, "waste_signals", || {
-                    let mut found =
-                        rereads.observe(report.hash.0, slot.position, fresh, marked, || {
-                            counted.unwrap_or_else(|| tokenizer.count(text).tokens)
-                        });
-                    if fresh {
-                        found.merge(&content_signals(text, tokenizer, counted));
-                    }
-                    found
-                });
-                waste.merge(&found);
+                waste.merge(
+                    &rereads.observe(report.hash.0, slot.position, fresh, marked, || {
+                        counted.unwrap_or_else(|| tokenizer.count(text).tokens)
+                    }),
+                );
+                if fresh {
+                    let found = timed(host, "waste_signals", || {
+                        content_signals(text, tokenizer, counted)
+                    });
+                    waste.merge(&found);
+                }
             }
             if let Some(text) = replacement {
                 replacements.push((slot.value.span(), encode_string(&text)));
