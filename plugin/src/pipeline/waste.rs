@@ -141,16 +141,12 @@ impl WasteTokens {
 /// The content signals of one tool output (everything but the re-reads, which compare
 /// outputs). `known_tokens` is the output's token count when the pipeline already has it.
 pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u64>) -> WasteTokens {
-    let mut whole = known_tokens;
-    let mut whole_tokens = |text: &str| *whole.get_or_insert_with(|| count(tokenizer, text));
     let mut out = WasteTokens::default();
     if let Some(span) = json_span(text) {
         // Most JSON outputs are one document: its count is the output's.
-        let tokens = if span.len() == text.len() {
-            whole_tokens(text)
-        } else {
-            count(tokenizer, span)
-        };
+        let tokens = known_tokens
+            .filter(|_| span.len() == text.len())
+            .unwrap_or_else(|| count(tokenizer, span));
         if tokens > JSON_BLOAT_MIN_TOKENS {
             out.add(WasteSignal::JsonBloat, tokens);
         }
