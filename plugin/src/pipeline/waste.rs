@@ -258,9 +258,11 @@ fn html_spans(text: &str) -> Vec<&str> {
     while let Some(open) = rest.find('<') {
         let Some(tail) = rest.get(open..) else { break };
         if tail.starts_with("<!--") {
-            let Some(close) = tail.find("-->") else { break };
-            let end = close + 3;
-            spans.extend(tail.get(..end));
+            // An unclosed comment is not one; tags after it still count.
+            let end = tail.find("-->").map_or(4, |close| close + 3);
+            if end > 4 {
+                spans.extend(tail.get(..end));
+            }
             rest = tail.get(end..).unwrap_or_default();
             continue;
         }
@@ -440,6 +442,8 @@ mod tests {
         assert!(content_signals("x <> y, 1 << 4, a <b", O200K, None).is_empty());
         let generics = "let v: Vec<String> = HashMap::<u8, Option<T>>::new(); List<int> x;";
         assert!(content_signals(generics, O200K, None).is_empty());
+        let unclosed = "<!-- never closed <b>bold</b>";
+        assert_eq!(html_spans(unclosed), vec!["<b>", "</b>"]);
     }
 
     #[test]
