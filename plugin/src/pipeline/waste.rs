@@ -18,7 +18,8 @@ use crate::tokens::Tokenizer;
 /// One kind of waste, named as upstream Headroom names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WasteSignal {
-    /// A JSON object spanning more than [`JSON_BLOAT_MIN_TOKENS`] tokens: all of its tokens.
+    /// A JSON document (the whole output, or the object in it) of more than
+    /// [`JSON_BLOAT_MIN_TOKENS`] tokens: all of its tokens.
     JsonBloat,
     /// HTML/XML tags (`<div class="x">`, `</p>`, `<!DOCTYPE html>`) and comments.
     HtmlNoise,
@@ -142,10 +143,11 @@ impl WasteTokens {
 /// outputs). `known_tokens` is the output's token count when the pipeline already has it.
 pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u64>) -> WasteTokens {
     let mut out = WasteTokens::default();
-    if let Some(span) = json_span(text) {
-        // Most JSON outputs are one document: its count is the output's.
+    if let Some((span, whole)) = json_span(text) {
+        // Most JSON outputs are one document: its count is the output's (give or take the
+        // whitespace around it).
         let tokens = known_tokens
-            .filter(|_| span.len() == text.len())
+            .filter(|_| whole)
             .unwrap_or_else(|| count(tokenizer, span));
         if tokens > JSON_BLOAT_MIN_TOKENS {
             out.add(WasteSignal::JsonBloat, tokens);
@@ -226,27 +228,26 @@ fn whitespace_runs(text: &str) -> Vec<(&str, bool)> {
     runs
 }
 
-/// The JSON in `text`: the whole text when it is a JSON object or array, otherwise the span
-/// from the first `{` to the last `}` (upstream's `\{[\s\S]{500,}\}`) when at least 500 bytes
-/// lie between and it parses: code and prose with braces are not JSON.
-fn json_span(text: &str) -> Option<&str> {
+/// The JSON in `text` and whether it is the whole output: the text (trimmed) when it is a
+/// JSON object or array, otherwise the span from the first `{` to the last `}` (upstream's
+/// `\{[\s\S]{500,}\}`) when at least 500 bytes lie between and it parses: code and prose
+/// with braces are not JSON.
+fn json_span(text: &str) -> Option<(&str, bool)> {
     let parses = |span: &str| {
         crate::json::Document::parse(span.as_bytes(), crate::json::DEFAULT_MAX_DEPTH).is_ok()
     };
     let trimmed = text.trim();
     if trimmed.len() > 500 && trimmed.starts_with(['{', '[']) && parses(trimmed) {
-        return Some(if trimmed.len() == text.len() {
-            text
-        } else {
-            trimmed
-        });
+        return Some((trimmed, true));
     }
     let start = text.find('{')?;
     let end = text.rfind('}')?;
     if end < start + 501 {
         return None;
     }
-    text.get(start..=end).filter(|span| parses(span))
+    text.get(start..=end)
+        .filter(|span| parses(span))
+        .map(|span| (span, false))
 }
 
 /// Tags (`<` then a letter, `/`, `!` or `?`, up to the next `>`, no `<` inside) and comments
@@ -409,8 +410,10 @@ mod tests {
         assert!(tokens(&doc) > JSON_BLOAT_MIN_TOKENS);
         let found = content_signals(&doc, O200K, None);
         assert_eq!(only(WasteSignal::JsonBloat, &found), tokens(&doc));
-        // A known count is used as is for a whole-document span.
+        // A known count is used as is for a whole-document output.
         let found = content_signals(&doc, O200K, Some(12_345));
+        assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
+        let found = content_signals(&format!("{doc}\n"), O200K, Some(12_345));
         assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
         // Prose around the object is not bloat.
         let wrapped = format!("Result follows. {doc} End of result.");
