@@ -178,7 +178,7 @@ fn waste_signals(c: &mut Criterion) {
     for (kind, text) in inputs {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::new(kind, "100KB"), text.as_str(), |b, text| {
-            b.iter(|| content_signals(black_box(text), tokenizer, None))
+            b.iter(|| content_signals(black_box(text), tokenizer, None, false))
         });
     }
     group.finish();

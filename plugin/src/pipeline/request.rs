@@ -326,7 +326,8 @@ pub fn compress_request(
                 );
                 if fresh {
                     let found = timed(host, "waste_signals", || {
-                        content_signals(text, tokenizer, counted)
+                        let parsed_json = report.kind == Some(ContentKind::Json);
+                        content_signals(text, tokenizer, counted, parsed_json)
                     });
                     waste.merge(&found);
                 }

@@ -873,7 +873,12 @@ fn waste_signals_count_each_new_output_once() {
     };
     let first = run(anthropic_turn(&mut history, 0, &log, "Why?"), &config);
     assert_eq!(first.blocks[0].decision, Decision::Compressed);
-    let log_signals = content_signals(&log, Tokenizer::Anthropic, first.blocks[0].tokens_before);
+    let log_signals = content_signals(
+        &log,
+        Tokenizer::Anthropic,
+        first.blocks[0].tokens_before,
+        false,
+    );
     assert_eq!(first.waste, log_signals);
     assert!(!first.waste.is_empty());
 
@@ -881,7 +886,12 @@ fn waste_signals_count_each_new_output_once() {
         anthropic_turn(&mut history, 1, &page, "And the stock?"),
         &config,
     );
-    let page_signals = content_signals(&page, Tokenizer::Anthropic, second.blocks[1].tokens_before);
+    let page_signals = content_signals(
+        &page,
+        Tokenizer::Anthropic,
+        second.blocks[1].tokens_before,
+        false,
+    );
     assert!(page_signals.get(WasteSignal::HtmlNoise) > 0);
     // The log is history now: only the page counts.
     assert_eq!(second.waste, page_signals);
@@ -934,6 +944,7 @@ fn responses_waste_counts_outputs_after_the_last_call() {
         &other,
         outcome.tokenizer,
         outcome.blocks[1].tokens_before,
+        false,
     );
     assert!(only_other.get(WasteSignal::HtmlNoise) > 0);
     assert_eq!(outcome.waste, only_other);

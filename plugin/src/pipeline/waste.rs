@@ -140,10 +140,21 @@ impl WasteTokens {
 }
 
 /// The content signals of one tool output (everything but the re-reads, which compare
-/// outputs). `known_tokens` is the output's token count when the pipeline already has it.
-pub fn content_signals(text: &str, tokenizer: Tokenizer, known_tokens: Option<u64>) -> WasteTokens {
+/// outputs). What the pipeline already knows is not worked out again: `known_tokens` is the
+/// output's token count, `parsed_json` says its detection parsed it as a JSON object or array.
+pub fn content_signals(
+    text: &str,
+    tokenizer: Tokenizer,
+    known_tokens: Option<u64>,
+    parsed_json: bool,
+) -> WasteTokens {
     let mut out = WasteTokens::default();
-    if let Some((span, whole)) = json_span(text) {
+    let json = if parsed_json {
+        Some((text.trim(), true))
+    } else {
+        json_span(text)
+    };
+    if let Some((span, whole)) = json {
         // Most JSON outputs are one document: its count is the output's (give or take the
         // whitespace around it).
         let tokens = known_tokens
@@ -408,22 +419,25 @@ mod tests {
             .collect();
         let doc = format!(r#"{{"data":[{}]}}"#, rows.join(","));
         assert!(tokens(&doc) > JSON_BLOAT_MIN_TOKENS);
-        let found = content_signals(&doc, O200K, None);
+        let found = content_signals(&doc, O200K, None, false);
         assert_eq!(only(WasteSignal::JsonBloat, &found), tokens(&doc));
         // A known count is used as is for a whole-document output.
-        let found = content_signals(&doc, O200K, Some(12_345));
+        let found = content_signals(&doc, O200K, Some(12_345), false);
         assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
-        let found = content_signals(&format!("{doc}\n"), O200K, Some(12_345));
+        let found = content_signals(&format!("{doc}\n"), O200K, Some(12_345), false);
+        assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
+        // Parsed by the pipeline's detection: taken as one document without a second parse.
+        let found = content_signals(&doc, O200K, Some(12_345), true);
         assert_eq!(found.get(WasteSignal::JsonBloat), 12_345);
         // Prose around the object is not bloat.
         let wrapped = format!("Result follows. {doc} End of result.");
-        let found = content_signals(&wrapped, O200K, None);
+        let found = content_signals(&wrapped, O200K, None, false);
         assert_eq!(found.get(WasteSignal::JsonBloat), tokens(&doc));
         let small = r#"{"id":1,"name":"one"}"#;
-        assert!(content_signals(small, O200K, None).is_empty());
+        assert!(content_signals(small, O200K, None, false).is_empty());
         // A top-level array is one document too.
         let array = format!("[{}]\n", rows.join(","));
-        let found = content_signals(&array, O200K, None);
+        let found = content_signals(&array, O200K, None, false);
         assert_eq!(found.get(WasteSignal::JsonBloat), tokens(&array));
         // Braces of code are not JSON.
         let code: String = (0..60)
@@ -431,7 +445,7 @@ mod tests {
             .collect();
         let code = format!("impl A {{\n{code}}}");
         assert_eq!(
-            content_signals(&code, O200K, None).get(WasteSignal::JsonBloat),
+            content_signals(&code, O200K, None, false).get(WasteSignal::JsonBloat),
             0
         );
     }
@@ -439,12 +453,12 @@ mod tests {
     #[test]
     fn html_tags_and_comments_are_noise_but_comparisons_are_not() {
         let text = "<div class=\"card\"><p>Price</p><!-- a > b --></div> if a < b and c > d";
-        let found = content_signals(text, O200K, None);
+        let found = content_signals(text, O200K, None, false);
         let tags = "<div class=\"card\"><p></p><!-- a > b --></div>";
         assert_eq!(only(WasteSignal::HtmlNoise, &found), tokens(tags));
-        assert!(content_signals("x <> y, 1 << 4, a <b", O200K, None).is_empty());
+        assert!(content_signals("x <> y, 1 << 4, a <b", O200K, None, false).is_empty());
         let generics = "let v: Vec<String> = HashMap::<u8, Option<T>>::new(); List<int> x;";
-        assert!(content_signals(generics, O200K, None).is_empty());
+        assert!(content_signals(generics, O200K, None, false).is_empty());
         let unclosed = "<!-- never closed <b>bold</b>";
         assert_eq!(html_spans(unclosed), vec!["<b>", "</b>"]);
     }
@@ -453,12 +467,12 @@ mod tests {
     fn base64_blobs_count_but_hex_digests_and_paths_do_not() {
         let blob = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
         let text = format!("image: {blob} (png)");
-        let found = content_signals(&text, O200K, None);
+        let found = content_signals(&text, O200K, None, false);
         assert_eq!(only(WasteSignal::Base64, &found), tokens(blob));
         let hex = "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let path = "/usr/local/lib/python/site/packages/somewhere/deep/inside/module";
-        assert!(content_signals(hex, O200K, None).is_empty());
-        assert!(content_signals(path, O200K, None).is_empty());
+        assert!(content_signals(hex, O200K, None, false).is_empty());
+        assert!(content_signals(path, O200K, None, false).is_empty());
     }
 
     #[test]
@@ -466,7 +480,7 @@ mod tests {
         // Space runs before words: exactly the difference the tokenizer sees.
         let text = "name:        alpha\nkey:     beta\nlast  line";
         let collapsed = "name: alpha\nkey: beta\nlast  line";
-        let found = content_signals(text, O200K, None);
+        let found = content_signals(text, O200K, None, false);
         assert_eq!(
             only(WasteSignal::Whitespace, &found),
             tokens(text) - tokens(collapsed)
@@ -474,12 +488,12 @@ mod tests {
         assert!(found.get(WasteSignal::Whitespace) > 0);
         // Newline runs and trailing runs become one token each.
         let text = "a\n\n\n\n\n\nb        ";
-        let found = content_signals(text, O200K, None);
+        let found = content_signals(text, O200K, None, false);
         assert_eq!(
             found.get(WasteSignal::Whitespace),
             tokens("\n\n\n\n\n\n") - 1 + tokens("        ") - 1
         );
-        assert!(content_signals("a b\n\nc   d", O200K, None).is_empty());
+        assert!(content_signals("a b\n\nc   d", O200K, None, false).is_empty());
         // Multi-byte text around a run is fine.
         assert_eq!(
             whitespace_runs("é     ü\n\n\n✓"),
@@ -491,7 +505,7 @@ mod tests {
     fn repeated_long_lines_count_every_copy_after_the_first() {
         let line = "connection reset by peer, retrying";
         let text = format!("{line}\nok\nok\nok\n  {line}\n{line}  \nsomething else entirely here");
-        let found = content_signals(&text, O200K, None);
+        let found = content_signals(&text, O200K, None, false);
         assert_eq!(only(WasteSignal::Repetition, &found), 2 * tokens(line));
     }
 
