@@ -15,7 +15,8 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::tokens::Tokenizer;
 
-/// One kind of waste, named as upstream Headroom names it.
+/// One kind of waste, named as upstream Headroom names it. Declared in [`WasteSignal::ALL`]
+/// order: the discriminant indexes [`WasteTokens`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WasteSignal {
     /// A JSON document (the whole output, or the object in it) of more than
@@ -77,48 +78,21 @@ pub const REREAD_MIN_TOKENS: u64 = 50;
 /// (upstream's rule: consecutive tool turns are two apart).
 pub const REREAD_MIN_GAP: usize = 3;
 
-/// Tokens per signal.
+/// Tokens per signal, in [`WasteSignal::ALL`] order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WasteTokens {
-    json_bloat: u64,
-    html_noise: u64,
-    base64: u64,
-    whitespace: u64,
-    repetition: u64,
-    reread: u64,
-    reread_compressed: u64,
-}
+pub struct WasteTokens([u64; WasteSignal::ALL.len()]);
 
 impl WasteTokens {
-    fn slot(&mut self, signal: WasteSignal) -> &mut u64 {
-        match signal {
-            WasteSignal::JsonBloat => &mut self.json_bloat,
-            WasteSignal::HtmlNoise => &mut self.html_noise,
-            WasteSignal::Base64 => &mut self.base64,
-            WasteSignal::Whitespace => &mut self.whitespace,
-            WasteSignal::Repetition => &mut self.repetition,
-            WasteSignal::Reread => &mut self.reread,
-            WasteSignal::RereadCompressed => &mut self.reread_compressed,
-        }
-    }
-
     /// The tokens of `signal`.
     pub fn get(&self, signal: WasteSignal) -> u64 {
-        match signal {
-            WasteSignal::JsonBloat => self.json_bloat,
-            WasteSignal::HtmlNoise => self.html_noise,
-            WasteSignal::Base64 => self.base64,
-            WasteSignal::Whitespace => self.whitespace,
-            WasteSignal::Repetition => self.repetition,
-            WasteSignal::Reread => self.reread,
-            WasteSignal::RereadCompressed => self.reread_compressed,
-        }
+        self.0.get(signal as usize).copied().unwrap_or(0)
     }
 
     /// Adds `tokens` to `signal`.
     pub fn add(&mut self, signal: WasteSignal, tokens: u64) {
-        let slot = self.slot(signal);
-        *slot = slot.saturating_add(tokens);
+        if let Some(slot) = self.0.get_mut(signal as usize) {
+            *slot = slot.saturating_add(tokens);
+        }
     }
 
     /// Adds every signal of `other`.
@@ -410,6 +384,17 @@ mod tests {
             }
         }
         found.get(signal)
+    }
+
+    #[test]
+    fn every_signal_has_its_own_slot() {
+        let mut tokens = WasteTokens::default();
+        for (i, signal) in WasteSignal::ALL.into_iter().enumerate() {
+            assert_eq!(signal as usize, i);
+            tokens.add(signal, i as u64 + 1);
+        }
+        let sums: Vec<u64> = tokens.iter().map(|(_, n)| n).collect();
+        assert_eq!(sums, vec![1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
