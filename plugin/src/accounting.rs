@@ -157,24 +157,20 @@ pub fn bust_increments(
 
 /// The compression cache bust (specs/metrics.md §5's `headroom_cache_bust_total`, measured
 /// rather than guessed): a request that compressed afresh `history_rewrites` tool outputs
-/// already in the conversation counts one bust, and the input tokens its provider did not
-/// read from the prompt cache as lost (0 when the usage is unknown).
-pub fn compression_bust_increments(
+/// already in the conversation is one bust; returns the tokens it lost — the input tokens its
+/// provider did not read from the prompt cache (0 when the usage is unknown) — or `None` when
+/// the request is no bust.
+pub fn compression_bust_tokens_lost(
     history_rewrites: usize,
     usage: Option<&crate::usage::Usage>,
-) -> Vec<(Counter, u64)> {
-    if history_rewrites == 0 {
-        return Vec::new();
-    }
-    let not_read = usage.map_or(0, |u| {
-        u.total_input_tokens()
-            .unwrap_or(0)
-            .saturating_sub(u.cache_read_tokens.unwrap_or(0))
-    });
-    vec![
-        (Counter::CacheBust, 1),
-        (Counter::CacheBustTokensLost, not_read),
-    ]
+) -> Option<u64> {
+    (history_rewrites > 0).then(|| {
+        usage.map_or(0, |u| {
+            u.total_input_tokens()
+                .unwrap_or(0)
+                .saturating_sub(u.cache_read_tokens.unwrap_or(0))
+        })
+    })
 }
 
 /// Label value for a model outside the bounded set.
@@ -328,11 +324,8 @@ mod tests {
     fn a_compression_bust_loses_what_the_provider_did_not_read() {
         // Anthropic: input 20 + write 300 of a 420-token prompt were not read.
         let usage = anthropic(100, 300, 300, 0);
-        assert_eq!(compression_bust_increments(0, Some(&usage)), vec![]);
-        assert_eq!(
-            compression_bust_increments(2, Some(&usage)),
-            vec![(Counter::CacheBust, 1), (Counter::CacheBustTokensLost, 320)]
-        );
+        assert_eq!(compression_bust_tokens_lost(0, Some(&usage)), None);
+        assert_eq!(compression_bust_tokens_lost(2, Some(&usage)), Some(320));
         // OpenAI: the input includes the cached tokens.
         let openai = Usage {
             api: Api::OpenAiChat,
@@ -340,18 +333,9 @@ mod tests {
             cache_read_tokens: Some(256),
             ..usage.clone()
         };
-        assert_eq!(
-            get(
-                &compression_bust_increments(1, Some(&openai)),
-                Counter::CacheBustTokensLost
-            ),
-            744
-        );
+        assert_eq!(compression_bust_tokens_lost(1, Some(&openai)), Some(744));
         // No usage: the bust still counts.
-        assert_eq!(
-            compression_bust_increments(1, None),
-            vec![(Counter::CacheBust, 1), (Counter::CacheBustTokensLost, 0)]
-        );
+        assert_eq!(compression_bust_tokens_lost(1, None), Some(0));
     }
 
     #[test]

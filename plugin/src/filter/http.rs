@@ -606,18 +606,15 @@ impl HeadroomHttp {
             }
             None => {}
         }
-        let busts = accounting::compression_bust_increments(self.history_rewrites, usage.as_ref());
-        if let Some((_, lost)) = busts
-            .iter()
-            .find(|(c, _)| *c == Counter::CacheBustTokensLost)
+        if let Some(lost) =
+            accounting::compression_bust_tokens_lost(self.history_rewrites, usage.as_ref())
         {
             info!(
                 "headroom: cache bust: {} earlier tool output(s) compressed without a replay record; {lost} input tokens not read from the prompt cache",
                 self.history_rewrites
             );
-        }
-        for (counter, delta) in busts {
-            shared.counters.add(counter, delta);
+            shared.counters.inc(Counter::CacheBust);
+            shared.counters.add(Counter::CacheBustTokensLost, lost);
         }
         let raw_model = self
             .model
