@@ -155,24 +155,6 @@ pub fn bust_increments(
     ]
 }
 
-/// The compression cache bust (specs/metrics.md §5's `headroom_cache_bust_total`, measured
-/// rather than guessed): a request that compressed afresh `history_rewrites` tool outputs
-/// already in the conversation is one bust; returns the tokens it lost — the input tokens its
-/// provider did not read from the prompt cache (0 when the usage is unknown) — or `None` when
-/// the request is no bust.
-pub fn compression_bust_tokens_lost(
-    history_rewrites: usize,
-    usage: Option<&crate::usage::Usage>,
-) -> Option<u64> {
-    (history_rewrites > 0).then(|| {
-        usage.map_or(0, |u| {
-            u.total_input_tokens()
-                .unwrap_or(0)
-                .saturating_sub(u.cache_read_tokens.unwrap_or(0))
-        })
-    })
-}
-
 /// Label value for a model outside the bounded set.
 pub const OTHER_MODEL: &str = "other";
 
@@ -318,24 +300,6 @@ mod tests {
             vec![]
         );
         assert_eq!(bust_increments(Provider::OpenAi, &figures, true), vec![]);
-    }
-
-    #[test]
-    fn a_compression_bust_loses_what_the_provider_did_not_read() {
-        // Anthropic: input 20 + write 300 of a 420-token prompt were not read.
-        let usage = anthropic(100, 300, 300, 0);
-        assert_eq!(compression_bust_tokens_lost(0, Some(&usage)), None);
-        assert_eq!(compression_bust_tokens_lost(2, Some(&usage)), Some(320));
-        // OpenAI: the input includes the cached tokens.
-        let openai = Usage {
-            api: Api::OpenAiChat,
-            input_tokens: Some(1000),
-            cache_read_tokens: Some(256),
-            ..usage.clone()
-        };
-        assert_eq!(compression_bust_tokens_lost(1, Some(&openai)), Some(744));
-        // No usage: the bust still counts.
-        assert_eq!(compression_bust_tokens_lost(1, None), Some(0));
     }
 
     #[test]

@@ -47,8 +47,6 @@ pub(crate) struct HeadroomHttp {
     usage_missing: Option<UsageMissing>,
     /// Tokens the pipeline removed from this request.
     tokens_saved: u64,
-    /// Earlier tool outputs compressed afresh (a possible prompt-cache bust).
-    history_rewrites: usize,
     /// Set when the filter added `include_usage`: removes the usage-only chunk it causes.
     strip: Option<UsageStrip>,
     /// Time to the response headers, µs.
@@ -95,7 +93,6 @@ impl HeadroomHttp {
             usage: None,
             usage_missing: None,
             tokens_saved: 0,
-            history_rewrites: 0,
             strip: None,
             ttfb_us: None,
             overhead_us: None,
@@ -165,7 +162,6 @@ impl HeadroomHttp {
         };
         self.model.clone_from(&outcome.model);
         self.tokens_saved = outcome.tokens_saved();
-        self.history_rewrites = outcome.history_rewrites;
         for (signal, tokens) in outcome.waste.iter().filter(|(_, t)| *t > 0) {
             shared
                 .counters
@@ -605,16 +601,6 @@ impl HeadroomHttp {
                 shared.counters.inc(Counter::UsageMissing(reason));
             }
             None => {}
-        }
-        if let Some(lost) =
-            accounting::compression_bust_tokens_lost(self.history_rewrites, usage.as_ref())
-        {
-            info!(
-                "headroom: cache bust: {} earlier tool output(s) compressed without a replay record; {lost} input tokens not read from the prompt cache",
-                self.history_rewrites
-            );
-            shared.counters.inc(Counter::CacheBust);
-            shared.counters.add(Counter::CacheBustTokensLost, lost);
         }
         let raw_model = self
             .model

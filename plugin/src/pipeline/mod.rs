@@ -32,6 +32,8 @@ pub mod waste;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod prefix_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use config::PipelineConfig;

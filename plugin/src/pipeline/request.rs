@@ -10,14 +10,16 @@
 //! already carries a marker. A block is replaced only when the result has strictly fewer
 //! tokens.
 //!
-//! Prompt caches (specs/pipeline.md §8 B2, B4): every decision on an eligible output is kept in
-//! the [`ReplayStore`] under the hash of the original, the configuration and the tokenizer, and a later
-//! request with the same original gets the same bytes — the compressed text, or the original
-//! if it was once forwarded unchanged — whatever its latest user text says now.
+//! Prompt caches (DESIGN.md decision 5): a tool output's bytes are a pure function of the
+//! output, the conversation up to and including the message that carries it (its relevance
+//! query is the latest user text at that point, never a later one), the configuration and the
+//! tokenizer. So every later turn, in any process of a fleet and after any restart, sends the
+//! same bytes for it with no shared state. The [`ReplayStore`] keeps each decision under those
+//! same inputs only to save the work of compressing it again: its absence changes no byte.
 //!
 //! Along the way it finds the waste signals of the outputs the request adds (those after the
-//! last model turn; [`super::waste`]) and counts earlier outputs it had to compress afresh, with
-//! no replay record: where the prompt cache may break ([`Outcome::history_rewrites`]).
+//! last model turn; [`super::waste`]) and counts earlier outputs it had to compress again for
+//! want of a replay record ([`Outcome::recompressed_history`]).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -206,9 +208,10 @@ pub struct Outcome {
     /// Waste found in the tool outputs this request adds (see [`super::waste`]).
     pub waste: WasteTokens,
     /// Tool outputs already in the conversation (before the last model turn) that this request
-    /// compressed afresh, with no replay record of what was sent for them before: their bytes
-    /// may differ from those the provider cached, so the prompt cache may break there.
-    pub history_rewrites: usize,
+    /// compressed afresh, with no replay record (a restart, another process of the fleet).
+    /// Compression is a pure function of the conversation prefix, so their bytes are the ones
+    /// sent before: this measures work the replay cache did not save, not a cache bust.
+    pub recompressed_history: usize,
 }
 
 impl Outcome {
@@ -239,10 +242,69 @@ impl Outcome {
 /// What a body parser found besides the tool outputs.
 #[derive(Default)]
 struct Scan {
-    /// The latest user text: the relevance query.
-    query: String,
+    /// Every user text that can serve as a relevance query, with the position of its message
+    /// (or Responses input item), in document order.
+    queries: Vec<(usize, String)>,
     /// Position of the last message the model produced, if any.
     last_model_turn: Option<usize>,
+}
+
+impl Scan {
+    /// Records the user text of the message at `position`.
+    fn user_text(&mut self, position: usize, text: String) {
+        self.queries.push((position, text));
+    }
+
+    /// Which user text is the relevance query of a tool output in the message at `position`:
+    /// the latest one up to and including that message, never a later one (decision 5: an
+    /// output's bytes depend only on the conversation prefix that carries it, so every later
+    /// turn, in any process, compresses it the same way).
+    fn query_index(&self, position: usize) -> Option<usize> {
+        self.queries
+            .partition_point(|(at, _)| *at <= position)
+            .checked_sub(1)
+    }
+}
+
+/// The relevance queries of a request, each built once, when a tool output first needs it.
+struct Queries<'s> {
+    scan: &'s Scan,
+    base: ContentHash,
+    built: Vec<Option<(Query, ContentHash)>>,
+    /// The query (and fingerprint) of a tool output with no user text before it.
+    empty: (Query, ContentHash),
+}
+
+impl<'s> Queries<'s> {
+    /// The queries of `scan`; their fingerprints extend `base` (configuration and tokenizer).
+    fn new(scan: &'s Scan, base: ContentHash) -> Self {
+        Queries {
+            scan,
+            base,
+            built: vec![None; scan.queries.len()],
+            empty: (Query::default(), Self::fingerprint(base, "")),
+        }
+    }
+
+    /// The replay fingerprint of an output compressed with the query of `text`: the same
+    /// original under another query may keep other rows, so it is another entry.
+    fn fingerprint(base: ContentHash, text: &str) -> ContentHash {
+        ContentHash::of_parts(&[&base.0, b"query", text.as_bytes()])
+    }
+
+    /// The query and replay fingerprint of a tool output in the message at `position`.
+    fn at(&mut self, position: usize) -> &(Query, ContentHash) {
+        let base = self.base;
+        let Some(i) = self.scan.query_index(position) else {
+            return &self.empty;
+        };
+        match (self.built.get_mut(i), self.scan.queries.get(i)) {
+            (Some(slot), Some((_, text))) => {
+                slot.get_or_insert_with(|| (Query::new(text), Self::fingerprint(base, text)))
+            }
+            _ => &self.empty,
+        }
+    }
 }
 
 /// A tool output found in the body.
@@ -290,31 +352,32 @@ pub fn compress_request(
     let mut blocks = Vec::with_capacity(slots.len());
     let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
     let mut waste = WasteTokens::default();
-    let mut history_rewrites = 0;
+    let mut recompressed_history = 0;
     // Most requests (chat turns without tool outputs) stop here: no query, no fingerprint.
     if !slots.is_empty() {
-        let query = Query::new(&scan.query);
         // Replays are per tokenizer too: the token gate and the reported figures depend on it.
-        let fingerprint = ContentHash::of_parts(&[
+        let base = ContentHash::of_parts(&[
             &config.fingerprint().0,
             tokenizer.exactness().as_str().as_bytes(),
         ]);
+        let mut queries = Queries::new(&scan, base);
         let mut rereads = RereadTracker::default();
         for slot in slots {
             let text = slot.value.decode_str().ok();
+            let (query, fingerprint) = queries.at(slot.position);
             let (report, replacement) = decide(
                 &slot,
                 text.as_deref(),
                 config,
-                &query,
+                query,
                 tokenizer,
-                fingerprint,
+                *fingerprint,
                 host,
             );
             // New outputs come after the last model turn.
             let fresh = scan.last_model_turn.is_none_or(|turn| slot.position > turn);
             if !fresh && report.decision == Decision::Compressed {
-                history_rewrites += 1;
+                recompressed_history += 1;
             }
             if let Some(text) = text.as_deref().filter(|_| config.waste_signals) {
                 let marked = replacement.as_deref().is_some_and(contains_marker);
@@ -354,7 +417,7 @@ pub fn compress_request(
         bytes_after: after,
         stream_without_usage,
         waste,
-        history_rewrites,
+        recompressed_history,
     })
 }
 
@@ -554,7 +617,7 @@ fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, Fai
             Some("user") => {
                 let text = plain_text(content, "text");
                 if !text.trim().is_empty() {
-                    scan.query = text;
+                    scan.user_text(m, text);
                 }
             }
             _ => {}
@@ -580,10 +643,11 @@ fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailO
         match content.kind() {
             Kind::String => {
                 if role.as_deref() == Some("user") {
-                    scan.query = content
+                    let text = content
                         .decode_str()
                         .map(|s| s.into_owned())
                         .unwrap_or_default();
+                    scan.user_text(m, text);
                 }
                 continue;
             }
@@ -628,7 +692,7 @@ fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailO
             }
         }
         if !user_text.trim().is_empty() {
-            scan.query = user_text;
+            scan.user_text(m, user_text);
         }
     }
     Ok(scan)
@@ -644,10 +708,11 @@ fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan
     };
     match input.kind() {
         Kind::String => {
-            scan.query = input
+            let text = input
                 .decode_str()
                 .map(|s| s.into_owned())
                 .unwrap_or_default();
+            scan.user_text(0, text);
             return Ok(scan);
         }
         Kind::Null => return Ok(scan),
@@ -668,7 +733,7 @@ fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan
             {
                 let text = plain_text(content, "input_text");
                 if !text.trim().is_empty() {
-                    scan.query = text;
+                    scan.user_text(i, text);
                 }
             }
             continue;

@@ -951,9 +951,10 @@ fn responses_waste_counts_outputs_after_the_last_call() {
 }
 
 /// An earlier tool output compressed with no replay record (the process restarted, or another
-/// instance served the previous turn) is a history rewrite; with the record it is a replay.
+/// instance served the previous turn) is compressed again, to the same bytes; with the record
+/// it is a replay.
 #[test]
-fn history_rewrites_are_fresh_compressions_of_earlier_outputs() {
+fn recompressed_history_is_counted_and_sends_the_same_bytes() {
     let (log, _) = app_log();
     let (json, _) = api_json();
     let config = PipelineConfig::default();
@@ -961,7 +962,7 @@ fn history_rewrites_are_fresh_compressions_of_earlier_outputs() {
     let mut history = vec![r#"{"role":"user","content":"Check the service."}"#.to_owned()];
     let first = anthropic_turn(&mut history, 0, &log, "Why?");
     let outcome = compress_request(Api::AnthropicMessages, first.as_bytes(), &config, &mut host);
-    assert_eq!(outcome.unwrap().history_rewrites, 0);
+    assert_eq!(outcome.unwrap().recompressed_history, 0);
     let second = anthropic_turn(&mut history, 1, &json, "And the orders?");
     let replayed = compress_request(
         Api::AnthropicMessages,
@@ -971,7 +972,7 @@ fn history_rewrites_are_fresh_compressions_of_earlier_outputs() {
     )
     .unwrap();
     assert_eq!(replayed.blocks[0].decision, Decision::Replayed);
-    assert_eq!(replayed.history_rewrites, 0);
+    assert_eq!(replayed.recompressed_history, 0);
     let forgotten = compress_request(
         Api::AnthropicMessages,
         second.as_bytes(),
@@ -980,5 +981,6 @@ fn history_rewrites_are_fresh_compressions_of_earlier_outputs() {
     )
     .unwrap();
     assert_eq!(forgotten.blocks[0].decision, Decision::Compressed);
-    assert_eq!(forgotten.history_rewrites, 1);
+    assert_eq!(forgotten.recompressed_history, 1);
+    assert_eq!(forgotten.body, replayed.body);
 }
