@@ -21,6 +21,10 @@ pub struct BlockResult {
     pub text: Option<String>,
     /// Whether the candidate leaves something out (and so carries a marker).
     pub lossy: bool,
+    /// A deterministic work limit that changed the result (pathological inputs only), to be
+    /// appended to the block's reason, e.g. `"3 arrays nested deeper than 6 processed arrays
+    /// copied as they are"`.
+    pub limited: Option<String>,
 }
 
 /// Compresses one block's text. `hash` is [`ContentHash::of`] the text, named by markers.
@@ -37,6 +41,7 @@ pub fn compress_block(
         strategy,
         text: None,
         lossy: false,
+        limited: None,
     };
     if contains_marker(text) {
         return unchanged("none:already_compressed");
@@ -50,6 +55,16 @@ pub fn compress_block(
                 kind,
                 strategy: crushed.strategy(),
                 lossy: crushed.omitted > 0,
+                limited: limits(
+                    query,
+                    (crushed.too_deep > 0).then(|| {
+                        format!(
+                            "{} arrays nested deeper than {} processed arrays copied as they are",
+                            crushed.too_deep,
+                            json_crush::MAX_NESTED_ARRAYS
+                        )
+                    }),
+                ),
                 text: Some(crushed.text),
             },
             None => unchanged("none:json"),
@@ -60,6 +75,7 @@ pub fn compress_block(
                     kind,
                     strategy: "log:templates",
                     lossy: true,
+                    limited: None,
                     text: Some(out.text),
                 },
                 None => normalised(text, kind, Normalise::Text),
@@ -82,6 +98,7 @@ pub fn compress_block(
                         "search:group"
                     },
                     lossy: out.omitted > 0,
+                    limited: limits(query, None),
                     text: Some(out.text),
                 },
                 None => normalised(text, kind, Normalise::Text),
@@ -93,6 +110,7 @@ pub fn compress_block(
                     kind,
                     strategy: "diff:context",
                     lossy: true,
+                    limited: None,
                     text: Some(out.text),
                 },
                 None => unchanged("none:diff"),
@@ -106,6 +124,21 @@ pub fn compress_block(
     }
 }
 
+/// The work limits that applied to a compressor that reads the relevance query: `own`, and
+/// the query's term limit when the user text went past it.
+fn limits(query: &Query, own: Option<String>) -> Option<String> {
+    let query_note = query.truncated().then(|| {
+        format!(
+            "relevance query cut to its first {} distinct terms",
+            super::relevance::MAX_QUERY_TERMS
+        )
+    });
+    match (own, query_note) {
+        (Some(own), Some(note)) => Some(format!("{own}; {note}")),
+        (own, note) => own.or(note),
+    }
+}
+
 fn normalised(text: &str, kind: ContentKind, mode: Normalise) -> BlockResult {
     let strategy = match mode {
         Normalise::Text => "text:normalise",
@@ -116,5 +149,174 @@ fn normalised(text: &str, kind: ContentKind, mode: Normalise) -> BlockResult {
         strategy,
         text: normalise(text, mode),
         lossy: false,
+        limited: None,
+    }
+}
+
+/// The bodies of issue 12 that held a worker (and scaled variants), end to end through
+/// [`compress_request`](super::compress_request): each is decided, and the body sent is valid.
+/// No timing is asserted; a quadratic path would make these tests run for minutes.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod hostile_tests {
+    use super::*;
+    use crate::api::Api;
+    use crate::pipeline::waste::WasteSignal;
+    use crate::pipeline::{Decision, MemoryHost, Outcome, compress_request};
+    use serde_json::{Value, json};
+
+    /// A chat request: the user text `query`, then one tool output `output` (which `query` is
+    /// the relevance query of).
+    fn request(query: &str, output: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "user", "content": query},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                    "type": "function", "function": {"name": "fetch", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": output},
+            ],
+        }))
+        .unwrap()
+    }
+
+    /// Runs `output` under `query` and returns the outcome and the tool output sent.
+    fn run(query: &str, output: &str) -> (Outcome, String) {
+        let body = request(query, output);
+        let mut host = MemoryHost::default();
+        let outcome = compress_request(
+            Api::OpenAiChat,
+            &body,
+            &PipelineConfig::default(),
+            &mut host,
+        )
+        .unwrap();
+        let sent: Value = serde_json::from_slice(outcome.body.as_deref().unwrap_or(&body)).unwrap();
+        let text = sent["messages"][2]["content"].as_str().unwrap().to_owned();
+        (outcome, text)
+    }
+
+    #[test]
+    fn unclosed_html_comments() {
+        // 1 MB of openers, none closed: nothing is a comment, no tag is noise.
+        for openers in [65_536, 262_144] {
+            let (outcome, _) = run("Check the page.", &"<!--".repeat(openers));
+            assert_eq!(outcome.waste.get(WasteSignal::HtmlNoise), 0);
+            assert_eq!(outcome.blocks.len(), 1);
+        }
+        // Tags after them still count.
+        let output = format!("{}<b>bold</b>", "<!--".repeat(262_144));
+        let (outcome, _) = run("Check the page.", &output);
+        let expected = crate::tokens::Encoding::O200kBase.count("<b></b>") as u64;
+        assert_eq!(outcome.waste.get(WasteSignal::HtmlNoise), expected);
+    }
+
+    #[test]
+    fn search_results_that_are_all_error_matches() {
+        // "a:1:error" is a grep match; every one carries an error word, so all are chosen
+        // and kept: the output is regrouped losslessly, linearly in the matches.
+        for copies in [100_000, 200_000, 400_000] {
+            let (outcome, sent) = run("Why did it fail?", &"a:1:error\n".repeat(copies));
+            let block = &outcome.blocks[0];
+            assert_eq!(block.decision, Decision::Compressed, "{}", block.reason);
+            assert_eq!(block.strategy, "search:group");
+            assert!(sent.starts_with("a\n1:error\n1:error\n"));
+            assert_eq!(sent.len(), "a\n".len() + copies * "1:error\n".len());
+        }
+    }
+
+    #[test]
+    fn a_huge_query_against_its_own_text() {
+        // A 200,000-word user message and a JSON array of that text: every item holds every
+        // query term.
+        let words = |n: usize| {
+            (0..n)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for n in [50_000, 200_000] {
+            let query = words(n);
+            let output = serde_json::to_string(&vec![query.as_str(); 8]).unwrap();
+            let (outcome, sent) = run(&query, &output);
+            let block = &outcome.blocks[0];
+            // Eight copies of one string: the repeats go.
+            assert_eq!(block.decision, Decision::Compressed, "{}", block.reason);
+            assert_eq!(block.strategy, "json:select");
+            let items: Vec<Value> = serde_json::from_str(&sent).unwrap();
+            assert_eq!(items[0].as_str(), Some(query.as_str()));
+            assert!(items.len() < 8);
+        }
+        let query = words(200_000);
+        let output = serde_json::to_string(&vec![query.as_str(); 8]).unwrap();
+        let result = compress_block(
+            &output,
+            &PipelineConfig::default(),
+            &Query::new(&query),
+            ContentHash::of(output.as_bytes()),
+        );
+        assert_eq!(
+            result.limited.as_deref(),
+            Some("relevance query cut to its first 16384 distinct terms")
+        );
+        // The same words as an array of one-word items: each item names one query term.
+        let output = serde_json::to_string(&query.split(' ').collect::<Vec<_>>()).unwrap();
+        let (outcome, sent) = run(&query, &output);
+        assert_eq!(outcome.blocks[0].decision, Decision::Compressed);
+        let items: Vec<Value> = serde_json::from_str(&sent).unwrap();
+        assert!(items.len() < 100);
+    }
+
+    #[test]
+    fn a_large_json_array_of_zeros() {
+        for zeros in [1_000_000, 6_000_000] {
+            let output = format!("[{}0]", "0,".repeat(zeros - 1));
+            let (outcome, sent) = run("Sum them.", &output);
+            let block = &outcome.blocks[0];
+            assert_eq!(block.kind, Some(crate::pipeline::detect::ContentKind::Json));
+            // Valid JSON whatever was decided.
+            let items: Vec<Value> = serde_json::from_str(&sent).unwrap();
+            assert!(!items.is_empty());
+        }
+    }
+
+    /// `depth` arrays, each holding `width` numbers and the next one.
+    fn nested(depth: usize, width: usize) -> String {
+        let level = "1,".repeat(width);
+        format!(
+            "{}0{}",
+            format!("[{level}").repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn deeply_nested_arrays_are_bounded_and_said() {
+        let config = PipelineConfig::default();
+        let query = Query::default();
+        // As deep as processing goes: every array is processed.
+        let text = nested(json_crush::MAX_NESTED_ARRAYS, 6);
+        let result = compress_block(&text, &config, &query, ContentHash::of(text.as_bytes()));
+        assert_eq!(result.limited, None);
+        // Deeper: the inner arrays are copied compactly, and the result says so.
+        for depth in [50, 200] {
+            let text = nested(depth, 5_000);
+            let hash = ContentHash::of(text.as_bytes());
+            let result = compress_block(&text, &config, &query, hash);
+            let note = result.limited.unwrap();
+            let deeper = depth - json_crush::MAX_NESTED_ARRAYS;
+            assert!(
+                note.starts_with(&format!("{deeper} arrays nested deeper than")),
+                "{note}"
+            );
+            let out = result.text.unwrap();
+            // Deeper than serde_json's recursion limit: checked with the pipeline's parser.
+            crate::json::validate(out.as_bytes(), crate::json::DEFAULT_MAX_DEPTH).unwrap();
+            // The copied part is the original, compacted.
+            let inner = nested(deeper, 5_000);
+            assert!(out.contains(&inner));
+            let (_, sent) = run("Check.", &text);
+            crate::json::validate(sent.as_bytes(), crate::json::DEFAULT_MAX_DEPTH).unwrap();
+        }
     }
 }

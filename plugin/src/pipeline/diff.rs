@@ -155,12 +155,18 @@ fn write_hunk(
         .filter(|&j| body.get(j).is_some_and(|l| is_change(l)))
         .collect();
     let mut keep = vec![false; body.len()];
+    // Lines before `marked` are already kept: each line is marked at most once (linear in
+    // the hunk, whatever `context` is).
+    let mut marked = 0usize;
     for &c in &changes {
-        for j in c.saturating_sub(context)..=(c + context).min(body.len().saturating_sub(1)) {
-            if let Some(slot) = keep.get_mut(j) {
-                *slot = true;
-            }
+        let end = c.saturating_add(context).min(body.len().saturating_sub(1));
+        for slot in keep
+            .get_mut(c.saturating_sub(context).max(marked)..=end)
+            .unwrap_or_default()
+        {
+            *slot = true;
         }
+        marked = marked.max(end + 1);
     }
     // "\ No newline at end of file" follows the line it annotates.
     for j in 0..body.len() {
@@ -281,6 +287,18 @@ mod tests {
         let out = compress(&text, 2, ContentHash::of(b"")).unwrap();
         assert!(out.text.contains("[lock file: +15 -15 lines]"));
         assert!(out.text.contains("-    let x = old();"));
+    }
+
+    /// Context is marked once per line, whatever its size; a context wider than the hunk
+    /// keeps it whole.
+    #[test]
+    fn any_context_is_linear() {
+        let text = format!("{}{}", file_diff("src/a.rs", 8), file_diff("src/b.rs", 8));
+        let hash = ContentHash::of(text.as_bytes());
+        let wide = compress(&text, usize::MAX, hash).unwrap();
+        assert_eq!(wide.context_omitted, 0);
+        assert_eq!(wide.index_lines_omitted, 2);
+        assert_eq!(compress(&text, 8, hash).unwrap().text, wide.text);
     }
 
     #[test]

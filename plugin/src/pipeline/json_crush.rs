@@ -15,7 +15,9 @@
 //! Scalars are copied byte for byte (numbers keep their spelling). Output is valid JSON, and
 //! compressing it again changes nothing: tables and marked texts are never reprocessed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use super::adaptive::{keep_count, novelty};
 use super::config::PipelineConfig;
@@ -39,7 +41,18 @@ pub struct Crushed {
     pub reduced: usize,
     /// Items left out in total.
     pub omitted: usize,
+    /// Arrays written compactly as they are, without table form or selection, because they
+    /// lie more than [`MAX_NESTED_ARRAYS`] processed arrays deep.
+    pub too_deep: usize,
 }
+
+/// How many processed arrays (of at least `min_items` items) may enclose one another. Each
+/// such level renders and examines the whole of its items (relevance, novelty, duplicates,
+/// error rows), so nested ones multiply the work by their depth (up to the parser's 256);
+/// deeper arrays are copied compactly as they are (lossless), which keeps a crush linear: at
+/// most this many passes over any byte, whatever the nesting. Real tool outputs nest processed
+/// arrays far less (records holding lists: two; GeoJSON features, polygons, points: three).
+pub const MAX_NESTED_ARRAYS: usize = 6;
 
 impl Crushed {
     /// A short description for the manifest.
@@ -59,6 +72,9 @@ struct Ctx<'a> {
     tables: usize,
     reduced: usize,
     omitted: usize,
+    too_deep: usize,
+    /// Processed arrays enclosing the value being written.
+    nested_arrays: usize,
 }
 
 /// Crushes the JSON `text`; `None` when it is not a JSON object or array or already carries a
@@ -98,6 +114,8 @@ pub(crate) fn crush_parsed(
         tables: 0,
         reduced: 0,
         omitted: 0,
+        too_deep: 0,
+        nested_arrays: 0,
     };
     let mut out = String::with_capacity(text.len() / 2);
     write_value(&mut ctx, root, &mut out, &Path::Root);
@@ -106,6 +124,7 @@ pub(crate) fn crush_parsed(
         tables: ctx.tables,
         reduced: ctx.reduced,
         omitted: ctx.omitted,
+        too_deep: ctx.too_deep,
     })
 }
 
@@ -150,9 +169,13 @@ fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &Pat
         }
         Kind::Array => {
             let items: Vec<Value<'_>> = value.elements().collect();
-            if items.len() >= ctx.config.min_items.max(2) {
+            let processed = items.len() >= ctx.config.min_items.max(2);
+            if processed && ctx.nested_arrays < MAX_NESTED_ARRAYS {
+                ctx.nested_arrays += 1;
                 write_array(ctx, &items, out, path);
+                ctx.nested_arrays -= 1;
             } else {
+                ctx.too_deep += usize::from(processed);
                 out.push('[');
                 for (i, item) in items.into_iter().enumerate() {
                     if i > 0 {
@@ -178,9 +201,21 @@ fn is_table(value: Value<'_>) -> bool {
 struct Item<'d> {
     value: Value<'d>,
     /// Compact rendering of the whole item.
-    text: String,
+    text: Cow<'d, str>,
     /// For objects: raw keys and rendered member values, in order.
-    cells: Vec<(&'d str, String)>,
+    cells: Vec<(&'d str, Cow<'d, str>)>,
+}
+
+/// The compact rendering of `value`: a scalar is its own source text (borrowed, so an array
+/// of millions of numbers allocates nothing per item), a container is written out.
+fn render<'d>(ctx: &mut Ctx<'_>, value: Value<'d>, path: &Path<'_>) -> Cow<'d, str> {
+    if matches!(value.kind(), Kind::Object | Kind::Array) {
+        let mut out = String::new();
+        write_value(ctx, value, &mut out, path);
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(value.raw())
+    }
 }
 
 fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: &Path<'_>) {
@@ -191,16 +226,15 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
             let mut cells = Vec::new();
             if value.kind() == Kind::Object && !is_table(value) {
                 for (key, member) in value.members() {
-                    let mut rendered = String::new();
                     let name = key.trim_matches('"');
-                    write_value(ctx, member, &mut rendered, &Path::Member(&item_path, name));
+                    let rendered = render(ctx, member, &Path::Member(&item_path, name));
                     cells.push((key, rendered));
                 }
             }
-            let mut text = String::new();
-            if cells.is_empty() {
-                write_value(ctx, value, &mut text, &item_path);
+            let text = if cells.is_empty() {
+                render(ctx, value, &item_path)
             } else {
+                let mut text = String::new();
                 text.push('{');
                 for (i, (key, cell)) in cells.iter().enumerate() {
                     if i > 0 {
@@ -211,7 +245,8 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
                     text.push_str(cell);
                 }
                 text.push('}');
-            }
+                Cow::Owned(text)
+            };
             Item { value, text, cells }
         })
         .collect();
@@ -343,14 +378,17 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
         let values: Vec<Option<f64>> = items.iter().map(|i| i.value.raw().parse().ok()).collect();
         any_signal |= flag(&numeric_outliers(&values), &mut flagged);
     }
-    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_ref()).collect();
     let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
     any_signal |= flag(&relevant, &mut flagged);
     // Duplicates: low uniqueness says the repeats can go.
-    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // Only looked up: a hash map with fixed keys (items share long prefixes, which makes
+    // ordered comparisons slow).
+    let mut first_seen: HashMap<&str, usize, BuildHasherDefault<DefaultHasher>> =
+        HashMap::default();
     let mut duplicate = vec![false; n];
     for (i, item) in items.iter().enumerate() {
-        if first_seen.insert(item.text.as_str(), i).is_some()
+        if first_seen.insert(item.text.as_ref(), i).is_some()
             && let Some(slot) = duplicate.get_mut(i)
         {
             *slot = true;
@@ -449,17 +487,23 @@ fn is_error_item(value: Value<'_>) -> bool {
 
 /// Per-field signals of an array of objects: rare keys, rare categorical values, numeric
 /// outliers, and the top items by a score field.
+///
+/// Each column holds only the items that have the field (index and value, in item order), so
+/// the work is linear in the members however many distinct keys the items have (dense columns
+/// cost items × keys). Every signal below looks only at the items holding a value; its
+/// indices into a column are mapped back to item indices.
 fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
-    let n = items.len();
-    let mut fields: BTreeMap<&str, Vec<Option<Value<'_>>>> = BTreeMap::new();
+    let mut fields: BTreeMap<&str, Vec<(usize, Value<'_>)>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         if item.value.kind() != Kind::Object {
             continue;
         }
         for (key, member) in item.value.members() {
-            let column = fields.entry(key).or_insert_with(|| vec![None; n]);
-            if let Some(slot) = column.get_mut(i) {
-                *slot = Some(member);
+            let column = fields.entry(key).or_default();
+            // A duplicate key within one item: the last value wins, as it always has.
+            match column.last_mut() {
+                Some((at, value)) if *at == i => *value = member,
+                _ => column.push((i, member)),
             }
         }
     }
@@ -469,27 +513,32 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
         .count();
     let mut signals = Vec::new();
     for (key, column) in &fields {
-        let present: Vec<usize> = column
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_some())
-            .map(|(i, _)| i)
-            .collect();
+        let present: Vec<usize> = column.iter().map(|(i, _)| *i).collect();
+        let to_items = |indices: Vec<usize>| -> Vec<usize> {
+            indices
+                .into_iter()
+                .filter_map(|k| present.get(k).copied())
+                .collect()
+        };
         // A key that few items have marks those items (an `error` member on 2 of 200 rows).
         if objects >= 5 && present.len() * 5 < objects {
             signals.push(present.clone());
         }
         let numbers: Vec<Option<f64>> = column
             .iter()
-            .map(|v| {
-                v.filter(|v| v.kind() == Kind::Number)
+            .map(|(_, v)| {
+                Some(*v)
+                    .filter(|v| v.kind() == Kind::Number)
                     .and_then(|v| v.raw().parse().ok())
             })
             .collect();
         let categorical: Vec<Option<&str>> = column
             .iter()
-            .map(|v| {
-                v.filter(|v| matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40)
+            .map(|(_, v)| {
+                Some(*v)
+                    .filter(|v| {
+                        matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40
+                    })
                     .map(|v| v.raw())
             })
             .collect();
@@ -501,27 +550,28 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
             let mut scored: Vec<(usize, f64)> = numbers
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| v.map(|x| (i, x)))
+                .filter_map(|(k, v)| v.map(|x| (k, x)))
                 .collect();
             scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let top: Vec<usize> = scored.iter().take(5).map(|(i, _)| *i).collect();
+            let top: Vec<usize> = scored.iter().take(5).map(|(k, _)| *k).collect();
             if scored.len() >= 5 {
-                signals.push(top);
+                signals.push(to_items(top));
             }
         }
-        signals.push(numeric_outliers(&numbers));
-        signals.push(rare_values(&categorical));
+        signals.push(to_items(numeric_outliers(&numbers)));
+        signals.push(to_items(rare_values(&categorical)));
         // Free-text values with numbers in them ("heartbeat ping 17") are all distinct; their
         // templates are not, and a rare template ("checkpoint saved at step 4500") matters.
         let templates: Vec<Option<String>> = column
             .iter()
-            .map(|v| {
-                v.filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
+            .map(|(_, v)| {
+                Some(*v)
+                    .filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
                     .map(|v| template_of(v.raw()))
             })
             .collect();
         let templates: Vec<Option<&str>> = templates.iter().map(Option::as_deref).collect();
-        signals.push(rare_values(&templates));
+        signals.push(to_items(rare_values(&templates)));
     }
     signals
 }
@@ -644,6 +694,61 @@ mod tests {
         });
         let out = crush(&errors, &lossless, &Query::default(), ContentHash::of(b"")).unwrap();
         assert_eq!(out.omitted, 0);
+    }
+
+    /// Issue 12: one column per distinct key used to hold a slot per item (items × keys).
+    #[test]
+    fn many_distinct_keys_cost_their_members_only() {
+        for n in [1_000, 50_000] {
+            let text = rows(n, |i| format!(r#"{{"k{i}": {i}, "v": "x"}}"#));
+            let out = run(&text, "");
+            // Every key but `v` is rare and marks its one item: every item is kept.
+            serde_json::from_str::<serde_json::Value>(&out.text).unwrap();
+            assert_eq!((out.omitted, out.too_deep), (0, 0));
+        }
+        // Rare keys still mark their rows, and outliers are found in sparse columns.
+        let text = rows(200, |i| match i {
+            17 => r#"{"id": 17, "error": "disk full"}"#.to_owned(),
+            90 => r#"{"id": 90, "latency": 9000}"#.to_owned(),
+            _ if i % 2 == 0 => format!(r#"{{"id": {i}, "latency": {}}}"#, 20 + i % 3),
+            _ => format!(r#"{{"id": {i}}}"#),
+        });
+        let out = run(&text, "");
+        assert!(
+            out.text.contains("disk full") && out.text.contains("9000"),
+            "{}",
+            out.text
+        );
+        assert!(out.omitted > 100);
+    }
+
+    /// Issue 12: each processed array renders and examines all of its items, so nesting
+    /// multiplies the work; beyond [`MAX_NESTED_ARRAYS`] arrays are copied as they are.
+    #[test]
+    fn nesting_is_processed_to_a_fixed_depth() {
+        let nested = |depth: usize| {
+            let level = r#""x","y","z","w","#;
+            format!(
+                "{}0{}",
+                format!("[{level}").repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let out = run(&nested(MAX_NESTED_ARRAYS), "");
+        assert_eq!(out.too_deep, 0);
+        assert_eq!(out.text, nested(MAX_NESTED_ARRAYS));
+        let out = run(&nested(200), "");
+        assert_eq!(out.too_deep, 200 - MAX_NESTED_ARRAYS);
+        assert_eq!(out.text, nested(200));
+        // Objects in between do not count, only processed arrays.
+        let inner = rows(40, |i| {
+            let status = if i == 9 { "error" } else { "ok" };
+            format!(r#"{{"id": {i}, "status": "{status}"}}"#)
+        });
+        let text = format!(r#"{{"a": {{"b": {{"c": {{"d": {inner}}}}}}}}}"#);
+        let out = run(&text, "");
+        assert_eq!(out.too_deep, 0);
+        assert!(out.omitted > 0);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! quoted strings and timestamps masked): the first line of each template stays, annotated
 //! with how many similar lines followed, and the rest are left out under one marker.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use super::detect::{Level, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
@@ -33,16 +34,22 @@ pub fn compress(text: &str, context: usize, hash: ContentHash) -> Option<Compres
     }
     let mut keep = vec![false; n];
     let important = important_lines(&lines);
+    // Lines before `marked` are already decided: each line is marked at most once, so a large
+    // `context` costs nothing per important line (linear in the lines).
+    let mut marked = 0usize;
     for (i, &level) in important.iter().enumerate() {
         if level {
             let errorish = line_level(lines.get(i).copied().unwrap_or("")) == Level::Error
                 || is_stack_frame(lines.get(i).copied().unwrap_or(""));
             let radius = if errorish { context } else { 0 };
-            for j in i.saturating_sub(radius)..=(i + radius).min(n - 1) {
-                if let Some(slot) = keep.get_mut(j) {
-                    *slot = true;
-                }
+            let end = i.saturating_add(radius).min(n - 1);
+            for slot in keep
+                .get_mut(i.saturating_sub(radius).max(marked)..=end)
+                .unwrap_or_default()
+            {
+                *slot = true;
             }
+            marked = marked.max(end + 1);
         }
     }
     if let Some(first) = keep.first_mut() {
@@ -52,7 +59,10 @@ pub fn compress(text: &str, context: usize, hash: ContentHash) -> Option<Compres
         *last = true;
     }
     // Every other line: the first of its template stays, annotated with its repeats.
-    let mut first_of: BTreeMap<String, usize> = BTreeMap::new();
+    // Only looked up, never iterated: a hash map with fixed keys (templates share long
+    // prefixes, which makes ordered comparisons slow).
+    let mut first_of: HashMap<String, usize, BuildHasherDefault<DefaultHasher>> =
+        HashMap::default();
     let mut repeats = vec![0usize; n];
     for (i, line) in lines.iter().enumerate() {
         if keep.get(i) == Some(&true) {
@@ -243,6 +253,22 @@ mod tests {
         assert_eq!(template("req 123 took 45ms"), template("req 9 took 7ms"));
         assert_eq!(template("id deadbeef01 ok"), template("id 0badc0de99 ok"));
         assert_ne!(template("GET /a"), template("POST /a"));
+    }
+
+    /// A context as large as the log marks each line once, and keeps what a context of the
+    /// log's length keeps.
+    #[test]
+    fn any_context_is_linear() {
+        let mut log = String::new();
+        for i in 0..2_000 {
+            let level = if i % 3 == 0 { "ERROR" } else { "INFO" };
+            log.push_str(&format!("2024-05-01 {level} step {i} done\n"));
+        }
+        log.push_str("INFO request 1 ok\nINFO request 2 ok\nINFO request 3 ok\n");
+        let hash = ContentHash::of(log.as_bytes());
+        assert_eq!(compress(&log, usize::MAX, hash), None);
+        let narrow = compress(&log, 0, hash).unwrap();
+        assert!(narrow.omitted > 1_000);
     }
 
     #[test]

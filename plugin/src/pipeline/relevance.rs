@@ -2,7 +2,8 @@
 //! tokens. It is one of the signals that allow lossy selection; it never decides alone how
 //! much is dropped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 /// Words too common to say anything about relevance.
 const STOP_WORDS: [&str; 40] = [
@@ -40,19 +41,37 @@ pub(crate) fn for_each_word(text: &str, buf: &mut String, mut each: impl FnMut(&
     }
 }
 
-/// The terms of a query: its distinct words minus stop words.
+/// A query keeps at most this many distinct terms: the first ones in the text's order. The
+/// user text is as large as the body allows, and every term costs memory in each VM and a
+/// step of every lookup; a question, even with a pasted page, has far fewer distinct words.
+/// A fixed count (never a time budget) keeps the query a function of the text alone.
+pub const MAX_QUERY_TERMS: usize = 16_384;
+
+/// The terms of a query: its distinct words minus stop words (at most [`MAX_QUERY_TERMS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
-    terms: BTreeSet<String>,
+    /// Sorted and distinct, so each word of a document is looked up by binary search.
+    terms: Vec<String>,
+    /// Whether the text had more distinct terms than [`MAX_QUERY_TERMS`].
+    truncated: bool,
 }
 
 impl Query {
     /// The query of `text` (the latest user text of the request).
     pub fn new(text: &str) -> Query {
+        let mut terms: BTreeSet<String> = BTreeSet::new();
+        let mut truncated = false;
+        for word in words(text).filter(|w| !STOP_WORDS.contains(&w.as_str())) {
+            if terms.len() >= MAX_QUERY_TERMS && !terms.contains(&word) {
+                // Later words are either known terms or past the limit: stop reading.
+                truncated = true;
+                break;
+            }
+            terms.insert(word);
+        }
         Query {
-            terms: words(text)
-                .filter(|w| !STOP_WORDS.contains(&w.as_str()))
-                .collect(),
+            terms: terms.into_iter().collect(),
+            truncated,
         }
     }
 
@@ -61,37 +80,50 @@ impl Query {
         self.terms.is_empty()
     }
 
+    /// Whether the user text had more distinct terms than [`MAX_QUERY_TERMS`] (the query holds
+    /// the first ones).
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
     /// BM25 scores (k1 = 1.2, b = 0.75) of `docs` against the query, in order. Terms present
     /// in more than half of the documents score nothing: they do not discriminate.
+    ///
+    /// O(w log w + w log t) for w words in `docs` and t query terms, whatever the overlap:
+    /// nothing here is proportional to the number of query terms per document word (a
+    /// document holding a whole long query used to cost a scan of its term list per word).
     pub fn scores<S: AsRef<str>>(&self, docs: &[S]) -> Vec<f64> {
         let n = docs.len();
         if self.terms.is_empty() || n == 0 {
             return vec![0.0; n];
         }
         // Per document: its number of words and, for each term present (in term order), how
-        // often it occurs.
-        let terms: Vec<&str> = self.terms.iter().map(String::as_str).collect();
+        // often it occurs: the hits (term indices) of the document, sorted and counted.
         let mut buf = String::new();
         let mut lengths = Vec::with_capacity(n);
         let mut counts: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n);
-        let mut df = vec![0usize; terms.len()];
+        let mut hits: Vec<usize> = Vec::new();
+        // Document frequency per term that occurs at all (few terms do, per call).
+        let mut df: HashMap<usize, usize, BuildHasherDefault<DefaultHasher>> = HashMap::default();
         for doc in docs {
             let mut length = 0usize;
-            let mut tf: Vec<(usize, usize)> = Vec::new();
+            hits.clear();
             for_each_word(doc.as_ref(), &mut buf, |word| {
                 length += 1;
-                if let Ok(t) = terms.binary_search(&word) {
-                    match tf.iter_mut().find(|(term, _)| *term == t) {
-                        Some((_, count)) => *count += 1,
-                        None => tf.push((t, 1)),
-                    }
+                if let Ok(t) = self.terms.binary_search_by(|term| term.as_str().cmp(word)) {
+                    hits.push(t);
                 }
             });
-            tf.sort_unstable();
-            for &(t, _) in &tf {
-                if let Some(slot) = df.get_mut(t) {
-                    *slot += 1;
+            hits.sort_unstable();
+            let mut tf: Vec<(usize, usize)> = Vec::new();
+            for &t in &hits {
+                match tf.last_mut() {
+                    Some((term, count)) if *term == t => *count += 1,
+                    _ => tf.push((t, 1)),
                 }
+            }
+            for &(t, _) in &tf {
+                *df.entry(t).or_default() += 1;
             }
             lengths.push(length);
             counts.push(tf);
@@ -104,7 +136,7 @@ impl Query {
             .map(|(tf, &doc_len)| {
                 tf.iter()
                     .map(|&(term, count)| {
-                        let df = df.get(term).copied().unwrap_or(0);
+                        let df = df.get(&term).copied().unwrap_or(0);
                         if df * 2 > n {
                             return 0.0;
                         }
@@ -141,8 +173,134 @@ impl Query {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// The scoring before issue 12 (a linear search of the document's terms per word), kept
+    /// as the reference the linear version must equal bit for bit.
+    fn reference_scores(query: &Query, docs: &[String]) -> Vec<f64> {
+        let n = docs.len();
+        let terms: Vec<&str> = query.terms.iter().map(String::as_str).collect();
+        let mut buf = String::new();
+        let mut lengths = Vec::new();
+        let mut counts: Vec<Vec<(usize, usize)>> = Vec::new();
+        let mut df = vec![0usize; terms.len()];
+        for doc in docs {
+            let mut length = 0usize;
+            let mut tf: Vec<(usize, usize)> = Vec::new();
+            for_each_word(doc, &mut buf, |word| {
+                length += 1;
+                if let Ok(t) = terms.binary_search(&word) {
+                    match tf.iter_mut().find(|(term, _)| *term == t) {
+                        Some((_, count)) => *count += 1,
+                        None => tf.push((t, 1)),
+                    }
+                }
+            });
+            tf.sort_unstable();
+            for &(t, _) in &tf {
+                df[t] += 1;
+            }
+            lengths.push(length);
+            counts.push(tf);
+        }
+        let avg_len = lengths.iter().sum::<usize>() as f64 / n as f64;
+        let (k1, b) = (1.2, 0.75);
+        counts
+            .iter()
+            .zip(&lengths)
+            .map(|(tf, &doc_len)| {
+                tf.iter()
+                    .map(|&(term, count)| {
+                        let df = df[term];
+                        if df * 2 > n {
+                            return 0.0;
+                        }
+                        let idf = ((n - df) as f64 + 0.5) / (df as f64 + 0.5);
+                        let idf = (idf + 1.0).ln();
+                        let count = count as f64;
+                        let norm = 1.0 - b + b * doc_len as f64 / avg_len.max(1.0);
+                        idf * count * (k1 + 1.0) / (count + k1 * norm)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_equal_the_reference_bit_for_bit() {
+        let query =
+            Query::new("Why did order ord_7 fail with a timeout on shard 3 of the EU cluster?");
+        let mut vocabulary: Vec<String> = [
+            "order",
+            "ord_7",
+            "ord_8",
+            "fail",
+            "timeout",
+            "shard",
+            "3",
+            "eu",
+            "cluster",
+            "ok",
+            "retry",
+            "Order",
+            "FAIL",
+            "naïve",
+            "Ünïcode",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        vocabulary.extend((0..60).map(|k| format!("filler{k}")));
+        let docs: Vec<String> = (0..300)
+            .map(|i| {
+                (0..(i % 9))
+                    .map(|j| vocabulary[(i * 7 + j * 13) % vocabulary.len()].as_str())
+                    .collect::<Vec<_>>()
+                    .join(if i % 2 == 0 { " " } else { ", " })
+            })
+            .collect();
+        let scores = query.scores(&docs);
+        let reference = reference_scores(&query, &docs);
+        assert_eq!(scores.len(), reference.len());
+        for (a, b) in scores.iter().zip(&reference) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        assert!(scores.iter().any(|s| *s > 0.0));
+    }
+
+    #[test]
+    fn a_query_keeps_its_first_distinct_terms() {
+        let text: Vec<String> = (0..MAX_QUERY_TERMS + 10).map(|i| format!("w{i}")).collect();
+        let text = format!("{} w1 w2", text.join(" "));
+        let query = Query::new(&text);
+        assert!(query.truncated());
+        assert_eq!(query.terms.len(), MAX_QUERY_TERMS);
+        let last = format!("w{}", MAX_QUERY_TERMS - 1);
+        let past = format!("w{MAX_QUERY_TERMS}");
+        assert!(query.terms.contains(&last) && !query.terms.contains(&past));
+        let short = Query::new("w1 w2 w1 the w3");
+        assert!(!short.truncated());
+        assert_eq!(short.terms, vec!["w1", "w2", "w3"]);
+    }
+
+    /// Issue 12: a document holding a whole long query scanned its term list once per word.
+    #[test]
+    fn a_long_query_inside_long_documents() {
+        for words in [20_000, 80_000] {
+            let text: Vec<String> = (0..words).map(|i| format!("w{i}")).collect();
+            let text = text.join(" ");
+            let query = Query::new(&text);
+            let mut docs = vec![text.clone(); 3];
+            docs.push("w1 w2 unrelated".to_owned());
+            docs.push("nothing here".to_owned());
+            let scores = query.scores(&docs);
+            // Every term is in the three long documents, more than half: none discriminates.
+            assert_eq!(scores, vec![0.0; 5]);
+            let reference = reference_scores(&query, &docs[3..]);
+            assert_eq!(query.scores(&docs[3..]), reference);
+        }
+    }
 
     #[test]
     fn finds_the_rows_a_query_names() {

@@ -125,30 +125,41 @@ fn select(hits: &[Hit<'_>], query: &Query, per_file: usize) -> Vec<bool> {
         .map(|h| h.text.to_owned())
         .collect();
     let scores = query.scores(&docs);
-    let mut chosen: Vec<usize> = Vec::new();
+    // Which hits are chosen, as a mask over `hits` (a membership test per match, so the
+    // selection stays linear however many matches are chosen), and how many choices were
+    // made (first and last count twice when they are the same match, as they always have).
+    let mut chosen = vec![false; hits.len()];
+    let mut choices = 0usize;
+    let choose = |i: usize, chosen: &mut [bool], choices: &mut usize| {
+        if let Some(slot) = chosen.get_mut(i) {
+            *slot = true;
+        }
+        *choices += 1;
+    };
     if let (Some(&first), Some(&last)) = (matches.first(), matches.last()) {
-        chosen.push(first);
-        chosen.push(last);
+        choose(first, &mut chosen, &mut choices);
+        choose(last, &mut chosen, &mut choices);
     }
     for (rank, &i) in matches.iter().enumerate() {
         let relevant = scores.get(rank).is_some_and(|s| *s > 0.0);
         if relevant || hits.get(i).is_some_and(|h| has_error_word(h.text)) {
-            chosen.push(i);
+            choose(i, &mut chosen, &mut choices);
         }
     }
     // Fill up to per_file with evenly spread matches.
-    let mut filler = matches
+    let filler = matches
         .iter()
         .copied()
-        .filter(|i| !chosen.contains(i))
+        .filter(|&i| chosen.get(i) == Some(&false))
         .collect::<Vec<_>>();
-    let room = per_file.saturating_sub(chosen.len());
+    let room = per_file.saturating_sub(choices);
     if room > 0 && !filler.is_empty() {
         let step = filler.len().div_ceil(room).max(1);
-        filler = filler.into_iter().step_by(step).take(room).collect();
-        chosen.extend(filler);
+        for i in filler.into_iter().step_by(step).take(room) {
+            choose(i, &mut chosen, &mut choices);
+        }
     }
-    for i in chosen {
+    for (i, _) in chosen.iter().enumerate().filter(|(_, c)| **c) {
         if let Some(slot) = keep.get_mut(i) {
             *slot = true;
         }

@@ -238,14 +238,26 @@ fn json_span(text: &str) -> Option<(&str, bool)> {
 /// Tags (`<` then a letter, `/`, `!` or `?`, up to the next `>`, no `<` inside) and comments
 /// (`<!--` to `-->`). A `<` between operands (`a < b`) is not a tag, nor is a `<` and a
 /// letter right after a name (`Vec<String>`, `List<int>`); closing tags (`Price</p>`) are.
+///
+/// Linear: every byte is looked at a bounded number of times. A search for `-->` that fails
+/// is remembered, since no later comment can be closed either (otherwise `"<!--" × n` would
+/// rescan the rest of the text once per opener).
 fn html_spans(text: &str) -> Vec<&str> {
     let mut spans = Vec::new();
     let mut rest = text;
+    let mut no_close_after_here = false;
     while let Some(open) = rest.find('<') {
         let Some(tail) = rest.get(open..) else { break };
         if tail.starts_with("<!--") {
             // An unclosed comment is not one; tags after it still count.
-            let end = tail.find("-->").map_or(4, |close| close + 3);
+            let close = if no_close_after_here {
+                None
+            } else {
+                // From the opener's dashes on: `<!-->` is a (closed) comment.
+                tail.get(2..).and_then(|body| body.find("-->"))
+            };
+            no_close_after_here = close.is_none();
+            let end = close.map_or(4, |close| close + 5);
             if end > 4 {
                 spans.extend(tail.get(..end));
             }
@@ -446,6 +458,30 @@ mod tests {
         assert!(content_signals(generics, O200K, None, false).is_empty());
         let unclosed = "<!-- never closed <b>bold</b>";
         assert_eq!(html_spans(unclosed), vec!["<b>", "</b>"]);
+        // `<!-->` closes itself; a closed comment after unclosed openers cannot exist.
+        assert_eq!(html_spans("<!--> <b>"), vec!["<!-->", "<b>"]);
+        assert_eq!(html_spans("<!---->x"), vec!["<!---->"]);
+    }
+
+    /// Issue 12: a megabyte of unclosed comment openers was rescanned once per opener.
+    #[test]
+    fn unclosed_comment_openers_are_scanned_once() {
+        for openers in [1 << 16, 1 << 18, 1 << 20] {
+            let text = "<!--".repeat(openers);
+            assert!(html_spans(&text).is_empty());
+            let text = format!("<i>{text}<p>x</p>");
+            assert_eq!(html_spans(&text), vec!["<i>", "<p>", "</p>"]);
+            assert_eq!(
+                only(
+                    WasteSignal::HtmlNoise,
+                    &content_signals(&text, O200K, None, false)
+                ),
+                tokens("<i><p></p>")
+            );
+        }
+        // Closed comments between unclosed openers' text are found as before.
+        let text = format!("<!-- a -->{}<!-- b", "x".repeat(1000));
+        assert_eq!(html_spans(&text), vec!["<!-- a -->"]);
     }
 
     #[test]
