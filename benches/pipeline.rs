@@ -10,6 +10,11 @@
 //! - `tokens_o200k/<kind>/<size>`, `tokens_cl100k/<kind>/<size>`: `Encoding::count` on JSON,
 //!   a log and source code.
 //! - `compress_request/agent_json_300`: `corpus::agent_json_request(300, false)`.
+//! - `hostile/<input>/<size>`: the bodies of issue 12 that stalled a worker (unclosed HTML
+//!   comments, a search result of hundreds of thousands of error matches, a huge relevance
+//!   query against a JSON array of the same text, a JSON array of zeros, deeply nested
+//!   arrays, a long run without spaces); throughput is the tool output's bytes, so criterion's
+//!   time per MB at two sizes shows whether the work is linear.
 //!
 //! Run: `cargo bench --bench pipeline` (add `-- --quick` for a fast pass, or a filter such as
 //! `-- tokens_o200k`).
@@ -184,5 +189,101 @@ fn waste_signals(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compressors, tokens, agent_request, waste_signals);
+/// A chat request: one user message `query`, then one tool output `output`, so `query` is the
+/// output's relevance query.
+fn query_then_output_request(query: &str, output: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "user", "content": query},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "fetch", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": output},
+        ],
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// `words` distinct words (`w0 w1 …`, about 7 bytes each).
+fn distinct_words(words: usize) -> String {
+    (0..words)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One hostile body of about `bytes` bytes of tool output: the request and the output's size.
+fn hostile_body(kind: &str, bytes: usize) -> (Vec<u8>, usize) {
+    let output = |text: String| {
+        let len = text.len();
+        (corpus::tool_output_request(text), len)
+    };
+    match kind {
+        "html_comments" => output("<!--".repeat(bytes / 4)),
+        "search_errors" => output("a:1:error\n".repeat(bytes / 10)),
+        "zeros_array" => output(format!("[{}0]", "0,".repeat(bytes / 2))),
+        "nested_arrays" => {
+            // 200 levels (the depth limit is 256), each holding numbers and the next level.
+            let depth = 200;
+            let width = (bytes / depth / 2).max(6);
+            let level = "1,".repeat(width);
+            let text = format!(
+                "{}0{}",
+                format!("[{level}").repeat(depth),
+                "]".repeat(depth)
+            );
+            output(text)
+        }
+        "no_spaces" => output("aZ9+".repeat(bytes / 4)),
+        "relevance_query" => {
+            // The query: distinct words; the output: an array of eight items of that text.
+            let query = distinct_words(bytes / 16);
+            let items = vec![query.clone(); 8];
+            let text = serde_json::to_string(&items).unwrap_or_default();
+            let len = text.len();
+            (query_then_output_request(&query, &text), len)
+        }
+        _ => (Vec::new(), 0),
+    }
+}
+
+/// The hostile inputs of issue 12, end to end through `compress_request`.
+fn hostile(c: &mut Criterion) {
+    let config = PipelineConfig::default();
+    let mut group = c.benchmark_group("hostile");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(200));
+    group.measurement_time(Duration::from_secs(2));
+    for kind in [
+        "html_comments",
+        "search_errors",
+        "relevance_query",
+        "zeros_array",
+        "nested_arrays",
+        "no_spaces",
+    ] {
+        for (label, size) in [("256KB", 256 << 10), ("1MB", 1 << 20)] {
+            let (body, bytes) = hostile_body(kind, size);
+            describe(&format!("hostile/{kind}/{label}"), &run(&body, &config).0);
+            group.throughput(Throughput::Bytes(bytes as u64));
+            group.bench_with_input(BenchmarkId::new(kind, label), &body, |b, body| {
+                b.iter_batched(
+                    || (),
+                    |()| run(black_box(body), &config),
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    compressors,
+    tokens,
+    agent_request,
+    waste_signals,
+    hostile
+);
 criterion_main!(benches);
