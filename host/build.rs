@@ -6,6 +6,12 @@
 //!   `headroom compress`; `HEADROOM_COMPONENT_WASM_PREBUILT` points at an already built one.
 //!
 //! Each is a nested `cargo build` with its own target directory under the outer one.
+//!
+//! First run: rustup installs the toolchain rust-toolchain.toml pins with the targets it lists, but
+//! it does not add those targets to a toolchain that is already installed without them, and the
+//! guest build would fail with "can't find crate for `std`". So before building a guest, a missing
+//! target's standard library is installed with `rustup target add` (said as a cargo warning); with
+//! no rustup the build stops and says what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,6 +101,7 @@ fn build(guest: &Guest, root: &Path, out_dir: &Path) -> PathBuf {
         .map(|t| t.join(guest.target_dir))
         .unwrap_or_else(|| out_dir.join(guest.target_dir));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    ensure_target(guest.target, root);
     let status = Command::new(cargo)
         .current_dir(root)
         .args([
@@ -127,4 +134,64 @@ fn build(guest: &Guest, root: &Path, out_dir: &Path) -> PathBuf {
         .join(guest.target)
         .join("wasm-release")
         .join(guest.artifact)
+}
+
+/// Installs `target`'s standard library into the toolchain that builds this crate when it is
+/// missing, with `rustup target add`; panics with the command to run when that is not possible.
+fn ensure_target(target: &str, root: &Path) {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let has_std = |rustc: &str| -> bool {
+        let Ok(out) = Command::new(rustc)
+            .args(["--print", "target-libdir", "--target", target])
+            .output()
+        else {
+            return false;
+        };
+        let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        out.status.success()
+            && std::fs::read_dir(&libdir).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with("libstd-") && name.ends_with(".rlib")
+                })
+            })
+    };
+    if has_std(&rustc) {
+        return;
+    }
+    // rustup's proxies tell the tools they run which toolchain they are; else the one
+    // rust-toolchain.toml pins (rustup reads it from the working directory).
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut add = Command::new("rustup");
+    add.current_dir(root).args(["target", "add"]);
+    if let Some(toolchain) = &toolchain {
+        add.args(["--toolchain", toolchain]);
+    }
+    add.arg(target);
+    let command = format!(
+        "rustup target add{} {target}",
+        toolchain
+            .as_deref()
+            .map(|t| format!(" --toolchain {t}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "cargo:warning=the {target} standard library is missing (rustup does not add the targets \
+         rust-toolchain.toml lists to an already installed toolchain): running `{command}`"
+    );
+    eprintln!("installing the {target} target: {command}");
+    match add.status() {
+        Ok(status) if status.success() && has_std(&rustc) => {}
+        Ok(status) => panic!(
+            "`{command}` failed ({status}): the filter cannot be built for {target} without it; \
+             run it yourself (needs network access to static.rust-lang.org) and build again"
+        ),
+        Err(e) => panic!(
+            "the {target} standard library is missing and rustup could not be run ({e}): \
+             install the target for rustc {} (with rustup: `rustup target add {target}`; \
+             otherwise your distribution's rust-std package for {target}) and build again",
+            std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into())
+        ),
+    }
 }

@@ -107,6 +107,9 @@ struct ProxyArgs {
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "HEADROOM_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Log line format: text (coloured only on a terminal) or json (one object per line).
+    #[arg(long, env = "HEADROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Worker threads, each with its own filter VM (default: one per core).
     #[arg(long, env = "HEADROOM_WORKERS")]
     workers: Option<usize>,
@@ -478,7 +481,14 @@ fn manifest_table(api: Api, out: &Compressed) -> String {
     text
 }
 
-fn init_logging(filter: &str) -> i32 {
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> i32 {
     let level = match filter {
         "trace" => 0,
         "debug" => 1,
@@ -488,10 +498,19 @@ fn init_logging(filter: &str) -> i32 {
     };
     let env_filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal, never in a file or a log shipper.
+    use std::io::IsTerminal as _;
+    let ansi = format == LogFormat::Text
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = builder.with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
     level
 }
 
@@ -547,7 +566,7 @@ fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<()> {
-    let guest_log_level = init_logging(&args.log_level);
+    let guest_log_level = init_logging(&args.log_level, args.log_format);
     let (plugin_wasm, plugin_source, plugin_config) = load_filter(&args.filter)?;
     let database = (!args.stateless).then(|| paths::database_path(&paths::process_env));
     let limits = vm_limits(args.vm_memory_mb, args.vm_call_timeout_ms);
