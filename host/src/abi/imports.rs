@@ -658,6 +658,9 @@ fn link_env(linker: &mut Linker<HostState>) -> Result<()> {
         },
     )?;
 
+    // As Envoy (proxy-wasm-cpp-host `set_shared_data`): the value is read as `(ptr, len)` like
+    // any other, so a null pointer with length 0 (the Rust SDK's `set_shared_data(key, None,
+    // cas)`) stores an empty value; the key is not deleted (the ABI has no delete).
     linker.func_wrap(
         env,
         "proxy_set_shared_data",

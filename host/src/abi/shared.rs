@@ -11,16 +11,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::types::{MetricType, Status};
 
 /// The shared-data store (`proxy_get_shared_data` / `proxy_set_shared_data`).
+///
+/// As in proxy-wasm-cpp-host (`src/shared_data.cc`, which Envoy 1.40 runs): there is no delete.
+/// `proxy_set_shared_data` with a null pointer or a zero length stores an empty value like any
+/// other (the key stays, its token is bumped) and `proxy_get_shared_data` then answers OK with a
+/// null pointer, a zero length and the token (the Rust SDK: `(None, Some(cas))`). cpp-host's
+/// `SharedData::remove` is not reachable from the ABI; keys go only with the whole VM id.
+/// Tokens come from one process-wide counter that starts at 1 and skips 0, as cpp-host's
+/// `nextCas`.
 #[derive(Default)]
 pub struct SharedData {
-    entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    inner: Mutex<Store>,
+}
+
+#[derive(Default)]
+struct Store {
+    entries: HashMap<Vec<u8>, Entry>,
+    /// The last token handed out (0: none yet).
+    cas: u32,
+}
+
+impl Store {
+    fn next_cas(&mut self) -> u32 {
+        self.cas = match self.cas.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        self.cas
+    }
 }
 
 impl std::fmt::Debug for SharedData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let entries = self.entries.lock().map_or(0, |e| e.len());
         f.debug_struct("SharedData")
-            .field("entries", &entries)
+            .field("entries", &self.footprint().0)
             .finish()
     }
 }
@@ -29,28 +53,36 @@ impl std::fmt::Debug for SharedData {
 type Entry = (Vec<u8>, u32);
 
 impl SharedData {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The value and CAS token of `key`, or `None` when absent.
     pub fn get(&self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(key).cloned()
+        self.lock().entries.get(key).cloned()
     }
 
     /// Writes `value` under `key` when `cas` is 0 or matches the key's current token.
     ///
-    /// A missing key ignores `cas`, as in Envoy. An empty value is stored like any other.
+    /// A missing key ignores `cas`, as in Envoy. An empty value is stored like any other: the
+    /// ABI cannot delete a key.
     pub fn set(&self, key: &[u8], value: &[u8], cas: u32) -> Status {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get_mut(key) {
-            Some((stored, token)) => {
-                if cas != 0 && cas != *token {
-                    return Status::CasMismatch;
-                }
+        let mut store = self.lock();
+        if let Some((_, token)) = store.entries.get(key)
+            && cas != 0
+            && cas != *token
+        {
+            return Status::CasMismatch;
+        }
+        let token = store.next_cas();
+        match store.entries.get_mut(key) {
+            Some((stored, stored_token)) => {
                 stored.clear();
                 stored.extend_from_slice(value);
-                *token = next_cas(*token);
+                *stored_token = token;
             }
             None => {
-                entries.insert(key.to_vec(), (value.to_vec(), 1));
+                store.entries.insert(key.to_vec(), (value.to_vec(), token));
             }
         }
         Status::Ok
@@ -60,12 +92,23 @@ impl SharedData {
     pub fn insert(&self, key: &[u8], value: &[u8]) {
         let _ = self.set(key, value, 0);
     }
-}
 
-fn next_cas(token: u32) -> u32 {
-    match token.wrapping_add(1) {
-        0 => 1,
-        n => n,
+    /// Number of keys and bytes of keys plus values whose key starts with `prefix` (for
+    /// measurements and tests).
+    pub fn footprint_of(&self, prefix: &[u8]) -> (usize, usize) {
+        let store = self.lock();
+        store
+            .entries
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .fold((0, 0), |(n, bytes), (k, (v, _))| {
+                (n + 1, bytes + k.len() + v.len())
+            })
+    }
+
+    /// Number of keys and bytes of keys plus values.
+    pub fn footprint(&self) -> (usize, usize) {
+        self.footprint_of(b"")
     }
 }
 
@@ -213,6 +256,22 @@ mod tests {
         assert_eq!(v, b"v2");
         assert_ne!(cas, cas2);
         assert_eq!(data.set(b"k", b"v3", 0), Status::Ok);
+    }
+
+    #[test]
+    fn an_empty_value_is_stored_not_deleted() {
+        // proxy-wasm-cpp-host (Envoy 1.40): no delete; a null value is an empty value.
+        let data = SharedData::default();
+        assert_eq!(data.set(b"k", b"v", 0), Status::Ok);
+        let (_, cas) = data.get(b"k").unwrap();
+        assert_eq!(data.set(b"k", b"", cas), Status::Ok);
+        let (v, cas2) = data.get(b"k").unwrap();
+        assert!(v.is_empty());
+        assert_ne!(cas2, cas, "the write bumps the token");
+        assert_eq!(data.footprint(), (1, 1));
+        // Tokens are process-wide, as cpp-host's: another key's write draws the next one.
+        assert_eq!(data.set(b"other", b"x", 0), Status::Ok);
+        assert_eq!(data.get(b"other").unwrap().1, cas2 + 1);
     }
 
     #[test]

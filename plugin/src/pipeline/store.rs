@@ -98,9 +98,9 @@ pub fn replay_key(config_fingerprint: ContentHash, digest: &[u8; 32]) -> Content
 pub const ENTRY_OVERHEAD: usize = 48;
 
 /// The eviction order of a byte-bounded store: entries in insertion order with their charged
-/// sizes. One implementation serves the in-memory [`MemoryStore`] and the filter's
-/// shared-data stores, where the whole index is one value updated by compare-and-swap
-/// ([`FifoIndex::encode`] / [`FifoIndex::decode`]).
+/// sizes, for the in-memory [`MemoryStore`]. (The filter's shared-data stores keep the same
+/// order as a ring of small per-position keys instead, so an update never copies the index;
+/// [`FifoIndex::encode`] / [`FifoIndex::decode`] remain for a store that wants one value.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FifoIndex {
     order: VecDeque<(ContentHash, u32)>,

@@ -5,6 +5,9 @@
 //!   `status=<upstream status> bytes=<body size>` from the call's response callback.
 //! - `GET /probe/ticks`: how many ticks all VMs have counted in shared data (a CAS loop).
 //! - `GET /probe/properties`: `path=<request.path> plugin=<plugin_name>`.
+//! - `GET /probe/null-set`: what a `proxy_set_shared_data` with a null value does to an existing
+//!   key (`before=<value>,<cas?> after=<value or none>,<cas?> cas_write=<status>`): Envoy 1.40
+//!   has no delete, so the key stays with an empty value and a new token.
 
 use std::time::Duration;
 
@@ -105,6 +108,34 @@ impl HttpContext for Probe {
                     .and_then(|(v, _)| v)
                     .and_then(|v| String::from_utf8(v).ok());
                 reply(&format!("ticks={}", ticks.unwrap_or_else(|| "0".into())))
+            }
+            "/probe/null-set" => {
+                let key = "probe.null-set";
+                let describe = |found: Result<(Option<Vec<u8>>, Option<u32>), _>| match found {
+                    Ok((value, cas)) => format!(
+                        "{},{}",
+                        value.map_or("none".into(), |v| String::from_utf8_lossy(&v).into_owned()),
+                        if cas.is_some() { "cas" } else { "nocas" }
+                    ),
+                    Err(status) => format!("{status:?}"),
+                };
+                let _ = hostcalls::set_shared_data(key, Some(b"v"), None);
+                let before = hostcalls::get_shared_data(key);
+                let old_cas = before.as_ref().ok().and_then(|(_, cas)| *cas);
+                let before = describe(before);
+                let _ = hostcalls::set_shared_data(key, None, None);
+                let after = hostcalls::get_shared_data(key);
+                let new_cas = after.as_ref().ok().and_then(|(_, cas)| *cas);
+                let after = describe(after);
+                // A CAS write with the token from before the null set must now fail.
+                let stale = match hostcalls::set_shared_data(key, Some(b"w"), old_cas) {
+                    Ok(()) => "ok".to_string(),
+                    Err(status) => format!("{status:?}"),
+                };
+                let bumped = old_cas != new_cas;
+                reply(&format!(
+                    "before={before} after={after} bumped={bumped} stale_cas_write={stale}"
+                ))
             }
             "/probe/properties" => {
                 let text = |path: Vec<&str>| {
