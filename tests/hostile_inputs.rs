@@ -12,49 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use headroom_tests::client::{self, ClientRequest};
+use headroom_tests::corpus;
 use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::{InProcess, test_config};
 use headroom_tests::prom;
 use headroom_tests::scenario::Target;
 use headroom_tests::upstream::{Reply, Scripted, Upstream};
-use serde_json::json;
-
-/// An Anthropic request whose one tool result is `output`, after a user question `question`.
-fn anthropic(question: &str, output: &str) -> Vec<u8> {
-    json!({
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 16,
-        "messages": [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": output}]}
-        ]
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// The bodies, by name.
-fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
-    let words: Vec<String> = (0..200_000).map(|i| format!("w{i}")).collect();
-    let text = words.join(" ");
-    let array = serde_json::to_string(&vec![text.as_str(); 4]).unwrap_or_default();
-    vec![
-        (
-            "unclosed html comments, 1 MB",
-            anthropic("why?", &"<!--".repeat(262_144)),
-        ),
-        (
-            "grep-like error lines, 4.4 MB",
-            anthropic("why?", &"a:1:error\n".repeat(400_000)),
-        ),
-        ("200,000-word question and output", anthropic(&text, &array)),
-        (
-            "JSON array of zeros, 12 MB",
-            anthropic("why?", &format!("[{}0]", "0,".repeat(6_000_000))),
-        ),
-    ]
-}
 
 fn answer() -> Reply {
     Reply::Scripted(Scripted {
@@ -98,7 +61,7 @@ async fn probe_health(
 
 async fn survives(target: &impl Target, upstream: &Upstream) -> Result<()> {
     let name = target.name().to_owned();
-    for (what, body) in hostile_bodies() {
+    for (what, body) in corpus::hostile_bodies() {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let probe = tokio::spawn(probe_health(target.addr(), stop_rx));
         let request = ClientRequest {

@@ -336,3 +336,41 @@ pub fn code_text(bytes: usize, seed: u64) -> String {
 pub fn tool_output_request(output: String) -> Vec<u8> {
     openai_request(history(1), vec![output], false)
 }
+
+/// Bodies anyone can send that once held a worker for seconds to minutes (issue 12), by name:
+/// Anthropic requests whose one tool result is 1 MB of unclosed HTML comments, 4.4 MB of
+/// grep-like error lines, 200,000 words (which are also the user's question) and a 12 MB JSON
+/// array of zeros.
+pub fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let anthropic = |question: &str, output: &str| {
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 16,
+            "messages": [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": output}]}
+            ]
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let words: Vec<String> = (0..200_000).map(|i| format!("w{i}")).collect();
+    let text = words.join(" ");
+    let array = serde_json::to_string(&vec![text.as_str(); 4]).unwrap_or_default();
+    vec![
+        (
+            "unclosed html comments, 1 MB",
+            anthropic("why?", &"<!--".repeat(262_144)),
+        ),
+        (
+            "grep-like error lines, 4.4 MB",
+            anthropic("why?", &"a:1:error\n".repeat(400_000)),
+        ),
+        ("200,000-word question and output", anthropic(&text, &array)),
+        (
+            "JSON array of zeros, 12 MB",
+            anthropic("why?", &format!("[{}0]", "0,".repeat(6_000_000))),
+        ),
+    ]
+}

@@ -18,6 +18,11 @@ use std::fmt;
 /// Nesting depth (objects and arrays) accepted when no configuration says otherwise.
 pub const DEFAULT_MAX_DEPTH: u32 = 256;
 
+/// Values one document may hold when no configuration says otherwise (2^20): its span tree
+/// then takes at most 16 MiB, so no body can exhaust a VM's memory through the parser alone
+/// (DESIGN.md decision 10). A large agent conversation holds tens of thousands.
+pub const DEFAULT_MAX_VALUES: usize = 1 << 20;
+
 /// What made a text invalid JSON (or a string span undecodable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -37,6 +42,8 @@ pub enum ErrorKind {
     LoneSurrogate,
     /// Objects and arrays nest deeper than the allowed depth.
     TooDeep,
+    /// The document holds more values than [`Document::parse_bounded`] allows.
+    TooManyValues,
     /// Something other than whitespace follows the top-level value.
     TrailingCharacters,
     /// The text is too long for the 32-bit offsets of the span tree.
@@ -56,6 +63,7 @@ impl ErrorKind {
             Self::ControlCharacter => "unescaped control character in string",
             Self::LoneSurrogate => "lone UTF-16 surrogate escape",
             Self::TooDeep => "nesting too deep",
+            Self::TooManyValues => "too many values",
             Self::TrailingCharacters => "trailing characters",
             Self::TooLong => "document too long",
             Self::NotAString => "value is not a string",

@@ -53,11 +53,23 @@ impl<'a> Document<'a> {
     /// surrounding whitespace allowed) whose objects and arrays nest at most `max_depth` deep,
     /// and records the span tree. Linear in the input; never recurses.
     pub fn parse(bytes: &'a [u8], max_depth: u32) -> Result<Self, JsonError> {
+        Self::parse_bounded(bytes, max_depth, super::DEFAULT_MAX_VALUES)
+    }
+
+    /// [`Document::parse`] with at most `max_values` values (objects, arrays, strings, numbers
+    /// and literals, the top level included): a document with more is refused with
+    /// [`ErrorKind::TooManyValues`] once that many are recorded, so its span tree never holds
+    /// more than `16 × max_values` bytes, whatever the input.
+    pub fn parse_bounded(
+        bytes: &'a [u8],
+        max_depth: u32,
+        max_values: usize,
+    ) -> Result<Self, JsonError> {
         let src = std::str::from_utf8(bytes)
             .map_err(|e| JsonError::new(ErrorKind::InvalidUtf8, e.valid_up_to()))?;
         check_len(bytes)?;
         let mut nodes = Vec::new();
-        scan(bytes, max_depth, Some(&mut nodes))?;
+        scan(bytes, max_depth, Some((&mut nodes, max_values)))?;
         Ok(Self { src, nodes })
     }
 
@@ -269,8 +281,16 @@ struct Frame {
 
 /// The scan shared by [`Document::parse`] and [`validate`]: an iterative state machine whose
 /// explicit stack holds one frame per open container, so depth costs heap, not guest stack.
-fn scan(bytes: &[u8], max_depth: u32, mut nodes: Option<&mut Vec<Node>>) -> Result<(), JsonError> {
+fn scan(
+    bytes: &[u8],
+    max_depth: u32,
+    record_into: Option<(&mut Vec<Node>, usize)>,
+) -> Result<(), JsonError> {
     let max_depth = usize::try_from(max_depth).unwrap_or(usize::MAX);
+    let (mut nodes, max_values) = match record_into {
+        Some((nodes, max)) => (Some(nodes), max),
+        None => (None, usize::MAX),
+    };
     let mut stack: Vec<Frame> = Vec::new();
     let mut pos = skip_ws(bytes, 0);
     let mut key = NONE;
@@ -280,6 +300,9 @@ fn scan(bytes: &[u8], max_depth: u32, mut nodes: Option<&mut Vec<Node>>) -> Resu
             return Err(JsonError::new(ErrorKind::UnexpectedEnd, pos));
         };
         let index = match nodes.as_deref_mut() {
+            Some(nodes) if nodes.len() >= max_values => {
+                return Err(JsonError::new(ErrorKind::TooManyValues, pos));
+            }
             Some(nodes) => record(nodes, stack.last_mut(), pos, key),
             None => NONE,
         };

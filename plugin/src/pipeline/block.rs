@@ -3,7 +3,7 @@
 //! result by tokens and keeps originals and decisions.
 
 use super::config::PipelineConfig;
-use super::detect::{ContentKind, detect_parsed};
+use super::detect::{ContentKind, Parsed, detect_parsed};
 use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
@@ -34,8 +34,31 @@ pub fn compress_block(
     query: &Query,
     hash: ContentHash,
 ) -> BlockResult {
-    let (detection, json) = detect_parsed(text, config.max_json_depth);
-    let kind = detection.kind;
+    let parsed = detect_parsed(text, config.max_json_depth, config.max_json_values);
+    let too_many_values = parsed.too_many_values;
+    let mut result = compress_detected(text, parsed, config, query, hash);
+    if too_many_values {
+        let note = format!(
+            "JSON of more than {} values (max_json_values) not compressed as JSON",
+            config.max_json_values
+        );
+        result.limited = Some(match result.limited.take() {
+            Some(other) => format!("{note}; {other}"),
+            None => note,
+        });
+    }
+    result
+}
+
+/// Runs the compressor of the detected kind.
+fn compress_detected(
+    text: &str,
+    parsed: Parsed<'_>,
+    config: &PipelineConfig,
+    query: &Query,
+    hash: ContentHash,
+) -> BlockResult {
+    let (kind, json) = (parsed.detection.kind, parsed.json);
     let unchanged = |strategy| BlockResult {
         kind,
         strategy,
@@ -269,11 +292,20 @@ mod hostile_tests {
 
     #[test]
     fn a_large_json_array_of_zeros() {
-        for zeros in [1_000_000, 6_000_000] {
+        // Within max_json_values (2^20) it is JSON; beyond, it is not parsed as JSON at all
+        // (the span tree would outgrow a VM's memory), and the reason says so.
+        for (zeros, json) in [(1_000_000, true), (6_000_000, false)] {
             let output = format!("[{}0]", "0,".repeat(zeros - 1));
             let (outcome, sent) = run("Sum them.", &output);
             let block = &outcome.blocks[0];
-            assert_eq!(block.kind, Some(crate::pipeline::detect::ContentKind::Json));
+            let kind = block.kind;
+            assert_eq!(kind == Some(crate::pipeline::detect::ContentKind::Json), json);
+            assert_eq!(
+                block.reason.contains("JSON of more than 1048576 values"),
+                !json,
+                "{}",
+                block.reason
+            );
             // Valid JSON whatever was decided.
             let items: Vec<Value> = serde_json::from_str(&sent).unwrap();
             assert!(!items.is_empty());

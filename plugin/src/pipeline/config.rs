@@ -47,6 +47,11 @@ pub struct PipelineConfig {
     pub min_token_savings: f64,
     /// Nesting limit for JSON inside tool outputs. Default 256.
     pub max_json_depth: u32,
+    /// The most JSON values a body, or a tool output compressed as JSON, may hold (a
+    /// deterministic bound on the filter's memory and work). A body with more is forwarded
+    /// unchanged (fail-open `too_large`); a tool output with more is not treated as JSON.
+    /// Default 1,048,576.
+    pub max_json_values: usize,
     /// Whether new tool outputs are examined for waste signals (`/stats.waste_signals`).
     /// Changes no byte sent; costs some token counting. Default true.
     pub waste_signals: bool,
@@ -82,6 +87,7 @@ impl Default for PipelineConfig {
             diff_context_lines: 2,
             min_token_savings: 0.0,
             max_json_depth: crate::json::DEFAULT_MAX_DEPTH,
+            max_json_values: crate::json::DEFAULT_MAX_VALUES,
             waste_signals: true,
         }
     }

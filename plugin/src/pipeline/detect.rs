@@ -62,19 +62,42 @@ impl Detection {
 
 /// Detects the kind of `text`. JSON is recognised by a real parse (nested at most `max_depth`).
 pub fn detect(text: &str, max_depth: u32) -> Detection {
-    detect_parsed(text, max_depth).0
+    detect_parsed(text, max_depth, crate::json::DEFAULT_MAX_VALUES).detection
 }
 
-/// [`detect`], and for JSON the parsed `text.trim()` (so the compressor need not parse again).
-pub(crate) fn detect_parsed(text: &str, max_depth: u32) -> (Detection, Option<Document<'_>>) {
+/// What [`detect_parsed`] found.
+pub(crate) struct Parsed<'t> {
+    /// The kind.
+    pub detection: Detection,
+    /// For JSON, the parsed `text.trim()` (so the compressor need not parse again).
+    pub json: Option<Document<'t>>,
+    /// The text is JSON with more than the allowed number of values, so it was detected as
+    /// something else.
+    pub too_many_values: bool,
+}
+
+/// [`detect`], with JSON holding at most `max_values` values.
+pub(crate) fn detect_parsed(text: &str, max_depth: u32, max_values: usize) -> Parsed<'_> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return (Detection::new(ContentKind::Text, 0.0), None);
+        return Parsed {
+            detection: Detection::new(ContentKind::Text, 0.0),
+            json: None,
+            too_many_values: false,
+        };
     }
-    if let Some((detection, doc)) = detect_json(trimmed, max_depth) {
-        return (detection, Some(doc));
+    match detect_json(trimmed, max_depth, max_values) {
+        Ok((detection, doc)) => Parsed {
+            detection,
+            json: Some(doc),
+            too_many_values: false,
+        },
+        Err(too_many_values) => Parsed {
+            detection: detect_text(text),
+            json: None,
+            too_many_values,
+        },
     }
-    (detect_text(text), None)
 }
 
 /// Detection of a text that is not JSON.
@@ -101,11 +124,17 @@ fn detect_text(text: &str) -> Detection {
     Detection::new(ContentKind::Text, 0.5)
 }
 
-fn detect_json(trimmed: &str, max_depth: u32) -> Option<(Detection, Document<'_>)> {
+/// The JSON detection of `trimmed`; the error says whether it failed on the value limit.
+fn detect_json(
+    trimmed: &str,
+    max_depth: u32,
+    max_values: usize,
+) -> Result<(Detection, Document<'_>), bool> {
     if !trimmed.starts_with(['{', '[']) {
-        return None;
+        return Err(false);
     }
-    let doc = Document::parse(trimmed.as_bytes(), max_depth).ok()?;
+    let doc = Document::parse_bounded(trimmed.as_bytes(), max_depth, max_values)
+        .map_err(|e| e.kind == crate::json::ErrorKind::TooManyValues)?;
     let root = doc.root();
     let confidence = match root.kind() {
         Kind::Object => 1.0,
@@ -115,9 +144,9 @@ fn detect_json(trimmed: &str, max_depth: u32) -> Option<(Detection, Document<'_>
                 elements.peek().is_some() && elements.all(|v| v.kind() == Kind::Object);
             if all_objects { 1.0 } else { 0.8 }
         }
-        _ => return None,
+        _ => return Err(false),
     };
-    Some((Detection::new(ContentKind::Json, confidence), doc))
+    Ok((Detection::new(ContentKind::Json, confidence), doc))
 }
 
 /// A hunk header `@@ -a[,b] +c[,d] @@` (two-way) or `@@@ ... @@@` (combined).

@@ -35,7 +35,7 @@ use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_k
 use super::waste::{RereadTracker, WasteTokens, content_signals};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
-use crate::json::{Document, Kind, Value, encode_string};
+use crate::json::{Document, ErrorKind, Kind, Value, encode_string};
 use crate::shape::{object, required_array, string_field};
 use crate::tokens::{Exactness, Tokenizer};
 
@@ -326,7 +326,11 @@ pub fn compress_request(
     config: &PipelineConfig,
     host: &mut dyn PipelineHost,
 ) -> Result<Outcome, FailOpen> {
-    let doc = Document::parse(body, config.max_json_depth).map_err(|_| FailOpen::NotJson)?;
+    let doc = Document::parse_bounded(body, config.max_json_depth, config.max_json_values)
+        .map_err(|e| match e.kind {
+            ErrorKind::TooManyValues => FailOpen::TooLarge,
+            _ => FailOpen::NotJson,
+        })?;
     let root = doc.root();
     if root.kind() != Kind::Object {
         return Err(FailOpen::UnexpectedShape);
@@ -513,6 +517,11 @@ fn decide(
     }
     report.kind = Some(result.kind);
     report.strategy = result.strategy;
+    // A work limit that shaped the result is said in every reason below.
+    let limited = |reason: String| match &result.limited {
+        Some(limit) => format!("{reason}; {limit}"),
+        None => reason,
+    };
     let unchanged = ReplayEntry::Unchanged.encode();
     let candidate = match result.text.filter(|c| !c.trim().is_empty() && *c != *text) {
         Some(candidate) => candidate,
@@ -526,7 +535,7 @@ fn decide(
                 host.replay().put(key, &unchanged);
                 (
                     Decision::NoChange,
-                    format!("{} found nothing to remove", result.kind.as_str()),
+                    limited(format!("{} found nothing to remove", result.kind.as_str())),
                 )
             };
             return finish(report, decision, reason);
@@ -543,8 +552,9 @@ fn decide(
     let needed = (before as f64 * config.min_token_savings.clamp(0.0, 1.0)).ceil() as u64;
     if after >= before || before - after < needed.max(1) {
         host.replay().put(key, &unchanged);
-        let reason =
-            format!("{after} tokens after >= {before} before (or below min_token_savings)");
+        let reason = limited(format!(
+            "{after} tokens after >= {before} before (or below min_token_savings)"
+        ));
         return finish(report, Decision::NoGain, reason);
     }
     if result.lossy {
@@ -557,7 +567,7 @@ fn decide(
     };
     host.replay().put(key, &entry.encode());
     report.decision = Decision::Compressed;
-    report.reason = format!(
+    report.reason = limited(format!(
         "{} tokens -> {after}{}",
         before,
         if result.lossy {
@@ -565,7 +575,7 @@ fn decide(
         } else {
             ", lossless"
         }
-    );
+    ));
     report.bytes_after = candidate.len();
     (report, Some(candidate))
 }

@@ -87,15 +87,17 @@ pub trait ReplayStore {
 }
 
 /// The replay key of an original tool output, from its full SHA-256 `digest` and the
-/// configuration fingerprint (a configuration change is a new pipeline, whose decisions start
-/// afresh). Derived from the digest so a large original is hashed once.
+/// fingerprint of everything else its compression depends on (configuration, tokenizer,
+/// relevance query). Derived from the digest so a large original is hashed once.
 pub fn replay_key(config_fingerprint: ContentHash, digest: &[u8; 32]) -> ContentHash {
     ContentHash::of_parts(&[b"headroom-replay-v2", &config_fingerprint.0, digest])
 }
 
-/// Bytes charged per entry on top of its value (key, index slot, host bookkeeping), so a
-/// store of many tiny entries stays bounded too.
-pub const ENTRY_OVERHEAD: usize = 48;
+/// Bytes charged per entry on top of its value, so a store of many tiny entries stays bounded
+/// by its budget too: in shared data an entry takes three keys (its value slot, its ring slot
+/// and a share of a bucket; `filter::shared_store`), about 400 bytes with Envoy's per-key
+/// bookkeeping. 320 keeps the key count of a store at most about 2.25 × budget / 320.
+pub const ENTRY_OVERHEAD: usize = 320;
 
 /// The eviction order of a byte-bounded store: entries in insertion order with their charged
 /// sizes, for the in-memory [`MemoryStore`]. (The filter's shared-data stores keep the same
@@ -279,7 +281,7 @@ mod tests {
 
     #[test]
     fn first_decision_wins_and_entries_round_trip() {
-        let mut store = MemoryStore::new(100);
+        let mut store = MemoryStore::new(1000);
         let key = replay_key(h(0), &ContentHash::digest(b"original"));
         ReplayStore::put(&mut store, key, &ReplayEntry::Unchanged.encode());
         let replaced = ReplayEntry::Replaced {
