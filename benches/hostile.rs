@@ -17,7 +17,7 @@ use headroom_tests::corpus;
 use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::Process;
 use headroom_tests::scenario::Target;
-use headroom_tests::upstream::{Reply, Scripted, Upstream};
+use headroom_tests::upstream::{Reply, Upstream};
 
 const FILTER_CONFIG: &str = r#"{"replay_store_bytes":0}"#;
 
@@ -31,16 +31,7 @@ fn per_mb(took: Duration, bytes: usize) -> f64 {
 }
 
 async fn post(addr: std::net::SocketAddr, body: &[u8]) -> Result<Duration> {
-    let request = ClientRequest {
-        method: "POST".into(),
-        path: "/v1/messages".into(),
-        headers: vec![
-            ("content-type".into(), b"application/json".to_vec()),
-            ("anthropic-version".into(), b"2023-06-01".to_vec()),
-        ],
-        chunks: vec![body.to_vec()],
-        ..ClientRequest::default()
-    };
+    let request = ClientRequest::post_json("/v1/messages", body.to_vec());
     let started = Instant::now();
     let response = client::send(addr, &request, |_| {}).await?;
     ensure!(response.status == 200, "status {}", response.status);
@@ -56,12 +47,9 @@ async fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(3usize);
-    let upstream = Upstream::start(Reply::Scripted(Scripted {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        chunks: vec![br#"{"id":"x","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#.to_vec()],
-        ..Scripted::default()
-    }))
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::ZERO,
+    })
     .await?;
     let url = format!("http://{}", upstream.addr());
     let headroom = Process::start(

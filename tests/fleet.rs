@@ -14,7 +14,7 @@ use headroom_tests::corpus;
 use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::Process;
 use headroom_tests::scenario::Target;
-use headroom_tests::upstream::{Reply, Scripted, Upstream};
+use headroom_tests::upstream::{Reply, Upstream};
 use serde_json::{Value, json};
 
 /// The tool output of turn `turn`: JSON records, logs, grep results and diffs in rotation.
@@ -161,20 +161,14 @@ impl Member {
     }
 }
 
-fn answer() -> Reply {
-    Reply::Scripted(Scripted {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        chunks: vec![br#"{"id":"x","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":10,"output_tokens":3}}"#.to_vec()],
-        ..Scripted::default()
-    })
-}
-
 /// Sends `turns` turns of the session in `api`'s shape round robin across a fleet of two
 /// `headroom` processes and one Envoy; with `restart`, the member serving a turn is started
 /// afresh just before it. Returns the number of earlier outputs compressed again from scratch.
 async fn session(api: Api, turns: usize, restart: bool) -> Result<usize> {
-    let upstream = Upstream::start(answer()).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: std::time::Duration::ZERO,
+    })
+    .await?;
     let mut fleet = Vec::new();
     for kind in 0..3 {
         fleet.push(Member::start(kind, &upstream).await?);
@@ -196,16 +190,7 @@ async fn session(api: Api, turns: usize, restart: bool) -> Result<usize> {
             .map_err(|e| anyhow::anyhow!("native pipeline: {e}"))?;
         recompressed += native.recompressed_history;
         let expected = native.body.unwrap_or_else(|| body.clone());
-        let request = ClientRequest {
-            method: "POST".into(),
-            path: path(api).into(),
-            headers: vec![
-                ("content-type".into(), b"application/json".to_vec()),
-                ("anthropic-version".into(), b"2023-06-01".to_vec()),
-            ],
-            chunks: vec![body.clone()],
-            ..ClientRequest::default()
-        };
+        let request = ClientRequest::post_json(path(api), body.clone());
         let response = client::send(member.addr(), &request, |_| {})
             .await
             .with_context(|| name.clone())?;

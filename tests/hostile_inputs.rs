@@ -17,24 +17,7 @@ use headroom_tests::envoy::EnvoyTarget;
 use headroom_tests::headroom::{InProcess, test_config};
 use headroom_tests::prom;
 use headroom_tests::scenario::Target;
-use headroom_tests::upstream::{Reply, Scripted, Upstream};
-
-fn answer() -> Reply {
-    Reply::Scripted(Scripted {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        chunks: vec![br#"{"id":"x","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":10,"output_tokens":3}}"#.to_vec()],
-        ..Scripted::default()
-    })
-}
-
-fn get(path: &str) -> ClientRequest {
-    ClientRequest {
-        method: "GET".into(),
-        path: path.into(),
-        ..ClientRequest::default()
-    }
-}
+use headroom_tests::upstream::{Reply, Upstream};
 
 /// Probes `/health` on `addr` every 100 ms until `stop`, returning how many answered 200 and
 /// the longest wait.
@@ -47,7 +30,7 @@ async fn probe_health(
         let started = Instant::now();
         let answered = tokio::time::timeout(
             Duration::from_secs(60),
-            client::send(addr, &get("/health"), |_| {}),
+            client::send(addr, &ClientRequest::get("/health"), |_| {}),
         )
         .await;
         if matches!(answered, Ok(Ok(ref r)) if r.status == 200) {
@@ -64,16 +47,7 @@ async fn survives(target: &impl Target, upstream: &Upstream) -> Result<()> {
     for (what, body) in corpus::hostile_bodies() {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let probe = tokio::spawn(probe_health(target.addr(), stop_rx));
-        let request = ClientRequest {
-            method: "POST".into(),
-            path: "/v1/messages".into(),
-            headers: vec![
-                ("content-type".into(), b"application/json".to_vec()),
-                ("anthropic-version".into(), b"2023-06-01".to_vec()),
-            ],
-            chunks: vec![body.clone()],
-            ..ClientRequest::default()
-        };
+        let request = ClientRequest::post_json("/v1/messages", body.clone());
         let started = Instant::now();
         let response = tokio::time::timeout(
             Duration::from_secs(60),
@@ -104,7 +78,7 @@ async fn survives(target: &impl Target, upstream: &Upstream) -> Result<()> {
             *sent == body || serde_json::from_slice::<serde_json::Value>(sent).is_ok(),
             "{name}: {what}: the upstream got neither the original nor valid JSON"
         );
-        let after = client::send(target.addr(), &get("/health"), |_| {}).await?;
+        let after = client::send(target.addr(), &ClientRequest::get("/health"), |_| {}).await?;
         ensure!(
             after.status == 200,
             "{name}: {what}: /health {}",
@@ -125,7 +99,10 @@ async fn survives(target: &impl Target, upstream: &Upstream) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_through_headroom() -> Result<()> {
-    let upstream = Upstream::start(answer()).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: std::time::Duration::ZERO,
+    })
+    .await?;
     let mut config = test_config(upstream.addr());
     config.workers = 1;
     let host = InProcess::start(config)?;
@@ -134,7 +111,10 @@ async fn hostile_bodies_through_headroom() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_through_envoy() -> Result<()> {
-    let upstream = Upstream::start(answer()).await?;
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: std::time::Duration::ZERO,
+    })
+    .await?;
     let target = EnvoyTarget::start(upstream.addr().port(), "{}", 1).await?;
     let result = survives(&target, &upstream).await;
     target.explain(result)

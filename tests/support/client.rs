@@ -26,6 +26,32 @@ pub struct ClientRequest {
     pub chunk_delay: Duration,
 }
 
+impl ClientRequest {
+    /// A POST of a JSON `body` to a provider API path, as SDKs send it (with the Anthropic
+    /// version header, which OpenAI paths ignore).
+    pub fn post_json(path: &str, body: Vec<u8>) -> Self {
+        ClientRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: vec![
+                ("content-type".into(), b"application/json".to_vec()),
+                ("anthropic-version".into(), b"2023-06-01".to_vec()),
+            ],
+            chunks: vec![body],
+            ..ClientRequest::default()
+        }
+    }
+
+    /// A GET of `path`.
+    pub fn get(path: &str) -> Self {
+        ClientRequest {
+            method: "GET".into(),
+            path: path.into(),
+            ..ClientRequest::default()
+        }
+    }
+}
+
 /// What the client received.
 #[derive(Clone, Debug)]
 pub struct ClientResponse {
