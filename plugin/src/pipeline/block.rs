@@ -299,7 +299,10 @@ mod hostile_tests {
             let (outcome, sent) = run("Sum them.", &output);
             let block = &outcome.blocks[0];
             let kind = block.kind;
-            assert_eq!(kind == Some(crate::pipeline::detect::ContentKind::Json), json);
+            assert_eq!(
+                kind == Some(crate::pipeline::detect::ContentKind::Json),
+                json
+            );
             assert_eq!(
                 block.reason.contains("JSON of more than 1048576 values"),
                 !json,
