@@ -45,12 +45,17 @@ pub fn checkpoint_key(seq: u64) -> String {
     format!("headroom.savings.v1.cp.{seq}")
 }
 
-/// Rounds USD to the 6 decimals the file keeps.
+/// Rounds USD to the 6 decimals the file keeps. Amounts of 2^53 micro-dollars (about $9
+/// billion) and more have no 6th decimal to round, and scaling them could overflow to infinity
+/// or change their last bit on every save: they are kept as they are, so rounding is idempotent.
 pub fn usd6(amount: f64) -> f64 {
-    if amount.is_finite() {
-        (amount * 1e6).round() / 1e6
-    } else {
+    const EXACT_MICROS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if !amount.is_finite() {
         0.0
+    } else if (amount * 1e6).abs() >= EXACT_MICROS {
+        amount
+    } else {
+        (amount * 1e6).round() / 1e6
     }
 }
 

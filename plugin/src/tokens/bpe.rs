@@ -7,6 +7,12 @@
 //! one byte is one token; a [`PieceCache`] remembers the counts of recent short pieces (tool
 //! outputs repeat the same words endlessly); a piece that is itself a token is one token. Only
 //! then are pieces merged: on the stack for short pieces, with a heap for long ones.
+//!
+//! One exception bounds the work (DESIGN.md decision 10): a piece longer than [`LONG_PIECE`]
+//! bytes — which no real text has (it would be one word, or one run of spaces or punctuation,
+//! over a kilobyte) — is counted from its first [`LONG_PIECE`] bytes, scaled to its length.
+//! Merging a megabyte of letter salad costs about a microsecond per byte, and a body holds
+//! tens of megabytes; the sample keeps any piece at a constant cost.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,6 +31,9 @@ const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
 
 /// Pieces up to this many bytes are merged on the stack.
 const SMALL_PIECE: usize = 64;
+
+/// Pieces longer than this many bytes are counted from a sample of this size, scaled.
+pub(crate) const LONG_PIECE: usize = 1024;
 
 /// A rank table: the token bytes in rank order and an open-addressing index from bytes to rank.
 pub(crate) struct Ranks {
@@ -165,6 +174,9 @@ impl Ranks {
 
     /// How many tokens byte-pair encoding makes of one pre-tokenized piece.
     pub(crate) fn count_piece(&self, piece: &[u8]) -> usize {
+        if piece.len() > LONG_PIECE {
+            return self.estimate_long(piece);
+        }
         if piece.len() <= 1 || self.rank(piece).is_some() {
             return usize::from(!piece.is_empty());
         }
@@ -173,6 +185,16 @@ impl Ranks {
         } else {
             self.merge(piece)
         }
+    }
+
+    /// The count of a piece longer than [`LONG_PIECE`]: its first [`LONG_PIECE`] bytes merged
+    /// exactly, scaled to the piece's length (rounded up).
+    fn estimate_long(&self, piece: &[u8]) -> usize {
+        let sample = piece.get(..LONG_PIECE).unwrap_or(piece);
+        let tokens = self.merge(sample).max(1);
+        tokens
+            .saturating_mul(piece.len())
+            .div_ceil(sample.len().max(1))
     }
 
     /// The rank of `piece[from..to]`, or `u32::MAX`.
