@@ -85,6 +85,11 @@ struct FilterArgs {
         requires = "budget"
     )]
     budget_period: String,
+    /// The token that opens the operators' endpoints (/stats, /stats-history, /dashboard,
+    /// retrieval, /metrics, /v1/headroom/*) to clients not on loopback, as
+    /// `Authorization: Bearer <token>` (sets the filter configuration's `admin_token`).
+    #[arg(long, env = "HEADROOM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// `--stateless`, `HEADROOM_STATELESS`: on for 1, true, yes or on (any case), else off.
@@ -517,6 +522,16 @@ fn init_logging(filter: &str, format: LogFormat) -> i32 {
 /// The filter configuration with `budget` set from `--budget` / `--budget-period` (the filter
 /// validates the values, so a bad period is refused at start with the field named).
 fn with_budget(config: &[u8], limit_usd: f64, period: &str) -> Result<Vec<u8>> {
+    with_field(
+        config,
+        "budget",
+        serde_json::json!({"limit_usd": limit_usd, "period": period}),
+    )
+}
+
+/// The filter configuration with the top-level `field` set to `value`.
+fn with_field(config: &[u8], field: &str, value: serde_json::Value) -> Result<Vec<u8>> {
+    let field_value = value;
     let mut value: serde_json::Value = if config.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
@@ -525,14 +540,12 @@ fn with_budget(config: &[u8], limit_usd: f64, period: &str) -> Result<Vec<u8>> {
     let object = value
         .as_object_mut()
         .context("the filter configuration is not a JSON object")?;
-    object.insert(
-        "budget".into(),
-        serde_json::json!({"limit_usd": limit_usd, "period": period}),
-    );
+    object.insert(field.into(), field_value);
     Ok(serde_json::to_vec(&value)?)
 }
 
-/// The filter module, where it came from, and its configuration (with `--budget` applied).
+/// The filter module, where it came from, and its configuration (with `--budget` and
+/// `--admin-token` applied).
 fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     let (plugin_wasm, source) = match &args.plugin {
         Some(path) => (
@@ -553,6 +566,10 @@ fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     };
     let plugin_config = match args.budget {
         Some(limit) => with_budget(&plugin_config, limit, &args.budget_period)?,
+        None => plugin_config,
+    };
+    let plugin_config = match args.admin_token.as_deref() {
+        Some(token) => with_field(&plugin_config, "admin_token", token.into())?,
         None => plugin_config,
     };
     Ok((plugin_wasm, source, plugin_config))

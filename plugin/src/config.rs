@@ -83,6 +83,38 @@ pub struct Config {
     /// weekly or monthly, UTC). Over it, provider requests get a 429 in the provider's error
     /// shape until the period ends. Default none.
     pub budget: Option<BudgetConfig>,
+    /// The token that opens the operators' endpoints (`/stats`, `/stats-history`, the
+    /// dashboard, retrieval) to clients that are not on loopback, presented as
+    /// `Authorization: Bearer <token>`. Never logged, never in `/stats`. Default none: only
+    /// loopback clients are answered ([`crate::operator`]).
+    pub admin_token: Option<Secret>,
+    /// `Host` names the operators' endpoints accept besides the listener's own (`localhost`,
+    /// `127.0.0.1`, `[::1]`, the address the client connected to): `"name"` (any port) or
+    /// `"name:port"`. Default none.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A configuration value that must not be printed: its `Debug` says `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Config {
@@ -103,11 +135,21 @@ impl Default for Config {
             stream_usage: true,
             prices: PriceOverrides::new(),
             budget: None,
+            admin_token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// Who may read the operators' endpoints, as [`crate::operator::decide`] takes it.
+    pub fn operator_access(&self) -> crate::operator::Access<'_> {
+        crate::operator::Access {
+            admin_token: self.admin_token.as_ref().map(Secret::expose),
+            allowed_hosts: &self.allowed_hosts,
+        }
+    }
+
     /// Parses the plugin configuration: empty or whitespace-only input (and `{}`) gives the
     /// defaults.
     pub fn from_bytes(raw: &[u8]) -> Result<Config, ConfigError> {
@@ -277,8 +319,16 @@ mod tests {
                 stream_usage: true,
                 prices: PriceOverrides::new(),
                 budget: None,
+                admin_token: None,
+                allowed_hosts: Vec::new(),
             }
         );
+        let config =
+            Config::from_bytes(br#"{"admin_token":"t0k","allowed_hosts":["gw.internal"]}"#)
+                .unwrap();
+        assert_eq!(config.operator_access().admin_token, Some("t0k"));
+        assert_eq!(config.allowed_hosts, vec!["gw.internal".to_owned()]);
+        assert!(!format!("{config:?}").contains("t0k"));
     }
 
     #[test]
@@ -303,7 +353,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `history_path`, `dashboard_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

@@ -16,6 +16,7 @@ pub mod fail_open;
 pub mod flow;
 pub mod json;
 pub mod metrics;
+pub mod operator;
 pub mod pipeline;
 pub mod pricing;
 pub mod record;

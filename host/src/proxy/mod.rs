@@ -83,6 +83,11 @@ impl Proxy {
             config.cache_dir.as_deref(),
         )?;
         let metrics = Arc::new(HostMetrics::new(runtime.plugin().metrics.clone())?);
+        // The host's operator endpoints ask the filter's rule, configured as the filter is (a
+        // configuration this build cannot read leaves them to loopback clients only).
+        let operator = Arc::new(
+            headroom_plugin::config::Config::from_bytes(&config.plugin_config).unwrap_or_default(),
+        );
         let upstreams = Arc::new(Upstreams::new(&config.openai_url, &config.anthropic_url)?);
         let workers = config.workers.max(1);
         let mut vms = Vec::with_capacity(workers);
@@ -98,8 +103,12 @@ impl Proxy {
         let mut threads = Vec::with_capacity(workers);
         for (index, vm) in vms.into_iter().enumerate() {
             let listener = listener.try_clone()?;
-            let (runtime, upstreams, metrics) =
-                (runtime.clone(), upstreams.clone(), metrics.clone());
+            let (runtime, upstreams, metrics, operator) = (
+                runtime.clone(),
+                upstreams.clone(),
+                metrics.clone(),
+                operator.clone(),
+            );
             let shutdown_rx = shutdown_rx.clone();
             let grace = config.shutdown_grace;
             let thread = std::thread::Builder::new()
@@ -117,7 +126,7 @@ impl Proxy {
                     };
                     let local = tokio::task::LocalSet::new();
                     let worker = Worker::new(runtime, Some(vm), upstreams, metrics);
-                    local.block_on(&rt, serve(worker, listener, shutdown_rx, grace));
+                    local.block_on(&rt, serve(worker, operator, listener, shutdown_rx, grace));
                 })?;
             threads.push(thread);
         }
@@ -151,6 +160,7 @@ impl Proxy {
 
 async fn serve(
     worker: Rc<Worker>,
+    operator: Arc<headroom_plugin::config::Config>,
     listener: std::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -178,10 +188,12 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(remote);
                 let conn_info = ConnInfo { remote, local };
-                let worker = worker.clone();
+                let (worker, operator) = (worker.clone(), operator.clone());
                 let service = service_fn(move |request| {
-                    let worker = worker.clone();
-                    async move { Ok::<_, Infallible>(route(worker, request, conn_info).await) }
+                    let (worker, operator) = (worker.clone(), operator.clone());
+                    async move {
+                        Ok::<_, Infallible>(route(worker, &operator, request, conn_info).await)
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -206,12 +218,67 @@ async fn serve(
     }
 }
 
+/// The host's operator endpoints: `/metrics` and the record endpoints.
+const OPERATOR_PATHS: [&str; 4] = [
+    "/metrics",
+    crate::records::http::METRICS_PATH,
+    crate::records::http::SUMMARY_PATH,
+    crate::records::http::VALIDATE_PATH,
+];
+
+/// The refusal of a request for one of the host's operator endpoints that the filter's rule
+/// ([`headroom_plugin::operator`]) does not allow; `None`: answer it.
+fn operator_refusal(
+    operator: &headroom_plugin::config::Config,
+    request: &Request<Incoming>,
+    conn: ConnInfo,
+) -> Option<Response<ClientBody>> {
+    if !OPERATOR_PATHS.contains(&request.uri().path()) {
+        return None;
+    }
+    let (source, destination) = (conn.remote.to_string(), conn.local.to_string());
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .map(http::HeaderValue::as_bytes)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
+    let decision = headroom_plugin::operator::decide(
+        &operator.operator_access(),
+        &headroom_plugin::operator::Request {
+            source: Some(source.as_bytes()),
+            destination: Some(destination.as_bytes()),
+            host,
+            authorization: request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(http::HeaderValue::as_bytes),
+        },
+    );
+    let body = decision.error_body()?;
+    let mut response = Response::new(full(body));
+    *response.status_mut() =
+        StatusCode::from_u16(decision.status() as u16).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in decision.headers() {
+        headers.insert(*name, http::HeaderValue::from_static(value));
+    }
+    Some(response)
+}
+
 /// The host's own endpoints; everything else goes through the filter.
 async fn route(
     worker: Rc<Worker>,
+    operator: &headroom_plugin::config::Config,
     request: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<ClientBody> {
+    if let Some(refusal) = operator_refusal(operator, &request, conn) {
+        return refusal;
+    }
     if request.method() == Method::GET && request.uri().path() == "/metrics" {
         let mut response = Response::new(full(worker.metrics.render()));
         response.headers_mut().insert(

@@ -5,7 +5,8 @@
 //!   first;
 //! - `GET /v1/headroom/summary?start=&end=` → totals (the upstream SDK's `get_summary` keys and
 //!   more);
-//! - `GET /v1/headroom/validate` → `{"valid":bool,"checks":[…],"issues":[…]}`.
+//! - `GET /v1/headroom/validate` → `{"valid":bool,"checks":[…],"issues":[…]}`, run at most
+//!   every 30 s (a cached report in between).
 //!
 //! `start`/`end` are RFC 3339 times or unix seconds. A bad parameter gets a 400 naming it and
 //! its allowed form. Database work runs on the blocking pool, never on a worker's event loop.
@@ -308,16 +309,86 @@ async fn validate_endpoint(query: &str) -> Response<ClientBody> {
             "validation is not set up in this host",
         );
     };
+    json_text(StatusCode::OK, cached_report(config).await)
+}
+
+/// How long a `/v1/headroom/validate` report is served before the checks run again.
+pub const VALIDATE_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last report: when it was made, for which configuration, and its JSON.
+type CachedReport = (std::time::Instant, usize, String);
+
+static LAST_REPORT: tokio::sync::Mutex<Option<CachedReport>> = tokio::sync::Mutex::const_new(None);
+
+/// The validation report, run at most once per [`VALIDATE_CACHE`]: the checks compile the
+/// filter and call the upstreams, too dear to repeat per GET. Concurrent requests wait for one
+/// run.
+async fn cached_report(config: Arc<validate::ValidateConfig>) -> String {
+    let key = Arc::as_ptr(&config) as usize;
+    let mut last = LAST_REPORT.lock().await;
+    if let Some((at, for_config, json)) = last.as_ref()
+        && *for_config == key
+        && at.elapsed() < VALIDATE_CACHE
+    {
+        return json.clone();
+    }
     let report = validate::run(config).await;
-    json_text(
-        StatusCode::OK,
-        serde_json::to_string(&report).unwrap_or_default(),
-    )
+    let json = serde_json::to_string(&report).unwrap_or_default();
+    *last = Some((std::time::Instant::now(), key, json.clone()));
+    json
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/v1/headroom/validate` runs its checks once per 30 s: a fixed problem still shows in
+    /// the cached report; another configuration runs them afresh.
+    #[tokio::test]
+    async fn validate_reports_are_cached() {
+        let dir =
+            std::env::temp_dir().join(format!("headroom-validate-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blocked = dir.join("file");
+        std::fs::write(&blocked, b"x").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = Arc::new(validate::ValidateConfig {
+            plugin_wasm: Arc::from(&b"not wasm"[..]),
+            plugin_source: "test".into(),
+            plugin_config: Vec::new(),
+            openai_url: format!("http://{closed}"),
+            anthropic_url: format!("http://{closed}"),
+            savings_path: blocked.join("proxy_savings.json"),
+            database_path: None,
+            vm_limits: Default::default(),
+            cache_dir: None,
+            timeout: std::time::Duration::from_secs(2),
+        });
+        let savings_ok = |json: &str| {
+            let report: serde_json::Value = serde_json::from_str(json).unwrap();
+            report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "savings")
+                .map(|c| c["ok"] == true)
+                .unwrap()
+        };
+        let first = cached_report(config.clone()).await;
+        assert!(!savings_ok(&first), "{first}");
+        std::fs::remove_file(&blocked).unwrap();
+        let started = std::time::Instant::now();
+        let second = cached_report(config.clone()).await;
+        assert_eq!(first, second);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        let other = Arc::new((*config).clone());
+        let fresh = cached_report(other).await;
+        assert!(savings_ok(&fresh), "{fresh}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parameters() {

@@ -21,6 +21,7 @@ use crate::flow::{
     self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
 };
 use crate::metrics::{self, Counter, Histogram, UsageMissing};
+use crate::operator;
 use crate::pipeline::{ContentHash, compress_request};
 use crate::pricing;
 use crate::record;
@@ -259,7 +260,15 @@ impl HttpContext for HeadroomHttp {
         shared.counters.inc(Counter::InboundRequests);
         let method = request_header(":method");
         let path = request_header(":path");
-        let api = match flow::route(&shared.config, method.as_deref(), path.as_deref()) {
+        let route = flow::route(&shared.config, method.as_deref(), path.as_deref());
+        if matches!(
+            route,
+            Route::Retrieve(_) | Route::Stats | Route::History | Route::Dashboard
+        ) && let Some(refusal) = operator_refusal(&shared)
+        {
+            return refusal;
+        }
+        let api = match route {
             Route::Other => return Action::Continue,
             Route::Health => return send_health(),
             Route::Retrieve(hash) => return send_retrieval(&shared, hash),
@@ -819,6 +828,38 @@ fn request_header(name: &str) -> Option<Vec<u8>> {
             None
         }
     }
+}
+
+/// A property's value; errors count as absent.
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// The refusal of an operator endpoint request the rule in [`crate::operator`] does not allow
+/// (client from `source.address`, the listener from `destination.address`); `None`: answer it.
+fn operator_refusal(shared: &Shared) -> Option<Action> {
+    let source = property(&["source", "address"]);
+    let destination = property(&["destination", "address"]);
+    let host = request_header(":authority");
+    let authorization = request_header("authorization");
+    let decision = operator::decide(
+        &shared.config.operator_access(),
+        &operator::Request {
+            source: source.as_deref(),
+            destination: destination.as_deref(),
+            host: host.as_deref(),
+            authorization: authorization.as_deref(),
+        },
+    );
+    let body = decision.error_body()?;
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(decision.headers());
+    Some(send_local_with(
+        decision.status(),
+        &headers,
+        body.as_bytes(),
+        "operator endpoint refusal",
+    ))
 }
 
 /// Answers the health check locally.
