@@ -56,10 +56,12 @@ fn manifests_validate_against_the_crd_schemas_and_the_filter_accepts_their_confi
         let json = serde_json::to_vec(config).unwrap();
         let parsed = headroom_plugin::config::Config::from_bytes(&json)
             .unwrap_or_else(|e| panic!("the filter refuses the {mesh} configuration: {e:?}"));
-        // Operators' endpoints stay off on a shared gateway until the filter has an admin token.
-        assert_eq!(parsed.stats_path, "", "{mesh}");
-        assert_eq!(parsed.dashboard_path, "", "{mesh}");
-        assert_eq!(parsed.history_path, "", "{mesh}");
+        // Operators' endpoints keep their defaults (the filter answers them to loopback or the
+        // admin token), and no token is written inline.
+        assert_eq!(parsed.stats_path, "/stats", "{mesh}");
+        assert_eq!(parsed.dashboard_path, "/dashboard", "{mesh}");
+        assert_eq!(parsed.history_path, "/stats-history", "{mesh}");
+        assert!(parsed.admin_token.is_none(), "{mesh}");
         assert_eq!(parsed.health_path, "/health", "{mesh}");
         assert_eq!(parsed.max_body_bytes, 32 << 20, "{mesh}");
     }
