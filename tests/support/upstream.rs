@@ -281,6 +281,14 @@ pub fn provider_reply(req: &Received, chunk_delay: Duration) -> Scripted {
             events.push("data: [DONE]\n\n".into());
             sse(events)
         }
+        ("/v1/responses", false) => json_reply(json!({
+            "id": "resp_test", "object": "response", "created_at": 1_700_000_000, "model": model,
+            "status": "completed",
+            "output": [{"type": "message", "id": "msg_test", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": words.concat(), "annotations": []}]}],
+            "usage": {"input_tokens": 12, "output_tokens": 5, "total_tokens": 17,
+                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+        })),
         ("/v1/messages", false) => json_reply(json!({
             "id": "msg_test", "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": words.concat()}],
