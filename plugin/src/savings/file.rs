@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Checkpoint, Head, Ledger, Lifetime, Project, SCHEMA_VERSION, Session};
-use super::{sanitize_project, savings_percent, usd6};
+use super::{clean_project_name, savings_percent, usd6};
 
 /// Why a savings file cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, LoadError> {
                 .filter(|(_, v)| v.is_object())
                 .filter_map(|(name, v)| {
                     let project = serde_json::from_value::<Project>(v.clone()).ok()?;
-                    Some((sanitize_project(name)?, project))
+                    Some((clean_project_name(name)?, project))
                 })
                 .collect::<BTreeMap<_, _>>()
         })
@@ -248,7 +248,7 @@ mod tests {
             "history":[["2026-01-02T00:00:00", 50, 0.5], {"timestamp":"bad"}, 7,
                        {"timestamp":"2026-01-01T00:00:00Z","total_tokens_saved":20}],
             "display_session":{"requests":1,"started_at":"2026-01-02T00:00:00Z","last_activity_at":"2026-01-01T00:00:00Z"},
-            "projects":{"%20":{"requests":1},"ok":{"requests":2},"x":3}}"#;
+            "projects":{"\u0007 ":{"requests":1},"ok":{"requests":2},"x":3}}"#;
         let ledger = load(file).unwrap_or_else(|e| panic!("{e}")).ledger;
         let saved: Vec<u64> = ledger
             .history

@@ -324,8 +324,14 @@ pub fn savings_percent(saved: u64, input: u64) -> f64 {
 /// A project name as the spec keeps it: URL-decoded, non-printable characters dropped,
 /// trimmed, at most 128 characters; `None` when nothing is left.
 pub fn sanitize_project(raw: &str) -> Option<String> {
-    let decoded = percent_decode(raw);
-    let kept: String = decoded.chars().filter(|c| !c.is_control()).collect();
+    clean_project_name(&percent_decode(raw))
+}
+
+/// A project name as stored: control characters removed, trimmed, at most
+/// [`MAX_PROJECT_NAME_CHARS`]. Idempotent, so the savings file's names are read back with it,
+/// never decoded a second time (a stored `%41` stays `%41`).
+pub(crate) fn clean_project_name(name: &str) -> Option<String> {
+    let kept: String = name.chars().filter(|c| !c.is_control()).collect();
     let name: String = kept.trim().chars().take(MAX_PROJECT_NAME_CHARS).collect();
     let name = name.trim().to_owned();
     (!name.is_empty()).then_some(name)
@@ -633,6 +639,10 @@ mod tests {
     fn projects_are_sanitised_and_capped() {
         assert_eq!(sanitize_project(" my%20app\u{7}  "), Some("my app".into()));
         assert_eq!(sanitize_project("%0A "), None);
+        // A stored name is never decoded again: what a header's escape produced stays.
+        let stored = sanitize_project("a%2541\u{7f}%\u{7f}18b").unwrap();
+        assert_eq!(stored, "a%41%18b");
+        assert_eq!(clean_project_name(&stored), Some(stored.clone()));
         let mut head = Head::default();
         for i in 0..60u64 {
             let mut r = request(i, 1);
