@@ -47,6 +47,17 @@ pub(crate) fn for_each_word(text: &str, buf: &mut String, mut each: impl FnMut(&
 /// A fixed count (never a time budget) keeps the query a function of the text alone.
 pub const MAX_QUERY_TERMS: usize = 16_384;
 
+/// BM25's score (k1 = 1.2, b = 0.75) of a term found `count` times in a document of
+/// `doc_len` words, present in `df` of `n` documents whose average length is `avg_len`.
+fn term_score(n: usize, df: usize, count: usize, doc_len: usize, avg_len: f64) -> f64 {
+    let (k1, b) = (1.2, 0.75);
+    let idf = ((n - df) as f64 + 0.5) / (df as f64 + 0.5);
+    let idf = (idf + 1.0).ln();
+    let count = count as f64;
+    let norm = 1.0 - b + b * doc_len as f64 / avg_len.max(1.0);
+    idf * count * (k1 + 1.0) / (count + k1 * norm)
+}
+
 /// The terms of a query: its distinct words minus stop words (at most [`MAX_QUERY_TERMS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -129,7 +140,6 @@ impl Query {
             counts.push(tf);
         }
         let avg_len = lengths.iter().sum::<usize>() as f64 / n as f64;
-        let (k1, b) = (1.2, 0.75);
         counts
             .iter()
             .zip(&lengths)
@@ -140,11 +150,7 @@ impl Query {
                         if df * 2 > n {
                             return 0.0;
                         }
-                        let idf = ((n - df) as f64 + 0.5) / (df as f64 + 0.5);
-                        let idf = (idf + 1.0).ln();
-                        let count = count as f64;
-                        let norm = 1.0 - b + b * doc_len as f64 / avg_len.max(1.0);
-                        idf * count * (k1 + 1.0) / (count + k1 * norm)
+                        term_score(n, df, count, doc_len, avg_len)
                     })
                     .sum()
             })
@@ -206,7 +212,6 @@ mod tests {
             counts.push(tf);
         }
         let avg_len = lengths.iter().sum::<usize>() as f64 / n as f64;
-        let (k1, b) = (1.2, 0.75);
         counts
             .iter()
             .zip(&lengths)
@@ -217,11 +222,7 @@ mod tests {
                         if df * 2 > n {
                             return 0.0;
                         }
-                        let idf = ((n - df) as f64 + 0.5) / (df as f64 + 0.5);
-                        let idf = (idf + 1.0).ln();
-                        let count = count as f64;
-                        let norm = 1.0 - b + b * doc_len as f64 / avg_len.max(1.0);
-                        idf * count * (k1 + 1.0) / (count + k1 * norm)
+                        term_score(n, df, count, doc_len, avg_len)
                     })
                     .sum()
             })
