@@ -17,16 +17,7 @@ use serde_json::Value;
 const CONFIG: &str = r#"{"budget":{"limit_usd":0.000001,"period":"daily"}}"#;
 
 fn request(path: &str, body: &str) -> ClientRequest {
-    ClientRequest {
-        method: "POST".into(),
-        path: path.into(),
-        headers: vec![
-            ("content-type".into(), b"application/json".to_vec()),
-            ("anthropic-version".into(), b"2023-06-01".to_vec()),
-        ],
-        chunks: vec![body.as_bytes().to_vec()],
-        ..ClientRequest::default()
-    }
+    ClientRequest::post_json(path, body.as_bytes().to_vec())
 }
 
 async fn stats(target: &impl Target) -> Result<Value> {

@@ -55,27 +55,6 @@ fn anthropic_request(turns: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn post(path: &str, body: Vec<u8>) -> ClientRequest {
-    ClientRequest {
-        method: "POST".into(),
-        path: path.into(),
-        headers: vec![
-            ("content-type".into(), b"application/json".to_vec()),
-            ("anthropic-version".into(), b"2023-06-01".to_vec()),
-        ],
-        chunks: vec![body],
-        ..ClientRequest::default()
-    }
-}
-
-fn get(path: &str) -> ClientRequest {
-    ClientRequest {
-        method: "GET".into(),
-        path: path.into(),
-        ..ClientRequest::default()
-    }
-}
-
 /// The 16-hex hashes of every marker in `body`.
 fn marker_hashes(body: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
@@ -100,7 +79,12 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("native pipeline: {e}"))?;
         waste.merge(&outcome.waste);
         let expected = outcome.body.unwrap_or_else(|| body.clone());
-        let response = client::send(target.addr(), &post("/v1/messages", body), |_| {}).await?;
+        let response = client::send(
+            target.addr(),
+            &ClientRequest::post_json("/v1/messages", body),
+            |_| {},
+        )
+        .await?;
         ensure!(
             response.status == 200,
             "{name}: turn {turn}: status {}",
@@ -137,7 +121,7 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
     let originals: Vec<String> = (0..TURNS).map(tool_output).collect();
     for hash in &hashes {
         let path = format!("/v1/headroom/retrieve/{hash}");
-        let response = client::send(target.addr(), &get(&path), |_| {}).await?;
+        let response = client::send(target.addr(), &ClientRequest::get(&path), |_| {}).await?;
         ensure!(
             response.status == 200,
             "{name}: {path}: status {}",
@@ -152,7 +136,7 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
     }
     let missing = client::send(
         target.addr(),
-        &get("/v1/headroom/retrieve/0123456789abcdef"),
+        &ClientRequest::get("/v1/headroom/retrieve/0123456789abcdef"),
         |_| {},
     )
     .await?;
@@ -198,7 +182,7 @@ async fn conversation(target: &impl Target, upstream: &Upstream) -> Result<()> {
         {
             // `/stats`, served by the filter from the same process-wide counters (the target
             // is fresh, so its absolute figures are this conversation's).
-            let stats = client::send(target.addr(), &get("/stats"), |_| {})
+            let stats = client::send(target.addr(), &ClientRequest::get("/stats"), |_| {})
                 .await?
                 .json()?;
             ensure!(
