@@ -204,6 +204,14 @@ fn check_retrieval(ns: &Netns, remote: SocketAddr) -> Result<()> {
         status != 401 && status != 403,
         "retrieval with the token: {status} {body}"
     );
+    // A client with a provider credential reads its own originals from anywhere: the scope,
+    // not the operator rule, keeps other clients' out (tests/retrieval_scope.rs).
+    let url = format!("http://{remote}/v1/headroom/retrieve/0123456789abcdef");
+    let (status, body) = ns.curl(&url, &["x-api-key: sk-ant-remote"])?;
+    ensure!(
+        status == 404,
+        "retrieval with a provider key: {status} {body}"
+    );
     Ok(())
 }
 

@@ -92,6 +92,11 @@ pub struct Config {
     /// `127.0.0.1`, `[::1]`, the address the client connected to): `"name"` (any port) or
     /// `"name:port"`. Default none.
     pub allowed_hosts: Vec<String>,
+    /// The deployment secret that keys marker hashes and the retrieval store's credential
+    /// scopes ([`MarkerKey`](crate::pipeline::MarkerKey)): set the same value on every
+    /// replica of a fleet. Never logged, never in `/stats`. Default none: markers name plain
+    /// content hashes.
+    pub marker_secret: Option<Secret>,
 }
 
 /// A configuration value that must not be printed: its `Debug` says `<redacted>`.
@@ -137,6 +142,7 @@ impl Default for Config {
             budget: None,
             admin_token: None,
             allowed_hosts: Vec::new(),
+            marker_secret: None,
         }
     }
 }
@@ -169,7 +175,7 @@ impl Config {
                 message: "expected a JSON object".to_owned(),
             });
         }
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
             ConfigError {
                 path: (path != ".").then_some(path),
@@ -177,6 +183,10 @@ impl Config {
             }
         })?;
         config.validate()?;
+        if let Some(secret) = &config.marker_secret {
+            config.pipeline.marker_key =
+                crate::pipeline::MarkerKey::new(secret.expose().as_bytes());
+        }
         Ok(config)
     }
 
@@ -321,8 +331,15 @@ mod tests {
                 budget: None,
                 admin_token: None,
                 allowed_hosts: Vec::new(),
+                marker_secret: None,
             }
         );
+        let keyed = Config::from_bytes(br#"{"marker_secret":"fleet-s3cret"}"#).unwrap();
+        assert_eq!(
+            keyed.pipeline.marker_key,
+            crate::pipeline::MarkerKey::new(b"fleet-s3cret")
+        );
+        assert!(!format!("{keyed:?}").contains("fleet-s3cret"));
         let config =
             Config::from_bytes(br#"{"admin_token":"t0k","allowed_hosts":["gw.internal"]}"#)
                 .unwrap();
@@ -353,7 +370,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `history_path`, `dashboard_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`, `marker_secret`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

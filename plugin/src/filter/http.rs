@@ -16,6 +16,7 @@ use super::shared_store;
 use crate::accounting::{self, OTHER_MODEL, UNKNOWN_MODEL};
 use crate::api::Api;
 use crate::budget;
+use crate::credential::{CREDENTIAL_HEADERS, Scope};
 use crate::fail_open::FailOpen;
 use crate::flow::{
     self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
@@ -38,6 +39,9 @@ pub(crate) struct HeadroomHttp {
     api: Option<Api>,
     /// Whether body callbacks are pausing to buffer the request body.
     buffering: bool,
+    /// The retrieval scope of the request's provider credential, read with its headers (Envoy
+    /// does not let body callbacks read request headers).
+    scope: Option<Scope>,
     /// When the request headers arrived (provider requests).
     start: Option<SystemTime>,
     /// The request's `model`, when the body was parsed.
@@ -89,6 +93,7 @@ impl HeadroomHttp {
             shared,
             api: None,
             buffering: false,
+            scope: None,
             start: None,
             model: None,
             usage: None,
@@ -145,6 +150,9 @@ impl HeadroomHttp {
             }
         };
         let mut stores = shared.stores.clone();
+        if let Some(scope) = self.scope {
+            stores.omitted.scope = scope;
+        }
         let outcome = compress_request(api, &body, &shared.config.pipeline, &mut stores);
         let samples: Vec<(String, u64)> = stores
             .timed
@@ -261,10 +269,13 @@ impl HttpContext for HeadroomHttp {
         let method = request_header(":method");
         let path = request_header(":path");
         let route = flow::route(&shared.config, method.as_deref(), path.as_deref());
-        if matches!(
-            route,
-            Route::Retrieve(_) | Route::Stats | Route::History | Route::Dashboard
-        ) && let Some(refusal) = operator_refusal(&shared)
+        // A retrieval with a provider credential reads only that credential's originals; one
+        // without reads those of requests that carried none, which are operators' to see.
+        let anonymous_retrieval =
+            matches!(route, Route::Retrieve(_)) && !credential_scope(&shared).credentialed;
+        if (anonymous_retrieval
+            || matches!(route, Route::Stats | Route::History | Route::Dashboard))
+            && let Some(refusal) = operator_refusal(&shared)
         {
             return refusal;
         }
@@ -279,6 +290,7 @@ impl HttpContext for HeadroomHttp {
             Route::Provider(api) => api,
         };
         self.api = Some(api);
+        self.scope = Some(credential_scope(&shared));
         self.start = now();
         self.path = path
             .as_deref()
@@ -982,9 +994,21 @@ fn send_dashboard() -> Action {
     )
 }
 
-/// Answers a retrieval from the omitted-originals store.
+/// The retrieval scope of the request's provider credential.
+fn credential_scope(shared: &Shared) -> Scope {
+    let values = CREDENTIAL_HEADERS.map(request_header);
+    let [a, b, c] = &values;
+    Scope::of(
+        &shared.config.pipeline.marker_key,
+        [a.as_deref(), b.as_deref(), c.as_deref()],
+    )
+}
+
+/// Answers a retrieval from the omitted-originals store: only what a request with the same
+/// credential stored; anything else is the same 404 as a hash never stored.
 fn send_retrieval(shared: &Shared, hash: Option<ContentHash>) -> Action {
-    let original = hash.and_then(|hash| shared.stores.omitted.read(hash));
+    let scope = credential_scope(shared);
+    let original = hash.and_then(|hash| shared.stores.omitted.store.read(scope.store_key(hash)));
     if hash.is_some() {
         shared.counters.inc(Counter::Retrievals(original.is_some()));
     }

@@ -12,6 +12,7 @@ use super::counters::Counters;
 use super::http::HeadroomHttp;
 use super::shared_store::{SharedStore, SharedStores};
 use crate::config::Config;
+use crate::credential::{Scope, ScopedStore};
 use crate::pricing::PriceTable;
 
 /// What every HTTP context of a configured root shares.
@@ -72,7 +73,10 @@ impl RootContext for HeadroomRoot {
             config.compress
         );
         let stores = SharedStores {
-            omitted: SharedStore::omitted(config.omitted_store_bytes),
+            omitted: ScopedStore {
+                store: SharedStore::omitted(config.omitted_store_bytes),
+                scope: Scope::of(&config.pipeline.marker_key, [None; 3]),
+            },
             replay: SharedStore::replay(config.replay_store_bytes),
             timed: Vec::new(),
         };

@@ -28,6 +28,7 @@ use log::debug;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
+use crate::credential::ScopedStore;
 use crate::pipeline::store::ENTRY_OVERHEAD;
 use crate::pipeline::{ContentHash, OmittedStore, PipelineHost, ReplayStore};
 
@@ -545,8 +546,9 @@ impl ReplayStore for SharedStore {
 /// The [`PipelineHost`] of the filter: both stores in shared data.
 #[derive(Debug, Clone)]
 pub(crate) struct SharedStores {
-    /// Originals of lossy compressions, served by the retrieval endpoint.
-    pub(crate) omitted: SharedStore,
+    /// Originals of lossy compressions, served by the retrieval endpoint, each under the
+    /// scope of the credential of the request that sent it (set per request).
+    pub(crate) omitted: ScopedStore<SharedStore>,
     /// Decisions replayed on later turns.
     pub(crate) replay: SharedStore,
     /// Transform timings of the request being compressed (transform, µs).

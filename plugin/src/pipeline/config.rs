@@ -55,6 +55,10 @@ pub struct PipelineConfig {
     /// Whether new tool outputs are examined for waste signals (`/stats.waste_signals`).
     /// Changes no byte sent; costs some token counting. Default true.
     pub waste_signals: bool,
+    /// Keys the hashes markers name (set from the filter's `marker_secret`, never from this
+    /// block, never serialised). Default none: plain content hashes.
+    #[serde(skip)]
+    pub marker_key: super::hash::MarkerKey,
 }
 
 impl Default for PipelineConfig {
@@ -89,6 +93,7 @@ impl Default for PipelineConfig {
             max_json_depth: crate::json::DEFAULT_MAX_DEPTH,
             max_json_values: crate::json::DEFAULT_MAX_VALUES,
             waste_signals: true,
+            marker_key: super::hash::MarkerKey::default(),
         }
     }
 }
@@ -101,11 +106,17 @@ impl PipelineConfig {
             ..self.clone()
         };
         let canonical = serde_json::to_string(&sends_the_same).unwrap_or_default();
-        ContentHash::of_parts(&[
-            b"headroom-pipeline",
-            env!("CARGO_PKG_VERSION").as_bytes(),
-            canonical.as_bytes(),
-        ])
+        let version = env!("CARGO_PKG_VERSION").as_bytes();
+        match self.marker_key.id() {
+            // Without a secret the fingerprint is what it always was.
+            None => ContentHash::of_parts(&[b"headroom-pipeline", version, canonical.as_bytes()]),
+            Some(key) => ContentHash::of_parts(&[
+                b"headroom-pipeline",
+                version,
+                canonical.as_bytes(),
+                &key.0,
+            ]),
+        }
     }
 
     /// Whether outputs of tool `name` are protected.

@@ -34,9 +34,11 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod prefix_tests;
 #[cfg(test)]
+mod real_corpus;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use config::PipelineConfig;
-pub use hash::ContentHash;
+pub use hash::{ContentHash, MarkerKey};
 pub use request::{BlockReport, Decision, MemoryHost, Outcome, PipelineHost, compress_request};
 pub use store::{OmittedStore, ReplayEntry, ReplayStore};

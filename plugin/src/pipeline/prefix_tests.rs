@@ -128,7 +128,17 @@ fn without_breakpoints(body: &[u8]) -> Vec<u8> {
 /// that only sees every other turn, and through a fresh process per turn; asserts they all send
 /// the same bytes and that every turn extends the previous one.
 fn check_conversation(api: Api, turns: &[(usize, Option<String>)], outputs: &[String]) -> usize {
-    let config = PipelineConfig::default();
+    check_conversation_with(api, turns, outputs, &PipelineConfig::default())
+}
+
+/// [`check_conversation`] with `config` in every process.
+fn check_conversation_with(
+    api: Api,
+    turns: &[(usize, Option<String>)],
+    outputs: &[String],
+    config: &PipelineConfig,
+) -> usize {
+    let config = config.clone();
     let mut long_lived = MemoryHost::default();
     let mut every_other = MemoryHost::default();
     let mut conversation = Conversation::new(api, "Investigate the incident in checkout.");
@@ -254,4 +264,96 @@ proptest! {
         outputs.push(outputs[0].replace("ord_", "order-"));
         check_conversation(APIS[api], &turns, &outputs);
     }
+}
+
+/// The marker of the log output in a one-turn Anthropic request, as `config` compresses it,
+/// with the host that did.
+fn log_marker(config: &PipelineConfig) -> (marker::Marker, MemoryHost, String) {
+    let log = corpus_texts()[1].clone();
+    let mut conversation = Conversation::new(Api::AnthropicMessages, "Why did checkout fail?");
+    let body = conversation.turn(0, &log, None);
+    let mut host = MemoryHost::default();
+    let sent = sent(Api::AnthropicMessages, &body, config, &mut host);
+    let sent = String::from_utf8(sent).unwrap_or_default();
+    let found = marker::Marker::find(&sent);
+    let Some(found) = found else {
+        panic!("no marker in {sent}")
+    };
+    (found, host, log)
+}
+
+/// Without a marker secret a marker names the content hash (what every earlier version sent);
+/// with one it names a keyed hash that cannot be computed from guessed content, the original
+/// is kept under that name, and every process with the same secret sends the same bytes.
+#[test]
+fn keyed_markers_hide_the_content_hash_and_stay_the_same_across_a_fleet() {
+    let (plain, host, log) = log_marker(&PipelineConfig::default());
+    assert_eq!(plain.hash, ContentHash::of(log.as_bytes()));
+    assert_eq!(
+        OmittedStore::get(&host.omitted, plain.hash).as_deref(),
+        Some(log.as_bytes())
+    );
+
+    let keyed_config = PipelineConfig {
+        marker_key: MarkerKey::new(b"fleet secret"),
+        ..PipelineConfig::default()
+    };
+    let (keyed, host, _) = log_marker(&keyed_config);
+    assert_ne!(keyed.hash, plain.hash);
+    assert_eq!(
+        keyed.hash,
+        keyed_config
+            .marker_key
+            .marker_hash(&ContentHash::digest(log.as_bytes()))
+    );
+    assert_eq!(
+        OmittedStore::get(&host.omitted, keyed.hash).as_deref(),
+        Some(log.as_bytes())
+    );
+    assert_eq!(OmittedStore::get(&host.omitted, plain.hash), None);
+    let other_secret = PipelineConfig {
+        marker_key: MarkerKey::new(b"another secret"),
+        ..PipelineConfig::default()
+    };
+    assert_ne!(log_marker(&other_secret).0.hash, keyed.hash);
+    // A new secret is a new configuration: decisions made under the old one are not replayed.
+    assert_ne!(
+        keyed_config.fingerprint(),
+        PipelineConfig::default().fingerprint()
+    );
+
+    let outputs = corpus_texts();
+    let turns: Vec<(usize, Option<String>)> = (0..6)
+        .map(|turn| (turn, (turn == 3).then(|| "And the auth errors?".to_owned())))
+        .collect();
+    for api in APIS {
+        check_conversation_with(api, &turns, &outputs, &keyed_config);
+    }
+}
+
+/// A process that replays another's decision (the replay map knew the output, its own
+/// omitted store did not) keeps the original too, so the marker it sends resolves there.
+#[test]
+fn a_replayed_marker_resolves_in_the_process_that_replayed_it() {
+    let config = PipelineConfig::default();
+    let (found, first, log) = log_marker(&config);
+    let mut second = MemoryHost {
+        omitted: store::MemoryStore::new(64 << 20),
+        replay: first.replay.clone(),
+    };
+    let mut conversation = Conversation::new(Api::AnthropicMessages, "Why did checkout fail?");
+    let body = conversation.turn(0, &log, None);
+    let outcome = compress_request(Api::AnthropicMessages, &body, &config, &mut second);
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        outcome
+            .blocks
+            .iter()
+            .any(|block| block.decision == Decision::Replayed),
+        "the second process did not replay"
+    );
+    assert_eq!(
+        OmittedStore::get(&second.omitted, found.hash).as_deref(),
+        Some(log.as_bytes())
+    );
 }

@@ -462,7 +462,7 @@ fn decide(
         );
     };
     let digest = ContentHash::digest(text.as_bytes());
-    report.hash = ContentHash::from_digest(&digest);
+    report.hash = config.marker_key.marker_hash(&digest);
     report.bytes_before = text.len();
     report.bytes_after = text.len();
     if text.len() < config.min_block_bytes {
@@ -491,6 +491,12 @@ fn decide(
             tokens_before,
             tokens_after,
         }) => {
+            // The original is kept again for this request's host (its retrieval scope may
+            // differ from the one that compressed it first); a store that holds it already
+            // keeps its entry.
+            if contains_marker(&sent) {
+                host.omitted().put(report.hash, text.as_bytes());
+            }
             report.decision = Decision::Replayed;
             report.reason = "same bytes as sent before".into();
             report.strategy = "replay";
