@@ -21,9 +21,10 @@ pub struct BlockResult {
     pub text: Option<String>,
     /// Whether the candidate leaves something out (and so carries a marker).
     pub lossy: bool,
-    /// A deterministic work limit that changed the result (pathological inputs only), to be
-    /// appended to the block's reason, e.g. `"3 arrays nested deeper than 6 processed arrays
-    /// copied as they are"`.
+    /// A note appended to the block's reason (the manifest): why the kept rows or lines were
+    /// kept (`"kept 12 error/warning lines (one per template ...)"`), and any deterministic
+    /// work limit that changed the result (pathological inputs only), e.g. `"3 arrays nested
+    /// deeper than 6 processed arrays copied as they are"`.
     pub limited: Option<String>,
 }
 
@@ -93,12 +94,12 @@ fn compress_detected(
             None => unchanged("none:json"),
         },
         ContentKind::Log if config.lossy => {
-            match log::compress(text, config.log_context_lines, hash) {
+            match log::compress(text, config.log_context_lines, query, hash) {
                 Some(out) => BlockResult {
                     kind,
                     strategy: "log:templates",
                     lossy: true,
-                    limited: None,
+                    limited: limits(query, Some(out.kept)),
                     text: Some(out.text),
                 },
                 None => normalised(text, kind, Normalise::Text),
@@ -128,7 +129,7 @@ fn compress_detected(
             }
         }
         ContentKind::Diff if config.lossy => {
-            match diff::compress(text, config.diff_context_lines, hash) {
+            match diff::compress(text, config.diff_context_lines, query, hash) {
                 Some(out) => BlockResult {
                     kind,
                     strategy: "diff:context",

@@ -249,7 +249,9 @@ pub(crate) fn parse_search_line(line: &str) -> Option<(&str, u64, &str, bool)> {
                 .count();
             if digits > 0 && bytes.get(i + 1 + digits) == Some(&sep) {
                 let path = line.get(..skip + i)?;
-                if path.contains(char::is_whitespace) {
+                // A path names something: `20171223-22:15:29` is a timestamp, not a file.
+                if path.contains(char::is_whitespace) || !path.contains(|c: char| c.is_alphabetic())
+                {
                     return None;
                 }
                 let number = body.get(i + 1..i + 1 + digits)?.parse().ok()?;
@@ -269,18 +271,25 @@ pub(crate) fn parse_search_line(line: &str) -> Option<(&str, u64, &str, bool)> {
 }
 
 fn search_confidence(lines: &[&str]) -> Option<f64> {
-    let sample = lines.iter().take(100).filter(|l| !l.trim().is_empty());
-    let (mut total, mut matching) = (0u32, 0u32);
+    // `--` separates the groups of `grep -C` / `rg -C`; their context lines count with the
+    // matches they surround.
+    let sample = lines
+        .iter()
+        .take(100)
+        .filter(|l| !l.trim().is_empty() && l.trim() != "--");
+    let (mut total, mut matching, mut context) = (0u32, 0u32, 0u32);
     for line in sample {
         total += 1;
-        if parse_search_line(line).is_some_and(|(_, _, _, is_match)| is_match) {
-            matching += 1;
+        match parse_search_line(line) {
+            Some((_, _, _, true)) => matching += 1,
+            Some((_, _, _, false)) => context += 1,
+            None => {}
         }
     }
-    if total == 0 {
+    if total == 0 || matching == 0 {
         return None;
     }
-    let ratio = f64::from(matching) / f64::from(total);
+    let ratio = f64::from(matching + context) / f64::from(total);
     let confidence = 0.4 + 0.6 * ratio;
     (ratio >= 0.3 && confidence >= 0.6).then_some(confidence)
 }
@@ -315,6 +324,11 @@ pub(crate) fn line_level(line: &str) -> Level {
             level = Level::Warn;
         }
     }
+    match logcat_level(line) {
+        Some(b'E' | b'F' | b'A') => return Level::Error,
+        Some(b'W') => level = Level::Warn,
+        _ => {}
+    }
     let lower = line.trim_start().to_ascii_lowercase();
     let error_prefixes = [
         "error:",
@@ -346,6 +360,23 @@ pub(crate) fn line_level(line: &str) -> Level {
         level = Level::Warn;
     }
     level
+}
+
+/// The priority letter of an Android logcat line: `03-17 16:13:38.811  1702  2395 W Tag: ...`
+/// (threadtime: a lone letter after the pid and tid) or `W/Tag( 123): ...` (brief).
+fn logcat_level(line: &str) -> Option<u8> {
+    let bytes = line.as_bytes();
+    if bytes.get(1) == Some(&b'/') {
+        return bytes.first().copied().filter(|b| b"VDIWEFA".contains(b));
+    }
+    let mut previous_numeric = false;
+    for word in line.split_ascii_whitespace().take(6) {
+        if previous_numeric && word.len() == 1 {
+            return word.bytes().next().filter(|b| b"VDIWEFA".contains(b));
+        }
+        previous_numeric = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
+    }
+    None
 }
 
 /// `SomethingError: ...` / `java.lang.IllegalStateException: ...` / `FooException`.
@@ -394,6 +425,51 @@ fn starts_with_timestamp(line: &str) -> bool {
     date || time
 }
 
+/// A clock time `HH:MM:SS` within the first 48 bytes: syslog (`Jun 14 15:16:01 host ...`),
+/// Android (`03-17 16:13:38.811`), Apache (`[Sun Dec 04 04:47:44 2005]`), loghub's
+/// `- 1131566461 2005.11.09 dn228 Nov 9 12:01:01` and `20171223-22:15:29:606|` forms.
+fn has_clock_time_near_start(line: &str) -> bool {
+    let b = line.as_bytes();
+    let head = b.get(..b.len().min(48)).unwrap_or_default();
+    head.windows(8).enumerate().any(|(i, w)| {
+        let d = |k: usize| w.get(k).is_some_and(u8::is_ascii_digit);
+        d(0) && d(1)
+            && w.get(2) == Some(&b':')
+            && d(3)
+            && d(4)
+            && w.get(5) == Some(&b':')
+            && d(6)
+            && d(7)
+            && (i == 0 || !head.get(i - 1).is_some_and(u8::is_ascii_digit))
+    })
+}
+
+/// `test path::name ... ok` (cargo test), `tests/a.py::test_b PASSED [ 12%]` (pytest -v).
+fn is_test_result_line(trimmed: &str) -> bool {
+    (trimmed.starts_with("test ")
+        && [" ... ok", " ... FAILED", " ... ignored"]
+            .iter()
+            .any(|end| trimmed.contains(end)))
+        || (trimmed.contains("::")
+            && [" PASSED", " FAILED", " SKIPPED", " XFAIL", " ERROR"]
+                .iter()
+                .any(|word| trimmed.contains(word)))
+}
+
+/// The frame of a compiler diagnostic: `--> src/a.rs:3:5`, ` |`, `12 |     code`, `= note:`.
+pub(crate) fn is_diagnostic_frame(trimmed: &str) -> bool {
+    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+    trimmed.starts_with("--> ")
+        || trimmed == "|"
+        || trimmed.starts_with("| ")
+        || trimmed.starts_with("= note:")
+        || trimmed.starts_with("= help:")
+        || (digits > 0
+            && trimmed
+                .get(digits..)
+                .is_some_and(|rest| rest.trim_start().starts_with('|')))
+}
+
 fn log_confidence(lines: &[&str]) -> Option<f64> {
     let sample: Vec<&&str> = lines.iter().take(200).collect();
     if sample.is_empty() {
@@ -421,6 +497,9 @@ fn log_confidence(lines: &[&str]) -> Option<f64> {
         let hit = level != Level::Other
             || words_hit
             || starts_with_timestamp(line)
+            || has_clock_time_near_start(line)
+            || is_test_result_line(trimmed)
+            || is_diagnostic_frame(trimmed)
             || trimmed.starts_with("===")
             || (trimmed.starts_with("---") && !trimmed.starts_with("--- a/"))
             || is_stack_frame(line);

@@ -4,12 +4,15 @@
 //! 1. **Lossless table form** for arrays of objects that share one key sequence, when it saves
 //!    at least `table_min_savings` of the bytes:
 //!    `{"headroom_columns":["id","status"],"rows":[[1,"ok"],[2,"error"]]}`.
-//! 2. **Lossy selection** only when a signal says which items matter: error rows (error words
-//!    in values, truthy `error` fields, `ok:false`, HTTP status ≥ 400), rare keys, rare
-//!    categorical values, numeric outliers, a score field, relevance to the latest user text
-//!    (BM25), or duplicates. Signalled items, the first and last items and an even spread up
-//!    to the adaptive count are kept in order; one marker (as the table's `"omitted"` member or
-//!    a final string item) says how many items were left out.
+//! 2. **Lossy selection** only when a signal says which items matter: error rows (truthy
+//!    `error` fields, `ok:false`, HTTP status ≥ 400, a status, state or level holding an error
+//!    word: always kept; error words elsewhere in the text: only when few items have them),
+//!    anomalies (rare keys, rare categorical values and templates, numeric outliers: together
+//!    at most a twentieth of the items, the most specific first), a score field, relevance to
+//!    the latest user text (BM25), or duplicates. Signalled items, and a sample of the first
+//!    and last items and an even spread up to the adaptive count within a byte budget
+//!    ([`SAMPLE_BUDGET_PERCENT`] of the array), are kept in order; one marker (as the table's
+//!    `"omitted"` member or a final string item) says how many items were left out.
 //!
 //! Nested values are processed recursively (rows keep their own nested arrays compressed).
 //! Scalars are copied byte for byte (numbers keep their spelling). Output is valid JSON, and
@@ -26,6 +29,14 @@ use super::marker::{Marker, contains_marker, count_of};
 use super::relevance::Query;
 use super::signals::{has_error_word, numeric_outliers, rare_values, template_of};
 use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
+
+/// The unsignalled sample of a reduced array (first, last and evenly spread items) keeps at
+/// most this percentage of the array's compact bytes, or [`MIN_SAMPLE_BYTES`] when that is
+/// more; signalled items (errors, anomalies, relevant ones) are never limited by it.
+pub const SAMPLE_BUDGET_PERCENT: usize = 2;
+
+/// The sample's byte budget is at least this: small arrays keep their adaptive count.
+pub const MIN_SAMPLE_BYTES: usize = 4096;
 
 /// The key that marks a table object (which is never reprocessed).
 pub const TABLE_KEY: &str = "headroom_columns";
@@ -352,6 +363,16 @@ fn render_table(items: &[&Item<'_>], marker: Option<&str>) -> Option<String> {
     Some(out)
 }
 
+/// Marks `indices` in `flagged`; true (the signal fired).
+fn flag_all(indices: &[usize], flagged: &mut [bool]) -> bool {
+    for &i in indices {
+        if let Some(slot) = flagged.get_mut(i) {
+            *slot = true;
+        }
+    }
+    true
+}
+
 /// Which items to keep, or `None` to keep all (no signal, or nothing would be left out).
 fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
     let n = items.len();
@@ -362,26 +383,78 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
         if indices.is_empty() || indices.len() * 2 > n {
             return false;
         }
-        for &i in indices {
-            if let Some(slot) = flagged.get_mut(i) {
-                *slot = true;
+        flag_all(indices, flagged)
+    };
+    // Field signals (rare keys, rare values and templates, outliers) mark anomalies: one that
+    // fires for more than a tenth of the items (and more than two) marks a second population,
+    // not anomalies (mixed event records: every event type would be "rare").
+    let flag_field = |indices: &[usize], flagged: &mut Vec<bool>| {
+        if indices.is_empty() || (indices.len() > 2 && indices.len() * 10 > n) {
+            return false;
+        }
+        flag_all(indices, flagged)
+    };
+    let marks: Vec<ErrorMark> = items.iter().map(|item| error_mark(item.value)).collect();
+    let with = |mark: ErrorMark| -> Vec<usize> {
+        (0..n).filter(|&i| marks.get(i) == Some(&mark)).collect()
+    };
+    any_signal |= flag(&with(ErrorMark::Field), &mut flagged);
+    any_signal |= flag_field(&with(ErrorMark::Words), &mut flagged);
+    // Together, field signals mark at most a twentieth of the items (at least 3) and of the
+    // bytes (a rare `readme` spelling on the largest records is not worth a tenth of them): the most
+    // specific signals (fewest items) first, a whole size at a time (no arbitrary choice
+    // among equals). Several rare-value columns would otherwise add up to a quarter of a
+    // mixed array, and a key of its own in every item marks nothing.
+    let mut fields: Vec<Vec<usize>> = field_signals(items)
+        .into_iter()
+        .filter(|indices| !(indices.is_empty() || (indices.len() > 2 && indices.len() * 10 > n)))
+        .collect();
+    fields.sort_by_key(Vec::len);
+    let field_budget = (n / 20).max(3);
+    let bytes_budget = items.iter().map(|i| i.text.len() + 1).sum::<usize>() / 20;
+    let mut field_bytes = 0usize;
+    let mut field_flagged = vec![false; n];
+    let mut field_count = 0usize;
+    let mut at = 0;
+    while let Some(size) = fields.get(at).map(Vec::len) {
+        let class_end = at
+            + fields.get(at..).map_or(0, |rest| {
+                rest.iter().take_while(|f| f.len() == size).count()
+            });
+        let class = fields.get(at..class_end).unwrap_or_default();
+        let mut added = Vec::new();
+        for indices in class {
+            for &i in indices {
+                if let Some(slot) = field_flagged.get_mut(i)
+                    && !*slot
+                {
+                    *slot = true;
+                    added.push(i);
+                }
             }
         }
-        true
-    };
-    let errors: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, item)| is_error_item(item.value))
-        .map(|(i, _)| i)
-        .collect();
-    any_signal |= flag(&errors, &mut flagged);
-    for indices in field_signals(items) {
-        any_signal |= flag(&indices, &mut flagged);
+        let added_bytes: usize = added
+            .iter()
+            .filter_map(|&i| items.get(i))
+            .map(|item| item.text.len() + 1)
+            .sum();
+        if field_count + added.len() > field_budget || field_bytes + added_bytes > bytes_budget {
+            // This size does not fit: neither do larger ones.
+            for i in added {
+                if let Some(slot) = field_flagged.get_mut(i) {
+                    *slot = false;
+                }
+            }
+            break;
+        }
+        field_count += added.len();
+        field_bytes += added_bytes;
+        any_signal |= flag_all(&added, &mut flagged) && !added.is_empty();
+        at = class_end;
     }
     if items.iter().all(|i| i.value.kind() == Kind::Number) {
         let values: Vec<Option<f64>> = items.iter().map(|i| i.value.raw().parse().ok()).collect();
-        any_signal |= flag(&numeric_outliers(&values), &mut flagged);
+        any_signal |= flag_field(&numeric_outliers(&values), &mut flagged);
     }
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_ref()).collect();
     let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
@@ -420,11 +493,31 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
         .zip(&duplicate)
         .map(|(f, d)| *f && !(*d && dedupe))
         .collect();
+    // The unsignalled sample (the first items, the last ones, an even spread up to k) shares
+    // a byte budget: large records cost a lot each, and only the signalled ones were asked
+    // for. The first item always stays (it shows the shape).
+    let total_bytes: usize = items.iter().map(|i| i.text.len() + 1).sum();
+    let budget = (total_bytes / 100 * SAMPLE_BUDGET_PERCENT).max(MIN_SAMPLE_BYTES);
+    let mut sample_bytes = 0usize;
+    let mut admit = |i: usize, keep: &mut Vec<bool>| -> bool {
+        let cost = items.get(i).map_or(0, |item| item.text.len() + 1);
+        if keep.get(i) == Some(&true) {
+            return false;
+        }
+        if i > 0 && sample_bytes + cost > budget {
+            return false;
+        }
+        sample_bytes += cost;
+        if let Some(slot) = keep.get_mut(i) {
+            *slot = true;
+        }
+        true
+    };
     let front = (k * 3).div_ceil(10).max(1);
     let back = (k * 15).div_ceil(100).max(1);
     for i in (0..front.min(n)).chain(n.saturating_sub(back)..n) {
-        if let Some(slot) = keep.get_mut(i) {
-            *slot = !(dedupe && duplicate.get(i) == Some(&true)) || i == 0;
+        if !(dedupe && duplicate.get(i) == Some(&true)) || i == 0 {
+            admit(i, &mut keep);
         }
     }
     // Fill evenly up to k with items not yet kept (skipping repeats when deduplicating).
@@ -439,10 +532,9 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
         for step in 0..need {
             let at = step * candidates.len() / need + candidates.len() / (2 * need);
             let pick = candidates.get(at.min(candidates.len().saturating_sub(1)));
-            if let Some(slot) = pick.and_then(|&i| keep.get_mut(i))
-                && !*slot
+            if let Some(&i) = pick
+                && admit(i, &mut keep)
             {
-                *slot = true;
                 kept += 1;
             }
         }
@@ -450,43 +542,86 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
     (kept < n).then_some(keep)
 }
 
-/// Whether one item reports an error: error words in its string values, a truthy
-/// `error`-like field, `ok`/`success` false, or an HTTP-like status of 400 or more.
-fn is_error_item(value: Value<'_>) -> bool {
+/// How an item reports an error, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ErrorMark {
+    None,
+    /// An error word somewhere in its text (a description saying "error handling", a licence
+    /// `WITH LLVM-exception`): an anomaly only when few items have one.
+    Words,
+    /// A field that says so: a truthy `error`-like member, `ok`/`success` false, an HTTP-like
+    /// status of 400 or more, or a status, state, level or outcome holding an error word.
+    Field,
+}
+
+/// How one item reports an error (the strongest mark in it).
+fn error_mark(value: Value<'_>) -> ErrorMark {
     match value.kind() {
-        Kind::String => value.decode_str().is_ok_and(|s| has_error_word(&s)),
-        Kind::Array => value.elements().any(is_error_item),
-        Kind::Object => value.members().any(|(key, member)| {
-            let key = key.trim_matches('"');
-            let key_is = |names: &[&str]| names.iter().any(|name| key.eq_ignore_ascii_case(name));
-            let truthy = || match member.kind() {
-                Kind::Null => false,
-                Kind::Bool => member.raw() == "true",
-                Kind::String => member.raw().len() > 2,
-                Kind::Number => member.raw().parse::<f64>().is_ok_and(|x| x != 0.0),
-                Kind::Array | Kind::Object => member.children().next().is_some(),
-            };
-            let error_key = key_is(&[
-                "error",
-                "errors",
-                "err",
-                "exception",
-                "failure",
-                "stacktrace",
-                "stack_trace",
-                "traceback",
-            ]);
-            let failed_flag =
-                key_is(&["ok", "success", "succeeded", "passed"]) && member.raw() == "false";
-            let status = key_is(&["status", "status_code", "statuscode", "http_status", "code"])
-                && member.kind() == Kind::Number
-                && member
-                    .raw()
-                    .parse::<u32>()
-                    .is_ok_and(|s| (400..600).contains(&s));
-            (error_key && truthy()) || failed_flag || status || is_error_item(member)
-        }),
-        _ => false,
+        Kind::String => {
+            if value.decode_str().is_ok_and(|s| has_error_word(&s)) {
+                ErrorMark::Words
+            } else {
+                ErrorMark::None
+            }
+        }
+        Kind::Array => value
+            .elements()
+            .map(error_mark)
+            .max()
+            .unwrap_or(ErrorMark::None),
+        Kind::Object => value
+            .members()
+            .map(|(key, member)| {
+                let key = key.trim_matches('"');
+                let key_is =
+                    |names: &[&str]| names.iter().any(|name| key.eq_ignore_ascii_case(name));
+                let truthy = || match member.kind() {
+                    Kind::Null => false,
+                    Kind::Bool => member.raw() == "true",
+                    Kind::String => member.raw().len() > 2,
+                    Kind::Number => member.raw().parse::<f64>().is_ok_and(|x| x != 0.0),
+                    Kind::Array | Kind::Object => member.children().next().is_some(),
+                };
+                let error_key = key_is(&[
+                    "error",
+                    "errors",
+                    "err",
+                    "exception",
+                    "failure",
+                    "stacktrace",
+                    "stack_trace",
+                    "traceback",
+                ]);
+                let failed_flag =
+                    key_is(&["ok", "success", "succeeded", "passed"]) && member.raw() == "false";
+                let status_key =
+                    key_is(&["status", "status_code", "statuscode", "http_status", "code"]);
+                let status = status_key
+                    && member.kind() == Kind::Number
+                    && member
+                        .raw()
+                        .parse::<u32>()
+                        .is_ok_and(|s| (400..600).contains(&s));
+                let state = (status_key
+                    || key_is(&[
+                        "state",
+                        "level",
+                        "severity",
+                        "result",
+                        "outcome",
+                        "conclusion",
+                    ]))
+                    && member.kind() == Kind::String
+                    && member.decode_str().is_ok_and(|s| has_error_word(&s));
+                if (error_key && truthy()) || failed_flag || status || state {
+                    ErrorMark::Field
+                } else {
+                    error_mark(member)
+                }
+            })
+            .max()
+            .unwrap_or(ErrorMark::None),
+        _ => ErrorMark::None,
     }
 }
 

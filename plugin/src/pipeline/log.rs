@@ -1,8 +1,19 @@
-//! Log compressor for build, test and application logs. Keeps every error, warning,
-//! exception and stack-trace line, summary lines, the first and last line and a few lines of
-//! context around errors; every other line is reduced to its template (numbers, hex ids,
-//! quoted strings and timestamps masked): the first line of each template stays, annotated
-//! with how many similar lines followed, and the rest are left out under one marker.
+//! Log compressor for build, test and application logs. Each line is one of:
+//!
+//! - **severe**: an error, warning or exception (a level word, or a severity root such as
+//!   `fail`, `exception`, `timeout` inside a word): the first line of each template stays,
+//!   verbatim, annotated with how many similar lines followed; an exception or traceback that
+//!   stays keeps its stack trace (up to [`MAX_TRACE_LINES`]) and `context` lines before it;
+//! - **question**: relevant to the latest user text (BM25, at most [`MAX_QUESTION_LINES`]):
+//!   kept;
+//! - **summary**: test and build summaries, section headers: kept;
+//! - **routine**: everything else, reduced to its template (numbers, hex ids, quoted strings
+//!   and timestamps masked). Routine templates share a small byte budget
+//!   ([`ROUTINE_BUDGET_PERCENT`] of the log): the most frequent ones keep one annotated line
+//!   each, the others are left out, counted by the marker.
+//!
+//! The first and last lines stay. Everything left out is kept under the block's hash (the
+//! marker names it). Linear in the lines: one template and two hash-map lookups per line.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
@@ -10,10 +21,22 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use super::detect::{Level, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
 use super::marker::{Marker, count_of};
+use super::relevance::Query;
+use super::signals::has_severity_root;
 use super::text::strip_ansi;
 
 /// Logs with fewer lines than this are not reduced.
 pub const MIN_LINES: usize = 20;
+
+/// Routine lines keep at most this percentage of the log's bytes (one line per template, the
+/// most frequent templates first).
+pub const ROUTINE_BUDGET_PERCENT: usize = 4;
+
+/// Lines of one stack trace kept after the line that starts it.
+pub const MAX_TRACE_LINES: usize = 64;
+
+/// Lines relevant to the question kept at most.
+pub const MAX_QUESTION_LINES: usize = 64;
 
 /// The result of [`compress`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,80 +45,160 @@ pub struct CompressedLog {
     pub text: String,
     /// Lines left out.
     pub omitted: usize,
+    /// Why the kept lines were kept, for the manifest.
+    pub kept: String,
 }
 
-/// Compresses a log; `None` when nothing would be left out.
-pub fn compress(text: &str, context: usize, hash: ContentHash) -> Option<CompressedLog> {
+/// Why a line is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Dropped,
+    Edge,
+    Severe,
+    Trace,
+    Context,
+    Question,
+    Summary,
+    Routine,
+}
+
+type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// Compresses a log under the question `query`; `None` when nothing would be left out.
+pub fn compress(
+    text: &str,
+    context: usize,
+    query: &Query,
+    hash: ContentHash,
+) -> Option<CompressedLog> {
     let clean = strip_ansi(text);
     let lines: Vec<&str> = clean.lines().collect();
     let n = lines.len();
     if n < MIN_LINES {
         return None;
     }
-    let mut keep = vec![false; n];
-    let important = important_lines(&lines);
-    // Lines before `marked` are already decided: each line is marked at most once, so a large
-    // `context` costs nothing per important line (linear in the lines).
-    let mut marked = 0usize;
-    for (i, &level) in important.iter().enumerate() {
-        if level {
-            let errorish = line_level(lines.get(i).copied().unwrap_or("")) == Level::Error
-                || is_stack_frame(lines.get(i).copied().unwrap_or(""));
-            let radius = if errorish { context } else { 0 };
-            let end = i.saturating_add(radius).min(n - 1);
-            for slot in keep
-                .get_mut(i.saturating_sub(radius).max(marked)..=end)
-                .unwrap_or_default()
-            {
-                *slot = true;
+    let mut why = vec![Why::Dropped; n];
+    if !query.is_empty() {
+        let mentioned = query
+            .mentions(&lines)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, m)| *m)
+            .map(|(i, _)| i)
+            .take(MAX_QUESTION_LINES);
+        for i in query
+            .relevant(&lines, MAX_QUESTION_LINES)
+            .into_iter()
+            .chain(mentioned)
+        {
+            if let Some(slot) = why.get_mut(i) {
+                *slot = Why::Question;
             }
-            marked = marked.max(end + 1);
         }
     }
-    if let Some(first) = keep.first_mut() {
-        *first = true;
-    }
-    if let Some(last) = keep.last_mut() {
-        *last = true;
-    }
-    // Every other line: the first of its template stays, annotated with its repeats.
-    // Only looked up, never iterated: a hash map with fixed keys (templates share long
+    // Representatives: the first line of each template, with the count of similar lines.
+    // Only looked up, never iterated: hash maps with fixed keys (templates share long
     // prefixes, which makes ordered comparisons slow).
-    let mut first_of: HashMap<String, usize, BuildHasherDefault<DefaultHasher>> =
-        HashMap::default();
+    let mut severe_first: FixedMap<String, usize> = HashMap::default();
+    let mut routine_first: FixedMap<String, usize> = HashMap::default();
+    let mut routine: Vec<usize> = Vec::new();
     let mut repeats = vec![0usize; n];
-    for (i, line) in lines.iter().enumerate() {
-        if keep.get(i) == Some(&true) {
+    let (mut severe_lines, mut frames) = (0usize, 0usize);
+    for i in 0..n {
+        let line = lines.get(i).copied().unwrap_or("");
+        let trimmed = line.trim_start();
+        let current = why.get(i).copied().unwrap_or(Why::Dropped);
+        if matches!(current, Why::Trace | Why::Context) {
             continue;
         }
-        let template = template(line);
-        match first_of.get(&template) {
-            Some(&first) => {
+        if is_severe(line) {
+            severe_lines += 1;
+            let template = template(line);
+            if let Some(&first) = severe_first.get(&template) {
                 if let Some(count) = repeats.get_mut(first) {
                     *count += 1;
                 }
+                continue;
             }
-            None => {
-                first_of.insert(template, i);
-                if let Some(slot) = keep.get_mut(i) {
-                    *slot = true;
+            severe_first.insert(template, i);
+            if current == Why::Dropped
+                && let Some(slot) = why.get_mut(i)
+            {
+                *slot = Why::Severe;
+            }
+            if starts_trace(trimmed) {
+                keep_trace(&lines, &mut why, i, context);
+            }
+        } else if current != Why::Dropped {
+            // A question line.
+        } else if is_summary(trimmed) {
+            if let Some(slot) = why.get_mut(i) {
+                *slot = Why::Summary;
+            }
+        } else if is_stack_frame(line) {
+            // A frame of a trace whose exception was seen before: its count is the
+            // exception's.
+            frames += 1;
+        } else {
+            let template = template(line);
+            match routine_first.get(&template) {
+                Some(&first) => {
+                    if let Some(count) = repeats.get_mut(first) {
+                        *count += 1;
+                    }
+                }
+                None => {
+                    routine_first.insert(template, i);
+                    routine.push(i);
                 }
             }
         }
     }
-    let omitted = keep.iter().filter(|k| !**k).count();
+    // The routine budget goes to the most frequent templates first (ties: the earlier).
+    routine.sort_by(|&a, &b| {
+        let count = |i: usize| repeats.get(i).copied().unwrap_or(0);
+        count(b).cmp(&count(a)).then(a.cmp(&b))
+    });
+    let budget = clean.len() / 100 * ROUTINE_BUDGET_PERCENT;
+    let mut used = 0usize;
+    let mut routine_kept = 0usize;
+    for &i in &routine {
+        let cost = lines.get(i).map_or(0, |l| l.len() + 1);
+        if used + cost > budget {
+            continue;
+        }
+        used += cost;
+        routine_kept += 1;
+        if let Some(slot) = why.get_mut(i) {
+            *slot = Why::Routine;
+        }
+    }
+    for i in [0, n - 1] {
+        if let Some(slot) = why.get_mut(i)
+            && *slot == Why::Dropped
+        {
+            *slot = Why::Edge;
+        }
+    }
+    let omitted = why.iter().filter(|w| **w == Why::Dropped).count();
     if omitted == 0 {
         return None;
     }
-    let mut out = String::with_capacity(text.len() / 4);
+    let mut out = String::with_capacity(text.len() / 8);
     for (i, line) in lines.iter().enumerate() {
-        if keep.get(i) != Some(&true) {
+        let reason = why.get(i).copied().unwrap_or(Why::Dropped);
+        if reason == Why::Dropped {
             continue;
         }
         out.push_str(line);
-        match repeats.get(i).copied().unwrap_or(0) {
-            0 => {}
-            count => out.push_str(&format!(" [+{count} similar]")),
+        let count = repeats.get(i).copied().unwrap_or(0);
+        if count > 0
+            && matches!(
+                reason,
+                Why::Severe | Why::Routine | Why::Question | Why::Edge
+            )
+        {
+            out.push_str(&format!(" [+{count} similar]"));
         }
         out.push('\n');
     }
@@ -103,52 +206,94 @@ pub fn compress(text: &str, context: usize, hash: ContentHash) -> Option<Compres
     if text.ends_with('\n') {
         out.push('\n');
     }
-    Some(CompressedLog { text: out, omitted })
+    let tally = |w: Why| why.iter().filter(|x| **x == w).count();
+    let kept = format!(
+        "kept {} error/warning lines (one per template of {} such lines), {} stack-trace and {} \
+         context lines, {} lines matching the question, {} summary lines, {} of {} routine \
+         templates (the most frequent, within {} % of the bytes), first and last line; {} \
+         repeated stack frames and the other lines left out",
+        tally(Why::Severe),
+        severe_lines,
+        tally(Why::Trace),
+        tally(Why::Context),
+        tally(Why::Question),
+        tally(Why::Summary),
+        routine_kept,
+        routine.len(),
+        ROUTINE_BUDGET_PERCENT,
+        frames,
+    );
+    Some(CompressedLog {
+        text: out,
+        omitted,
+        kept,
+    })
 }
 
-/// Lines that are always kept: errors, warnings, stack traces (with their header and
-/// exception line), and summaries.
-fn important_lines(lines: &[&str]) -> Vec<bool> {
-    let mut important = vec![false; lines.len()];
-    let mut in_trace = false;
-    for (i, line) in lines.iter().enumerate() {
-        let trimmed = line.trim_start();
-        let indented = trimmed.len() < line.len();
-        let starts_trace = trimmed.starts_with("Traceback (most recent call last)")
-            || trimmed.starts_with("Exception in thread")
-            || trimmed.starts_with("Caused by:")
-            || trimmed.contains("' panicked at")
-            || trimmed.starts_with("stack backtrace:")
-            || trimmed.starts_with("goroutine ")
-            || is_exception_line(trimmed);
-        if starts_trace {
-            in_trace = true;
-        } else if in_trace && !(indented || is_stack_frame(line) || trimmed.starts_with("...")) {
-            // A Python traceback ends with its unindented exception line.
-            in_trace = is_exception_line(trimmed);
-            if is_exception_line(trimmed) {
-                if let Some(slot) = important.get_mut(i) {
-                    *slot = true;
-                }
-                in_trace = false;
-                continue;
-            }
-        }
-        let keep = in_trace
-            || is_stack_frame(line)
-            || line_level(line) != Level::Other
-            || is_summary(trimmed);
-        if let Some(slot) = important.get_mut(i) {
-            *slot = keep;
+/// An error, warning or exception line (a level, an error prefix, a severity root inside a
+/// word), or a stack frame naming one.
+fn is_severe(line: &str) -> bool {
+    line_level(line) != Level::Other || has_severity_root(line)
+}
+
+/// A line that starts a stack trace.
+fn starts_trace(trimmed: &str) -> bool {
+    trimmed.starts_with("Traceback (most recent call last)")
+        || trimmed.starts_with("Exception in thread")
+        || trimmed.starts_with("Caused by:")
+        || trimmed.contains("' panicked at")
+        || trimmed.starts_with("stack backtrace:")
+        || trimmed.starts_with("goroutine ")
+        || is_exception_line(trimmed)
+}
+
+/// Keeps `context` lines before line `at` and its stack trace after it: frames, indented
+/// lines, `Caused by:` and `... N more`, up to [`MAX_TRACE_LINES`]; a Python traceback ends
+/// with its unindented exception line.
+fn keep_trace(lines: &[&str], why: &mut [Why], at: usize, context: usize) {
+    for slot in why
+        .get_mut(at.saturating_sub(context)..at)
+        .unwrap_or_default()
+    {
+        if *slot == Why::Dropped {
+            *slot = Why::Context;
         }
     }
-    important
+    let python = lines
+        .get(at)
+        .is_some_and(|l| l.trim_start().starts_with("Traceback"));
+    let end = at.saturating_add(MAX_TRACE_LINES).min(lines.len());
+    for j in at + 1..end {
+        let line = lines.get(j).copied().unwrap_or("");
+        let trimmed = line.trim_start();
+        let indented = trimmed.len() < line.len() && !trimmed.is_empty();
+        let frame = is_stack_frame(line)
+            || indented
+            || trimmed.starts_with("Caused by:")
+            || (trimmed.starts_with("...") && trimmed.ends_with("more"));
+        if !frame {
+            if python
+                && is_exception_line(trimmed)
+                && let Some(slot) = why.get_mut(j)
+            {
+                *slot = Why::Trace;
+            }
+            break;
+        }
+        if let Some(slot) = why.get_mut(j)
+            && *slot == Why::Dropped
+        {
+            *slot = Why::Trace;
+        }
+    }
 }
 
 /// Test and build summaries: `=== 3 failed, 10 passed ===`, `test result:`, `Tests: ...`.
 fn is_summary(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
     (line.starts_with("===") && line.len() > 6 && !line.trim_matches('=').trim().is_empty())
+        || (line.starts_with("___") && !line.trim_matches('_').trim().is_empty())
+        || lower.starts_with("running ")
         || lower.starts_with("test result:")
         || lower.starts_with("tests:")
         || lower.starts_with("test suites:")
@@ -166,7 +311,14 @@ pub fn template(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        if c == '"' || c == '\'' {
+        // A quote opens a string; an apostrophe inside a word (`you've`) does not.
+        let opens = c == '"'
+            || (c == '\''
+                && !line
+                    .get(..at)
+                    .and_then(|head| head.chars().next_back())
+                    .is_some_and(char::is_alphanumeric));
+        if opens {
             out.push(c);
             for (_, d) in chars.by_ref() {
                 if d == c {
@@ -212,7 +364,7 @@ pub fn template(line: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -233,7 +385,7 @@ mod tests {
                 log.push_str("2024-05-01T10:03:20Z WARN retrying upstream\n");
             }
         }
-        let out = compress(&log, 2, ContentHash::of(log.as_bytes())).unwrap();
+        let out = compress(&log, 2, &Query::default(), ContentHash::of(log.as_bytes())).unwrap();
         for needle in [
             "ERROR payment failed",
             "Traceback",
@@ -255,24 +407,93 @@ mod tests {
         assert_ne!(template("GET /a"), template("POST /a"));
     }
 
-    /// A context as large as the log marks each line once, and keeps what a context of the
-    /// log's length keeps.
+    /// Traces are kept within [`MAX_TRACE_LINES`] and context before them once per line, so
+    /// a context as large as the log costs no more than the log: each line is marked at most
+    /// twice.
     #[test]
     fn any_context_is_linear() {
         let mut log = String::new();
         for i in 0..2_000 {
-            let level = if i % 3 == 0 { "ERROR" } else { "INFO" };
-            log.push_str(&format!("2024-05-01 {level} step {i} done\n"));
+            log.push_str(&format!("2024-05-01 INFO step {i} done\n"));
+            if i % 500 == 250 {
+                log.push_str("java.lang.IllegalStateException: broken\n");
+                for f in 0..100 {
+                    log.push_str(&format!("    at com.acme.Step.run{f}(Step.java:{f})\n"));
+                }
+            }
         }
-        log.push_str("INFO request 1 ok\nINFO request 2 ok\nINFO request 3 ok\n");
         let hash = ContentHash::of(log.as_bytes());
-        assert_eq!(compress(&log, usize::MAX, hash), None);
-        let narrow = compress(&log, 0, hash).unwrap();
-        assert!(narrow.omitted > 1_000);
+        let wide = compress(&log, usize::MAX, &Query::default(), hash).unwrap();
+        let narrow = compress(&log, 0, &Query::default(), hash).unwrap();
+        // The wide context keeps every line before the first trace (the later traces repeat
+        // its template: they and their frames are counted, not kept).
+        assert!(narrow.omitted >= wide.omitted + 250, "{}", wide.kept);
+        assert!(
+            narrow
+                .text
+                .contains("    at com.acme.Step.run62(Step.java:62)")
+        );
+        assert!(
+            !narrow
+                .text
+                .contains("    at com.acme.Step.run63(Step.java:63)")
+        );
+        assert!(
+            narrow.text.contains("broken [+3 similar]"),
+            "{}",
+            narrow.text
+        );
+        assert!(narrow.omitted > 1_900);
+    }
+
+    /// Routine templates share a small budget, the most frequent first; every distinct
+    /// error template keeps a verbatim line; lines naming the question's term stay.
+    #[test]
+    fn routine_templates_share_a_budget_errors_and_question_lines_stay() {
+        let mut log = String::new();
+        for i in 0..3_000 {
+            // 30 routine templates of falling frequency.
+            let t = (i * i) % 997 % 30;
+            log.push_str(&format!(
+                "Jun 14 15:16:{:02} host app[{i}]: routine event kind{t} value {i}\n",
+                i % 60
+            ));
+            if i % 300 == 7 {
+                let peer = [
+                    "db", "cache", "auth", "queue", "mail", "dns", "ntp", "ldap", "sso", "cdn",
+                ][i / 300];
+                log.push_str(&format!(
+                    "Jun 14 15:17:00 host app[{i}]: connection refused by {peer}\n"
+                ));
+            }
+            if i == 1234 {
+                log.push_str("Jun 14 15:18:00 host app[1234]: user alice42 logged in\n");
+            }
+        }
+        let hash = ContentHash::of(log.as_bytes());
+        let out = compress(&log, 2, &Query::new("What did alice42 do?"), hash).unwrap();
+        for peer in [
+            "db", "cache", "auth", "queue", "mail", "dns", "ntp", "ldap", "sso", "cdn",
+        ] {
+            assert!(
+                out.text
+                    .contains(&format!("connection refused by {peer}\n")),
+                "{}",
+                out.text
+            );
+        }
+        assert!(out.text.contains("user alice42 logged in"));
+        assert!(
+            out.text.len() * 10 < log.len(),
+            "{} of {}",
+            out.text.len(),
+            log.len()
+        );
+        assert!(out.kept.contains("error/warning lines"), "{}", out.kept);
     }
 
     #[test]
     fn short_logs_are_left_alone() {
-        assert!(compress("a\nb\n", 2, ContentHash::of(b"")).is_none());
+        assert!(compress("a\nb\n", 2, &Query::default(), ContentHash::of(b"")).is_none());
     }
 }

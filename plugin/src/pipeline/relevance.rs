@@ -47,6 +47,9 @@ pub(crate) fn for_each_word(text: &str, buf: &mut String, mut each: impl FnMut(&
 /// A fixed count (never a time budget) keeps the query a function of the text alone.
 pub const MAX_QUERY_TERMS: usize = 16_384;
 
+/// [`Query::mentions`] looks for at most this many terms inside words.
+pub const MAX_SUBSTRING_TERMS: usize = 16;
+
 /// BM25's score (k1 = 1.2, b = 0.75) of a term found `count` times in a document of
 /// `doc_len` words, present in `df` of `n` documents whose average length is `avg_len`.
 fn term_score(n: usize, df: usize, count: usize, doc_len: usize, avg_len: f64) -> f64 {
@@ -157,7 +160,41 @@ impl Query {
             .collect()
     }
 
-    /// Indices of the documents relevant to the query: a positive score of at least half the
+    /// Which documents mention a query term inside a longer word (`digest` in
+    /// `test_digestauth_401`, `connecttimeout` in `ConnectTimeoutError`), ASCII
+    /// case-insensitively, where BM25's whole words miss it. Only discriminating terms count:
+    /// at least four characters, among the first [`MAX_SUBSTRING_TERMS`], found in at most
+    /// half of the documents. Linear: at most that many scans of each document.
+    pub fn mentions<S: AsRef<str>>(&self, docs: &[S]) -> Vec<bool> {
+        let n = docs.len();
+        let mut mentioned = vec![false; n];
+        let terms = self
+            .terms
+            .iter()
+            .filter(|t| t.len() >= 4 && t.is_ascii())
+            .take(MAX_SUBSTRING_TERMS);
+        let mut hits = vec![false; n];
+        for term in terms {
+            let needle = term.as_bytes();
+            let mut count = 0usize;
+            for (slot, doc) in hits.iter_mut().zip(docs) {
+                *slot = doc
+                    .as_ref()
+                    .as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle));
+                count += usize::from(*slot);
+            }
+            if count > 0 && count * 2 <= n {
+                for (m, h) in mentioned.iter_mut().zip(&hits) {
+                    *m |= *h;
+                }
+            }
+        }
+        mentioned
+    }
+
+    /// Indices of the documents relevant to the query: a positive score of at least three quarters of the
     /// best one, at most `limit` of them (best first, ties by position).
     pub fn relevant<S: AsRef<str>>(&self, docs: &[S], limit: usize) -> Vec<usize> {
         let scores = self.scores(docs);
@@ -168,7 +205,7 @@ impl Query {
         let mut ranked: Vec<(usize, f64)> = scores
             .into_iter()
             .enumerate()
-            .filter(|(_, s)| *s > 0.0 && *s >= best * 0.5)
+            .filter(|(_, s)| *s > 0.0 && *s >= best * 0.75)
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
@@ -301,6 +338,21 @@ mod tests {
             let reference = reference_scores(&query, &docs[3..]);
             assert_eq!(query.scores(&docs[3..]), reference);
         }
+    }
+
+    #[test]
+    fn mentions_inside_words_when_discriminating() {
+        let docs = [
+            "def test_digestauth_401_count():",
+            "def test_basic():",
+            "raise ConnectTimeoutError(e)",
+            "def test_redirect():",
+            "x = 1",
+        ];
+        let query = Query::new("Which digest tests? connecttimeout? def");
+        assert_eq!(query.mentions(&docs), vec![true, false, true, false, false]);
+        // `test` is in most documents: it says nothing.
+        assert_eq!(Query::new("test").mentions(&docs), vec![false; 5]);
     }
 
     #[test]

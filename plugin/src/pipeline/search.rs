@@ -72,13 +72,41 @@ pub fn compress(
         .map(|(_, h)| h.iter().filter(|h| h.is_match).count())
         .sum();
     let reduce = lossy && matches > max_matches;
+    // Relevance is scored over every match of every file: a term found in most matches of
+    // one file (`digest` in test_digest_*) still singles them out among all the results.
+    let relevant: Vec<Vec<bool>> = if reduce {
+        let docs: Vec<&str> = files
+            .iter()
+            .flat_map(|(_, hits)| hits.iter().filter(|h| h.is_match).map(|h| h.text))
+            .collect();
+        let mut scores = query.scores(&docs).into_iter();
+        let mut mentions = query.mentions(&docs).into_iter();
+        files
+            .iter()
+            .map(|(_, hits)| {
+                hits.iter()
+                    .map(|h| {
+                        h.is_match
+                            && (scores.next().is_some_and(|s| s > 0.0)
+                                | mentions.next().unwrap_or(false))
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut out = String::with_capacity(text.len() / 2);
     let mut omitted = 0usize;
-    for (path, hits) in &files {
+    for (f, (path, hits)) in files.iter().enumerate() {
         out.push_str(path);
         out.push('\n');
         let keep = if reduce {
-            select(hits, query, per_file)
+            select(
+                hits,
+                relevant.get(f).map_or(&[][..], Vec::as_slice),
+                per_file,
+            )
         } else {
             vec![true; hits.len()]
         };
@@ -110,8 +138,9 @@ pub fn compress(
     Some(CompressedSearch { text: out, omitted })
 }
 
-/// Which hits of one file to keep: context lines go with the matches they surround.
-fn select(hits: &[Hit<'_>], query: &Query, per_file: usize) -> Vec<bool> {
+/// Which hits of one file to keep (`relevant`: per hit, whether it is a match relevant to the
+/// question): context lines go with the matches they surround.
+fn select(hits: &[Hit<'_>], relevant: &[bool], per_file: usize) -> Vec<bool> {
     let matches: Vec<usize> = (0..hits.len())
         .filter(|&i| hits.get(i).is_some_and(|h| h.is_match))
         .collect();
@@ -119,12 +148,6 @@ fn select(hits: &[Hit<'_>], query: &Query, per_file: usize) -> Vec<bool> {
     if matches.len() <= per_file {
         return vec![true; hits.len()];
     }
-    let docs: Vec<String> = matches
-        .iter()
-        .filter_map(|&i| hits.get(i))
-        .map(|h| h.text.to_owned())
-        .collect();
-    let scores = query.scores(&docs);
     // Which hits are chosen, as a mask over `hits` (a membership test per match, so the
     // selection stays linear however many matches are chosen), and how many choices were
     // made (first and last count twice when they are the same match, as they always have).
@@ -140,8 +163,8 @@ fn select(hits: &[Hit<'_>], query: &Query, per_file: usize) -> Vec<bool> {
         choose(first, &mut chosen, &mut choices);
         choose(last, &mut chosen, &mut choices);
     }
-    for (rank, &i) in matches.iter().enumerate() {
-        let relevant = scores.get(rank).is_some_and(|s| *s > 0.0);
+    for &i in &matches {
+        let relevant = relevant.get(i).copied().unwrap_or(false);
         if relevant || hits.get(i).is_some_and(|h| has_error_word(h.text)) {
             choose(i, &mut chosen, &mut choices);
         }

@@ -31,6 +31,40 @@ pub fn has_error_word(text: &str) -> bool {
         .any(|w| ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e)))
 }
 
+/// Roots of severity words, found inside words whatever their case: `failure`, `Failed`,
+/// `JSchException`, `errorCode`, `WARNING`, `timeout`. Broader than [`ERROR_WORDS`]: a log or
+/// build line holding one is never reduced to a count alone (one line per template stays).
+pub const SEVERITY_ROOTS: [&str; 13] = [
+    "error",
+    "exception",
+    "fail",
+    "fatal",
+    "panic",
+    "critical",
+    "severe",
+    "warn",
+    "denied",
+    "refused",
+    "timeout",
+    "abort",
+    "crash",
+];
+
+/// Whether `text` holds a severity root inside one of its words (letters and digits, at least
+/// four characters). ASCII case-insensitive, no allocation.
+pub fn has_severity_root(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .any(|w| {
+            let bytes = w.as_bytes();
+            SEVERITY_ROOTS.iter().any(|root| {
+                bytes
+                    .windows(root.len())
+                    .any(|part| part.eq_ignore_ascii_case(root.as_bytes()))
+            })
+        })
+}
+
 /// Number of distinct error words in `text`, counting only the roots upstream uses to spot
 /// error outputs (error, fail, exception, traceback, fatal, panic, crash).
 pub fn distinct_error_roots(text: &str) -> usize {
@@ -197,6 +231,20 @@ mod tests {
         assert_eq!(template_of("step 4500 of 10"), "step # of #");
         assert_eq!(template_of("v1.2.30"), "v#.#.#");
         assert_eq!(template_of("no digits"), "no digits");
+    }
+
+    #[test]
+    fn severity_roots_inside_words() {
+        assert!(has_severity_root("Dec 10 sshd: Failed password for root"));
+        assert!(has_severity_root(
+            "com.jcraft.jsch.JSchException: Auth fail"
+        ));
+        assert!(has_severity_root("insert fail errorCode = 3"));
+        assert!(has_severity_root(
+            "RAS KERNEL INFO instruction cache parity error corrected"
+        ));
+        assert!(!has_severity_root("Captured stderr call"));
+        assert!(!has_severity_root("session opened for user root"));
     }
 
     #[test]

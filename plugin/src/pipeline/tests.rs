@@ -592,8 +592,8 @@ proptest! {
         let hash = ContentHash::of(text.as_bytes());
         let q = Query::new(&query);
         let _ = compress_block(&text, &config, &q, hash);
-        let _ = log::compress(&text, 2, hash);
-        let _ = diff::compress(&text, 2, hash);
+        let _ = log::compress(&text, 2, &q, hash);
+        let _ = diff::compress(&text, 2, &q, hash);
         let _ = search::compress(&text, &q, 5, 0, true, hash);
         let _ = Encoding::O200kBase.count(&text);
     }
@@ -815,8 +815,13 @@ fn upstream_diff_compressor_fixtures() {
         let input = case["input"].as_str().unwrap();
         let context = case["config"]["max_context_lines"].as_u64().unwrap_or(2) as usize;
         let upstream = case["output"]["compressed"].as_str().unwrap();
-        let ours = diff::compress(input, context, ContentHash::of(input.as_bytes()))
-            .map_or(input.to_owned(), |d| d.text);
+        let ours = diff::compress(
+            input,
+            context,
+            &Query::default(),
+            ContentHash::of(input.as_bytes()),
+        )
+        .map_or(input.to_owned(), |d| d.text);
         let changes = |text: &str| -> Vec<String> {
             text.lines()
                 .filter(|l| {
@@ -827,10 +832,28 @@ fn upstream_diff_compressor_fixtures() {
                 .collect()
         };
         total += 1;
+        // Every changed line is kept, in order, or counted where its long run was cut.
+        let counted: usize = ours
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("[+")?
+                    .strip_suffix(" changed lines omitted]")
+            })
+            .filter_map(|counts| {
+                let (added, removed) = counts.split_once(" -")?;
+                Some(added.parse::<usize>().ok()? + removed.parse::<usize>().ok()?)
+            })
+            .sum();
+        let (kept, all) = (changes(&ours), changes(input));
         assert_eq!(
-            changes(&ours),
-            changes(input),
+            kept.len() + counted,
+            all.len(),
             "{name}: a changed line was lost"
+        );
+        let mut rest = all.iter();
+        assert!(
+            kept.iter().all(|k| rest.any(|a| a == k)),
+            "{name}: changed lines out of order"
         );
         if changes(&ours) == changes(upstream) {
             same_changes += 1;
