@@ -4,7 +4,10 @@ client of it would: `headroom.compress()` on a chat turn (the user's question, a
 call, the tool output), and writes the tool output it would send to OUT_DIR/<file>.out.
 
 The cases (file and question) are read from plugin/src/pipeline/real_corpus.rs, so both sides
-run the same inputs. Usage: quality_peer.py OUT_DIR
+run the same inputs. The peer's default `protect_recent=4` leaves the last four messages alone
+(the tool output is the latest message of the turn), so it also runs with `protect_recent=0`;
+OUT_DIR/<file>.out is whichever of the two sends fewer tokens (the peer's best).
+Usage: quality_peer.py OUT_DIR
 """
 import json
 import os
@@ -22,7 +25,10 @@ def cases():
 
 
 def main() -> None:
+    import tiktoken
     from headroom import compress
+
+    encoding = tiktoken.get_encoding("o200k_base")
 
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -34,10 +40,14 @@ def main() -> None:
                 {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": text},
         ]
-        result = compress(messages, model="gpt-4o")
-        out = result.messages[2]["content"]
-        if not isinstance(out, str):
-            out = json.dumps(out)
+        outs = []
+        for settings in ({}, {"protect_recent": 0}):
+            result = compress(messages, model="gpt-4o", **settings)
+            out = result.messages[2]["content"]
+            if not isinstance(out, str):
+                out = json.dumps(out)
+            outs.append((len(encoding.encode(out, disallowed_special=())), out))
+        out = min(outs, key=lambda pair: pair[0])[1]
         with open(os.path.join(out_dir, path.replace("/", "__") + ".out"), "w", encoding="utf-8") as f:
             f.write(out)
         print(f"{path}: {len(text)} -> {len(out)} bytes", flush=True)

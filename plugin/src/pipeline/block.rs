@@ -81,13 +81,16 @@ fn compress_detected(
                 lossy: crushed.omitted > 0,
                 limited: limits(
                     query,
-                    (crushed.too_deep > 0).then(|| {
-                        format!(
-                            "{} arrays nested deeper than {} processed arrays copied as they are",
-                            crushed.too_deep,
-                            json_crush::MAX_NESTED_ARRAYS
-                        )
-                    }),
+                    join(
+                        crushed.kept.describe(),
+                        (crushed.too_deep > 0).then(|| {
+                            format!(
+                                "{} arrays nested deeper than {} processed arrays copied as they are",
+                                crushed.too_deep,
+                                json_crush::MAX_NESTED_ARRAYS
+                            )
+                        }),
+                    ),
                 ),
                 text: Some(crushed.text),
             },
@@ -122,7 +125,7 @@ fn compress_detected(
                         "search:group"
                     },
                     lossy: out.omitted > 0,
-                    limited: limits(query, None),
+                    limited: limits(query, out.kept),
                     text: Some(out.text),
                 },
                 None => normalised(text, kind, Normalise::Text),
@@ -134,7 +137,7 @@ fn compress_detected(
                     kind,
                     strategy: "diff:context",
                     lossy: true,
-                    limited: None,
+                    limited: Some(out.kept()),
                     text: Some(out.text),
                 },
                 None => unchanged("none:diff"),
@@ -148,6 +151,14 @@ fn compress_detected(
     }
 }
 
+/// Two notes, in order, when present.
+fn join(first: Option<String>, second: Option<String>) -> Option<String> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The work limits that applied to a compressor that reads the relevance query: `own`, and
 /// the query's term limit when the user text went past it.
 fn limits(query: &Query, own: Option<String>) -> Option<String> {
@@ -157,10 +168,7 @@ fn limits(query: &Query, own: Option<String>) -> Option<String> {
             super::relevance::MAX_QUERY_TERMS
         )
     });
-    match (own, query_note) {
-        (Some(own), Some(note)) => Some(format!("{own}; {note}")),
-        (own, note) => own.or(note),
-    }
+    join(own, query_note)
 }
 
 fn normalised(text: &str, kind: ContentKind, mode: Normalise) -> BlockResult {
@@ -279,9 +287,11 @@ mod hostile_tests {
             &Query::new(&query),
             ContentHash::of(output.as_bytes()),
         );
-        assert_eq!(
-            result.limited.as_deref(),
-            Some("relevance query cut to its first 16384 distinct terms")
+        // The note says what was kept, then the limit.
+        let note = result.limited.unwrap();
+        assert!(
+            note.ends_with("; relevance query cut to its first 16384 distinct terms"),
+            "{note}"
         );
         // The same words as an array of one-word items: each item names one query term.
         let output = serde_json::to_string(&query.split(' ').collect::<Vec<_>>()).unwrap();

@@ -54,6 +54,21 @@ pub struct CompressedDiff {
     pub changed_omitted: usize,
 }
 
+impl CompressedDiff {
+    /// The manifest's words: what was kept and what left out.
+    pub fn kept(&self) -> String {
+        format!(
+            "kept every file header, every changed line but {} of long runs (heads and tails \
+             kept, the question's lines always), context around changes; left out {} \
+             unchanged, {} lock file and {} index lines",
+            self.changed_omitted,
+            self.context_omitted,
+            self.lock_lines_omitted,
+            self.index_lines_omitted
+        )
+    }
+}
+
 /// Compresses a unified diff; `None` when nothing would change.
 pub fn compress(
     text: &str,

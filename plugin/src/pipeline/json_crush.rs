@@ -55,6 +55,36 @@ pub struct Crushed {
     /// Arrays written compactly as they are, without table form or selection, because they
     /// lie more than [`MAX_NESTED_ARRAYS`] processed arrays deep.
     pub too_deep: usize,
+    /// Why the items of reduced arrays were kept.
+    pub kept: KeptItems,
+}
+
+/// The items reduced arrays kept, by the first reason that holds (in this order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptItems {
+    /// Error rows (an error field, or rare error words).
+    pub errors: usize,
+    /// Items relevant to the question.
+    pub relevant: usize,
+    /// Anomalies: rare keys, values, templates, outliers, top scores.
+    pub anomalies: usize,
+    /// The sample: first, last and evenly spread items.
+    pub sample: usize,
+}
+
+impl KeptItems {
+    /// The manifest's words, or `None` when no array was reduced.
+    pub fn describe(&self) -> Option<String> {
+        let total = self.errors + self.relevant + self.anomalies + self.sample;
+        (total > 0).then(|| {
+            format!(
+                "over the reduced arrays, kept {} error items, {} items relevant to the \
+                 question, {} anomalies (rare keys, values or templates, outliers), {} sample \
+                 items (first, last, spread within {} % of the bytes)",
+                self.errors, self.relevant, self.anomalies, self.sample, SAMPLE_BUDGET_PERCENT
+            )
+        })
+    }
 }
 
 /// How many processed arrays (of at least `min_items` items) may enclose one another. Each
@@ -84,6 +114,7 @@ struct Ctx<'a> {
     reduced: usize,
     omitted: usize,
     too_deep: usize,
+    kept: KeptItems,
     /// Processed arrays enclosing the value being written.
     nested_arrays: usize,
 }
@@ -131,6 +162,7 @@ pub(crate) fn crush_parsed(
         reduced: 0,
         omitted: 0,
         too_deep: 0,
+        kept: KeptItems::default(),
         nested_arrays: 0,
     };
     let mut out = String::with_capacity(text.len() / 2);
@@ -141,6 +173,7 @@ pub(crate) fn crush_parsed(
         reduced: ctx.reduced,
         omitted: ctx.omitted,
         too_deep: ctx.too_deep,
+        kept: ctx.kept,
     })
 }
 
@@ -267,11 +300,18 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
         })
         .collect();
     let n = items.len();
-    let keep = if ctx.config.lossy {
+    let selection = if ctx.config.lossy {
         select(ctx, &items)
     } else {
         None
     };
+    let keep = selection.map(|(mask, why)| {
+        ctx.kept.errors += why.errors;
+        ctx.kept.relevant += why.relevant;
+        ctx.kept.anomalies += why.anomalies;
+        ctx.kept.sample += why.sample;
+        mask
+    });
     let kept: Vec<&Item<'_>> = match &keep {
         Some(mask) => items
             .iter()
@@ -374,7 +414,7 @@ fn flag_all(indices: &[usize], flagged: &mut [bool]) -> bool {
 }
 
 /// Which items to keep, or `None` to keep all (no signal, or nothing would be left out).
-fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
+fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
     let n = items.len();
     let mut flagged = vec![false; n];
     let mut any_signal = false;
@@ -400,6 +440,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
     };
     any_signal |= flag(&with(ErrorMark::Field), &mut flagged);
     any_signal |= flag_field(&with(ErrorMark::Words), &mut flagged);
+    let errors = flagged.clone();
     // Together, field signals mark at most a twentieth of the items (at least 3) and of the
     // bytes (a rare `readme` spelling on the largest records is not worth a tenth of them): the most
     // specific signals (fewest items) first, a whole size at a time (no arbitrary choice
@@ -459,6 +500,10 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_ref()).collect();
     let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
     any_signal |= flag(&relevant, &mut flagged);
+    let mut is_relevant = vec![false; n];
+    if !relevant.is_empty() && relevant.len() * 2 <= n {
+        flag_all(&relevant, &mut is_relevant);
+    }
     // Duplicates: low uniqueness says the repeats can go.
     // Only looked up: a hash map with fixed keys (items share long prefixes, which makes
     // ordered comparisons slow).
@@ -539,7 +584,20 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<Vec<bool>> {
             }
         }
     }
-    (kept < n).then_some(keep)
+    let mut why = KeptItems::default();
+    for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+        let at = |mask: &[bool]| mask.get(i) == Some(&true);
+        if at(&errors) {
+            why.errors += 1;
+        } else if at(&is_relevant) {
+            why.relevant += 1;
+        } else if at(&flagged) {
+            why.anomalies += 1;
+        } else {
+            why.sample += 1;
+        }
+    }
+    (kept < n).then_some((keep, why))
 }
 
 /// How an item reports an error, weakest first.

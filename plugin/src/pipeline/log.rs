@@ -2,8 +2,10 @@
 //!
 //! - **severe**: an error, warning or exception (a level word, or a severity root such as
 //!   `fail`, `exception`, `timeout` inside a word): the first line of each template stays,
-//!   verbatim, annotated with how many similar lines followed; an exception or traceback that
-//!   stays keeps its stack trace (up to [`MAX_TRACE_LINES`]) and `context` lines before it;
+//!   verbatim, annotated with how many similar lines followed; an exception that stays keeps
+//!   its stack trace (up to [`MAX_TRACE_LINES`]) and `context` lines before it; a Python
+//!   traceback is named by its exception line and keeps its last [`MAX_TRACE_LINES`] lines
+//!   (the innermost frames and the exception);
 //! - **question**: relevant to the latest user text (BM25, at most [`MAX_QUESTION_LINES`]):
 //!   kept;
 //! - **summary**: test and build summaries, section headers: kept;
@@ -34,6 +36,9 @@ pub const ROUTINE_BUDGET_PERCENT: usize = 4;
 
 /// Lines of one stack trace kept after the line that starts it.
 pub const MAX_TRACE_LINES: usize = 64;
+
+/// How far a Python traceback's end (its exception line) is looked for.
+pub const MAX_TRACEBACK_SCAN: usize = 4096;
 
 /// Lines relevant to the question kept at most.
 pub const MAX_QUESTION_LINES: usize = 64;
@@ -109,6 +114,37 @@ pub fn compress(
         let trimmed = line.trim_start();
         let current = why.get(i).copied().unwrap_or(Why::Dropped);
         if matches!(current, Why::Trace | Why::Context) {
+            continue;
+        }
+        if trimmed.starts_with("Traceback (most recent call last)") {
+            // A Python traceback is named by its exception (its last line), and its innermost
+            // frames are at its end: a new exception keeps its head and its last frames.
+            severe_lines += 1;
+            let end = traceback_end(&lines, i);
+            let exception = lines.get(end).copied().unwrap_or("");
+            let key = format!("Traceback\n{}", template(exception));
+            if let Some(&first) = severe_first.get(&key) {
+                if let Some(count) = repeats.get_mut(first) {
+                    *count += 1;
+                }
+                continue;
+            }
+            severe_first.insert(key, i);
+            // Its exception line repeated later (alone, or ending a repeated traceback) is
+            // one more of this one, not a new template.
+            severe_first.entry(template(exception)).or_insert(end);
+            if current == Why::Dropped
+                && let Some(slot) = why.get_mut(i)
+            {
+                *slot = Why::Severe;
+            }
+            keep_before(&mut why, i, context);
+            let tail_start = (i + 1).max((end + 1).saturating_sub(MAX_TRACE_LINES));
+            for slot in why.get_mut(tail_start..=end).unwrap_or_default() {
+                if *slot == Why::Dropped {
+                    *slot = Why::Trace;
+                }
+            }
             continue;
         }
         if is_severe(line) {
@@ -247,10 +283,27 @@ fn starts_trace(trimmed: &str) -> bool {
         || is_exception_line(trimmed)
 }
 
-/// Keeps `context` lines before line `at` and its stack trace after it: frames, indented
-/// lines, `Caused by:` and `... N more`, up to [`MAX_TRACE_LINES`]; a Python traceback ends
-/// with its unindented exception line.
-fn keep_trace(lines: &[&str], why: &mut [Why], at: usize, context: usize) {
+/// The last line of the Python traceback starting at `at`: its exception line (the first
+/// unindented line after it), looked for within [`MAX_TRACEBACK_SCAN`] lines. Tracebacks do
+/// not overlap, so the scans cost one pass over the log.
+fn traceback_end(lines: &[&str], at: usize) -> usize {
+    let limit = at.saturating_add(MAX_TRACEBACK_SCAN).min(lines.len());
+    let mut last = at;
+    for j in at + 1..limit {
+        let line = lines.get(j).copied().unwrap_or("");
+        if line.trim().is_empty() {
+            break;
+        }
+        last = j;
+        if !line.starts_with([' ', '\t']) {
+            break;
+        }
+    }
+    last
+}
+
+/// Keeps `context` lines before line `at`.
+fn keep_before(why: &mut [Why], at: usize, context: usize) {
     for slot in why
         .get_mut(at.saturating_sub(context)..at)
         .unwrap_or_default()
@@ -259,6 +312,13 @@ fn keep_trace(lines: &[&str], why: &mut [Why], at: usize, context: usize) {
             *slot = Why::Context;
         }
     }
+}
+
+/// Keeps `context` lines before line `at` and its stack trace after it: frames, indented
+/// lines, `Caused by:` and `... N more`, up to [`MAX_TRACE_LINES`]; a Python traceback ends
+/// with its unindented exception line.
+fn keep_trace(lines: &[&str], why: &mut [Why], at: usize, context: usize) {
+    keep_before(why, at, context);
     let python = lines
         .get(at)
         .is_some_and(|l| l.trim_start().starts_with("Traceback"));
@@ -444,6 +504,48 @@ mod tests {
             narrow.text
         );
         assert!(narrow.omitted > 1_900);
+    }
+
+    /// Python tracebacks are told apart by their exception, and keep their innermost frames.
+    #[test]
+    fn python_tracebacks_keep_their_innermost_frames() {
+        let mut log = String::new();
+        for (i, exception) in ["KeyError: 'a'", "ValueError: bad", "KeyError: 'b'"]
+            .iter()
+            .enumerate()
+        {
+            for k in 0..30 {
+                log.push_str(&format!("INFO step {k} of run {i}\n"));
+            }
+            log.push_str("Traceback (most recent call last):\n");
+            for f in 0..100 {
+                log.push_str(&format!(
+                    "  File \"m{f}.py\", line {f}, in f{f}\n    g{f}()\n"
+                ));
+            }
+            log.push_str(&format!("{exception}\n"));
+        }
+        log.push_str("INFO done\n");
+        let out = compress(&log, 0, &Query::default(), ContentHash::of(log.as_bytes())).unwrap();
+        assert!(out.text.contains("KeyError: 'a'\n"), "{}", out.text);
+        assert!(out.text.contains("ValueError: bad\n"));
+        assert!(!out.text.contains("KeyError: 'b'"));
+        assert_eq!(
+            out.text
+                .matches("Traceback (most recent call last):")
+                .count(),
+            2
+        );
+        assert!(
+            out.text
+                .contains("Traceback (most recent call last): [+1 similar]")
+        );
+        // The innermost frame, not the outermost.
+        assert!(
+            out.text
+                .contains("  File \"m99.py\", line 99, in f99\n    g99()\nValueError")
+        );
+        assert!(!out.text.contains("m0.py"));
     }
 
     /// Routine templates share a small budget, the most frequent first; every distinct

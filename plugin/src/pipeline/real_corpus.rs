@@ -6,7 +6,8 @@
 //! - logs: one verbatim line of every loghub ground-truth event (`*.events.tsv`) that is an
 //!   error, warning or exception (by its level column, or a severity word in its template);
 //! - build and test output: one verbatim line of every distinct severity-line template (digits
-//!   and quoted spans masked, independently of the compressor's own templates);
+//!   and quoted spans masked, independently of the compressor's own templates), and per
+//!   distinct Python exception one traceback with its three innermost frames;
 //! - JSON: every anomalous record (HTTP status of 400 or more, or a non-empty error member);
 //! - everywhere: every line (or record) holding the question's term;
 //! - and the original of every lossy block retrievable under its hash.
@@ -199,6 +200,12 @@ const CASES: &[Case] = &[
         term: "test_connect_timeout",
     },
     Case {
+        file: "build/pytest_native_requests_v2.32.3.txt",
+        ty: Type::Build,
+        query: "Why did test_use_proxy_from_environment fail?",
+        term: "test_use_proxy_from_environment",
+    },
+    Case {
         file: "build/cargo_clippy_pedantic_plugin.txt",
         ty: Type::Build,
         query: "Which warnings are in marker.rs?",
@@ -229,6 +236,8 @@ struct Needle {
 enum NeedleForm {
     /// A whole line of the original.
     Line(String),
+    /// Whole lines of the original, every one.
+    Lines(Vec<String>),
     /// A search match: its file and `line:text`.
     Match(String, String),
     /// A record: JSON pointers and their values in one kept item.
@@ -375,8 +384,43 @@ fn build_needles(case: &Case, text: &str) -> Vec<Needle> {
             any_of: lines.into_iter().map(NeedleForm::Line).collect(),
         })
         .collect();
+    needles.extend(traceback_needles(text));
     needles.extend(term_lines(text, case.term));
     needles
+}
+
+/// Python tracebacks: per distinct exception line (its template), one occurrence with its
+/// stack trace, the exception line and its three innermost `File` frames.
+fn traceback_needles(text: &str) -> Vec<Needle> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut by_exception: BTreeMap<String, Vec<NeedleForm>> = BTreeMap::new();
+    for (at, line) in lines.iter().enumerate() {
+        if !line.starts_with("Traceback (most recent call last)") {
+            continue;
+        }
+        let Some(end) = (at + 1..lines.len()).find(|&j| !lines[j].starts_with(' ')) else {
+            continue;
+        };
+        let mut trace: Vec<String> = lines[at..end]
+            .iter()
+            .rev()
+            .filter(|l| l.trim_start().starts_with("File \""))
+            .take(3)
+            .map(|l| (*l).to_owned())
+            .collect();
+        trace.push(lines[end].to_owned());
+        by_exception
+            .entry(needle_template(lines[end]))
+            .or_default()
+            .push(NeedleForm::Lines(trace));
+    }
+    by_exception
+        .into_iter()
+        .map(|(exception, any_of)| Needle {
+            what: format!("traceback of {exception:?}"),
+            any_of,
+        })
+        .collect()
 }
 
 fn search_needles(case: &Case, text: &str) -> Vec<Needle> {
@@ -551,6 +595,7 @@ fn kept(needles: &[Needle], output: &str) -> Vec<bool> {
         .map(|needle| {
             needle.any_of.iter().any(|form| match form {
                 NeedleForm::Line(line) => lines.contains(line.as_str()),
+                NeedleForm::Lines(all) => all.iter().all(|l| lines.contains(l.as_str())),
                 NeedleForm::Match(path, body) => matches.contains(&(path.clone(), body.clone())),
                 NeedleForm::Record(identity) => items.iter().any(|item| {
                     identity

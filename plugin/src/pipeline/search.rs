@@ -20,6 +20,8 @@ pub struct CompressedSearch {
     pub text: String,
     /// Matches left out.
     pub omitted: usize,
+    /// Why the kept matches were kept, when some were left out (for the manifest).
+    pub kept: Option<String>,
 }
 
 struct Hit<'a> {
@@ -98,6 +100,8 @@ pub fn compress(
     };
     let mut out = String::with_capacity(text.len() / 2);
     let mut omitted = 0usize;
+    // Kept matches: relevant to the question, with error words, the rest (first, last, spread).
+    let mut why = (0usize, 0usize, 0usize);
     for (f, (path, hits)) in files.iter().enumerate() {
         out.push_str(path);
         out.push('\n');
@@ -111,10 +115,20 @@ pub fn compress(
             vec![true; hits.len()]
         };
         let mut dropped = 0usize;
-        for (hit, keep) in hits.iter().zip(&keep) {
+        let file_relevant = relevant.get(f).map_or(&[][..], Vec::as_slice);
+        for (i, (hit, keep)) in hits.iter().zip(&keep).enumerate() {
             if !keep {
                 dropped += usize::from(hit.is_match);
                 continue;
+            }
+            if hit.is_match {
+                if file_relevant.get(i) == Some(&true) {
+                    why.0 += 1;
+                } else if has_error_word(hit.text) {
+                    why.1 += 1;
+                } else {
+                    why.2 += 1;
+                }
             }
             let sep = if hit.is_match { ':' } else { '-' };
             out.push_str(&format!("{}{sep}{}\n", hit.line, hit.text));
@@ -135,7 +149,21 @@ pub fn compress(
     if !text.ends_with('\n') && out.ends_with('\n') {
         out.pop();
     }
-    Some(CompressedSearch { text: out, omitted })
+    let kept = (omitted > 0).then(|| {
+        format!(
+            "kept {} matches relevant to the question, {} with error words, {} more per file \
+             (first, last, spread up to {per_file}) of {} files",
+            why.0,
+            why.1,
+            why.2,
+            files.len()
+        )
+    });
+    Some(CompressedSearch {
+        text: out,
+        omitted,
+        kept,
+    })
 }
 
 /// Which hits of one file to keep (`relevant`: per hit, whether it is a match relevant to the
