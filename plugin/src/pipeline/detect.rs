@@ -662,6 +662,33 @@ mod tests {
         assert_eq!(kind("   "), ContentKind::Text);
     }
 
+    /// Issue 15: real log formats (one line of each loghub sample kind, repeated) are logs;
+    /// a `path-line-text` context form of `rg -C` is search; a timestamp is not a path.
+    #[test]
+    fn real_formats() {
+        let many = |line: &str| format!("{line}\n").repeat(30);
+        for line in [
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown",
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186",
+            "03-17 16:13:38.811  1702  2395 D WindowManager: printFreezingDisplayLogs",
+            "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/w.properties",
+            "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond[2916]: (root) CMD",
+            "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
+            "test pipeline::log::tests::short_logs_are_left_alone ... ok",
+        ] {
+            assert_eq!(kind(&many(line)), ContentKind::Log, "{line}");
+        }
+        let rg = "src/a.py-10-    try:\nsrc/a.py:11:        raise ValueError(x)\nsrc/a.py-12-    except:\n--\n";
+        assert_eq!(kind(&rg.repeat(10)), ContentKind::Search);
+        assert_eq!(parse_search_line("20171223-22:15:29:606|Step"), None);
+        assert_eq!(
+            line_level("03-17 16:13:46.654  1702 10454 W ActivityManager: Sending broadcast"),
+            Level::Warn
+        );
+        assert_eq!(line_level("E/AndroidRuntime( 123): FATAL"), Level::Error);
+        assert_eq!(line_level("took 5 s to finish"), Level::Other);
+    }
+
     #[test]
     fn parses_search_lines() {
         assert_eq!(

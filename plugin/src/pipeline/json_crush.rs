@@ -920,6 +920,50 @@ mod tests {
         assert!(out.omitted > 100);
     }
 
+    /// Issue 15: 300 mixed event records (eight event types, from 2 % to 40 % of them) with
+    /// two failures: the failures stay, the event types are not "rare" by the dozen.
+    #[test]
+    fn mixed_event_records_keep_failures_not_every_rare_type() {
+        let types = [
+            (120, "push"),
+            (60, "pull_request"),
+            (40, "issue_comment"),
+            (30, "watch"),
+            (20, "fork"),
+            (14, "release"),
+            (10, "delete"),
+            (6, "member"),
+        ];
+        let mut kinds: Vec<&str> = Vec::new();
+        for (count, name) in types {
+            kinds.extend(std::iter::repeat_n(name, count));
+        }
+        let text = rows(300, |i| {
+            let kind = kinds[(i * 7) % 300];
+            let state = if i == 77 || i == 201 {
+                "failure"
+            } else {
+                "success"
+            };
+            format!(
+                r#"{{"id": {}, "type": "{kind}", "actor": "user{}", "repo": "org/r{}", "state": "{state}", "created_at": "2026-11-{:02}T10:00:00Z"}}"#,
+                9000 + i,
+                i % 37,
+                i % 11,
+                1 + i % 28
+            )
+        });
+        let out = run(&text, "");
+        assert!(
+            out.text.contains("9077") && out.text.contains("9201"),
+            "{}",
+            out.text
+        );
+        let kept = 300 - out.omitted;
+        assert!(kept <= 30, "{kept} kept: {}", out.text);
+        assert_eq!(out.kept.errors, 2, "{:?}", out.kept);
+    }
+
     /// Issue 12: each processed array renders and examines all of its items, so nesting
     /// multiplies the work; beyond [`MAX_NESTED_ARRAYS`] arrays are copied as they are.
     #[test]
