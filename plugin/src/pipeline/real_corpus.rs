@@ -744,6 +744,15 @@ fn real_corpus_meets_targets_and_keeps_every_needle() {
         if !run.retrievable {
             failures.push(format!("{}: the original is not retrievable", case.file));
         }
+        // The manifest says why what was kept was kept.
+        if run.output.contains("<<headroom:")
+            && !(run.reason.contains("; kept ") || run.reason.contains(", kept "))
+        {
+            failures.push(format!(
+                "{}: the reason says nothing kept: {}",
+                case.file, run.reason
+            ));
+        }
         per_type.entry(case.ty).or_default().push((ours, peer));
     }
     println!();
