@@ -109,11 +109,13 @@ pub fn compress(
     let mut routine: Vec<usize> = Vec::new();
     let mut repeats = vec![0usize; n];
     let (mut severe_lines, mut frames) = (0usize, 0usize);
+    // The exception line of a repeated traceback (counted with the traceback).
+    let mut counted_exception: Option<usize> = None;
     for i in 0..n {
         let line = lines.get(i).copied().unwrap_or("");
         let trimmed = line.trim_start();
         let current = why.get(i).copied().unwrap_or(Why::Dropped);
-        if matches!(current, Why::Trace | Why::Context) {
+        if matches!(current, Why::Trace | Why::Context) || counted_exception == Some(i) {
             continue;
         }
         if trimmed.starts_with("Traceback (most recent call last)") {
@@ -127,12 +129,15 @@ pub fn compress(
                 if let Some(count) = repeats.get_mut(first) {
                     *count += 1;
                 }
+                // Its exception line is counted with it.
+                counted_exception = Some(end);
                 continue;
             }
             severe_first.insert(key, i);
-            // Its exception line repeated later (alone, or ending a repeated traceback) is
-            // one more of this one, not a new template.
-            severe_first.entry(template(exception)).or_insert(end);
+            // Its exception line repeated alone later is one more of this one.
+            severe_first
+                .entry(severe_template(exception))
+                .or_insert(end);
             if current == Why::Dropped
                 && let Some(slot) = why.get_mut(i)
             {
@@ -149,7 +154,7 @@ pub fn compress(
         }
         if is_severe(line) {
             severe_lines += 1;
-            let template = template(line);
+            let template = severe_template(line);
             if let Some(&first) = severe_first.get(&template) {
                 if let Some(count) = repeats.get_mut(first) {
                     *count += 1;
@@ -368,6 +373,18 @@ fn is_summary(line: &str) -> bool {
 /// A line with its variable parts masked: digit runs become `0`, hex runs of 6+ and quoted
 /// strings are collapsed, so `req 123 took 45ms` and `req 124 took 51ms` share a template.
 pub fn template(line: &str) -> String {
+    template_with(line, false)
+}
+
+/// The template of an error or warning line: as [`template`], but quoted strings are masked
+/// like the rest of the line rather than collapsed, because in JSON lines and `key="value"`
+/// logs they are the message (`{"level":"error","msg":"disk full"}` and `... "msg":"timeout"}`
+/// are two errors).
+pub fn severe_template(line: &str) -> String {
+    template_with(line, true)
+}
+
+fn template_with(line: &str, keep_quoted: bool) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
@@ -378,7 +395,9 @@ pub fn template(line: &str) -> String {
                     .get(..at)
                     .and_then(|head| head.chars().next_back())
                     .is_some_and(char::is_alphanumeric));
-        if opens {
+        if opens && keep_quoted {
+            out.push(c);
+        } else if opens {
             out.push(c);
             for (_, d) in chars.by_ref() {
                 if d == c {
@@ -458,6 +477,31 @@ mod tests {
         assert!(out.text.contains("similar]"));
         assert!(out.text.contains("<<headroom:"));
         assert!(out.text.len() * 5 < log.len(), "{}", out.text);
+    }
+
+    /// JSON lines and logfmt: each distinct error message keeps a line, routine ones share
+    /// the budget.
+    #[test]
+    fn json_lines_and_logfmt_errors_are_told_apart() {
+        let mut log = String::new();
+        for i in 0..400 {
+            log.push_str(&format!(
+                "{{\"ts\":\"2026-11-27T10:00:{:02}Z\",\"level\":\"info\",\"msg\":\"served request {i}\"}}\n",
+                i % 60
+            ));
+            match i {
+                100 => log.push_str("{\"ts\":\"2026-11-27T10:01:40Z\",\"level\":\"error\",\"msg\":\"disk full\"}\n"),
+                200 => log.push_str("{\"ts\":\"2026-11-27T10:03:20Z\",\"level\":\"error\",\"msg\":\"upstream reset\"}\n"),
+                300 => log.push_str("ts=2026-11-27T10:05:00Z level=warn msg=\"slow disk\" took=900ms\n"),
+                301 => log.push_str("ts=2026-11-27T10:05:01Z level=warn msg=\"cache cold\" took=12ms\n"),
+                _ => {}
+            }
+        }
+        let out = compress(&log, 0, &Query::default(), ContentHash::of(log.as_bytes())).unwrap();
+        for message in ["disk full", "upstream reset", "slow disk", "cache cold"] {
+            assert!(out.text.contains(message), "{message}\n{}", out.text);
+        }
+        assert!(out.text.len() * 10 < log.len(), "{}", out.text);
     }
 
     #[test]
