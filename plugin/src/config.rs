@@ -97,6 +97,10 @@ pub struct Config {
     /// replica of a fleet. Never logged, never in `/stats`. Default none: markers name plain
     /// content hashes.
     pub marker_secret: Option<Secret>,
+    /// The exact-match response cache ([`crate::response_cache`]): `{}` turns it on with its
+    /// defaults (`ttl_seconds` 3600, `max_bytes` 16 MiB, `max_entry_bytes` 1 MiB,
+    /// `deterministic_only` true). Default none: off.
+    pub response_cache: Option<crate::response_cache::ResponseCacheConfig>,
 }
 
 /// A configuration value that must not be printed: its `Debug` says `<redacted>`.
@@ -143,6 +147,7 @@ impl Default for Config {
             admin_token: None,
             allowed_hosts: Vec::new(),
             marker_secret: None,
+            response_cache: None,
         }
     }
 }
@@ -224,6 +229,15 @@ impl Config {
             return Err(ConfigError::at(
                 format!("prices.{}", err.model),
                 &err.message,
+            ));
+        }
+        if self
+            .response_cache
+            .is_some_and(|cache| cache.ttl_seconds == 0)
+        {
+            return Err(ConfigError::at(
+                "response_cache.ttl_seconds".to_owned(),
+                "must be at least 1",
             ));
         }
         if self.pipeline.max_json_depth == 0 {
@@ -332,6 +346,7 @@ mod tests {
                 admin_token: None,
                 allowed_hosts: Vec::new(),
                 marker_secret: None,
+                response_cache: None,
             }
         );
         let keyed = Config::from_bytes(br#"{"marker_secret":"fleet-s3cret"}"#).unwrap();
@@ -370,7 +385,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `history_path`, `dashboard_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`, `marker_secret`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`, `marker_secret`, `response_cache`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

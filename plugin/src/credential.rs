@@ -36,6 +36,14 @@ impl Scope {
         }
     }
 
+    /// A hash of `parts` within this scope: equal only for the same credential and parts.
+    pub fn keyed(self, parts: &[&[u8]]) -> ContentHash {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&self.hash.0);
+        all.extend_from_slice(parts);
+        ContentHash::of_parts(&all)
+    }
+
     /// The key under which the original a marker names as `hash` is stored for this scope.
     pub fn store_key(self, hash: ContentHash) -> ContentHash {
         ContentHash::of_parts(&[b"headroom-omitted-v1", &self.hash.0, &hash.0])

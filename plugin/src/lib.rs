@@ -2,7 +2,7 @@
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
 //! The pure modules ([`accounting`], [`api`], [`budget`], [`config`], [`credential`], [`fail_open`], [`flow`],
-//! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`record`], [`savings`], [`shape`], [`stack`], [`stats`], [`tokens`],
+//! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`record`], [`response_cache`], [`savings`], [`shape`], [`stack`], [`stats`], [`tokens`],
 //! [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
 //! natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
 
@@ -21,6 +21,7 @@ pub mod operator;
 pub mod pipeline;
 pub mod pricing;
 pub mod record;
+pub mod response_cache;
 pub mod savings;
 pub mod shape;
 pub mod stack;

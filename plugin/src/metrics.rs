@@ -39,6 +39,12 @@ pub const TOKENS_INPUT: &str = "headroom_tokens_input_total";
 pub const TOKENS_OUTPUT: &str = "headroom_tokens_output_total";
 /// Requests whose usage shows a prompt-cache read.
 pub const REQUESTS_CACHED: &str = "headroom_requests_cached_total";
+/// Provider requests answered from the response cache.
+pub const RESPONSE_CACHE_HITS: &str = "headroom_response_cache_hits_total";
+/// Cacheable provider requests the response cache could not answer.
+pub const RESPONSE_CACHE_MISSES: &str = "headroom_response_cache_misses_total";
+/// Responses stored into the response cache.
+pub const RESPONSE_CACHE_STORES: &str = "headroom_response_cache_stores_total";
 /// Provider responses whose usage could not be read (label `reason`).
 pub const USAGE_MISSING: &str = "headroom_usage_missing_total";
 /// Prompt-cache read tokens (label `provider`).
@@ -295,6 +301,12 @@ pub enum Counter {
     TokensOutput,
     /// [`REQUESTS_CACHED`]
     RequestsCached,
+    /// [`RESPONSE_CACHE_HITS`]
+    ResponseCacheHits,
+    /// [`RESPONSE_CACHE_MISSES`]
+    ResponseCacheMisses,
+    /// [`RESPONSE_CACHE_STORES`]
+    ResponseCacheStores,
     /// [`USAGE_MISSING`] with its reason.
     UsageMissing(UsageMissing),
     /// [`CACHE_READ_TOKENS`]
@@ -360,6 +372,11 @@ impl Counter {
         all.extend(Decision::ALL.map(Self::ToolOutputs));
         all.extend([Self::Retrievals(true), Self::Retrievals(false)]);
         all.extend([Self::TokensInput, Self::TokensOutput, Self::RequestsCached]);
+        all.extend([
+            Self::ResponseCacheHits,
+            Self::ResponseCacheMisses,
+            Self::ResponseCacheStores,
+        ]);
         all.extend(UsageMissing::ALL.map(Self::UsageMissing));
         for provider in Provider::ALL {
             all.extend([
@@ -427,6 +444,9 @@ impl Counter {
             Self::TokensInput => TOKENS_INPUT.to_owned(),
             Self::TokensOutput => TOKENS_OUTPUT.to_owned(),
             Self::RequestsCached => REQUESTS_CACHED.to_owned(),
+            Self::ResponseCacheHits => RESPONSE_CACHE_HITS.to_owned(),
+            Self::ResponseCacheMisses => RESPONSE_CACHE_MISSES.to_owned(),
+            Self::ResponseCacheStores => RESPONSE_CACHE_STORES.to_owned(),
             Self::UsageMissing(reason) => {
                 labeled_name(USAGE_MISSING, REASON_LABEL, reason.as_str())
             }

@@ -26,6 +26,7 @@ use crate::operator;
 use crate::pipeline::{ContentHash, compress_request};
 use crate::pricing;
 use crate::record;
+use crate::response_cache::{self, CacheKey, CachedResponse, HIT_HEADER};
 use crate::savings::{self, history};
 use crate::stack;
 use crate::stats;
@@ -74,6 +75,34 @@ pub(crate) struct HeadroomHttp {
     stack: Option<String>,
     /// The exchange was recorded (at the response's end, else in `on_log`).
     recorded: bool,
+    /// The response-cache key of a cacheable request the cache could not answer.
+    cache_key: Option<CacheKey>,
+    /// The response being kept for the cache, as the client receives it.
+    capture: Option<Capture>,
+}
+
+/// A response on its way into the response cache.
+struct Capture {
+    /// Its `content-type`.
+    content_type: String,
+    /// The bytes forwarded so far.
+    body: Vec<u8>,
+    /// The most it may hold; beyond, nothing is kept.
+    max: usize,
+    /// Set once the response outgrew `max`.
+    too_large: bool,
+}
+
+impl Capture {
+    /// Appends forwarded bytes, giving up past the limit.
+    fn push(&mut self, bytes: &[u8]) {
+        if self.too_large || self.body.len().saturating_add(bytes.len()) > self.max {
+            self.too_large = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
+    }
 }
 
 /// The response bytes held back while a usage-only chunk may still be forming: an SSE event
@@ -110,6 +139,8 @@ impl HeadroomHttp {
             transforms: Vec::new(),
             stack: None,
             recorded: false,
+            cache_key: None,
+            capture: None,
         }
     }
 
@@ -123,16 +154,11 @@ impl HeadroomHttp {
         );
     }
 
-    /// Reads the whole buffered body once, rewrites it and writes it back when it changed;
+    /// Reads the whole buffered body once; answers it from the response cache when it can
+    /// (the action of that local reply), else rewrites it and writes it back when it changed;
     /// records the time this took.
-    fn rewrite_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
+    fn rewrite_body(&mut self, shared: &Shared, api: Api, body_size: usize) -> Option<Action> {
         let began = now();
-        self.compress_body(shared, api, body_size);
-        self.overhead_us = elapsed_us(began, now());
-        record_histogram(shared, Histogram::OverheadMs, self.overhead_us);
-    }
-
-    fn compress_body(&mut self, shared: &Shared, api: Api, body_size: usize) {
         let body = if body_size == 0 {
             Vec::new()
         } else {
@@ -141,19 +167,138 @@ impl HeadroomHttp {
                 Ok(other) => {
                     let got = other.map_or(0, |body| body.len());
                     warn!("headroom: request body read returned {got} of {body_size} bytes");
-                    return self.fail_open(shared, api, FailOpen::Internal);
+                    self.fail_open(shared, api, FailOpen::Internal);
+                    return None;
                 }
                 Err(status) => {
                     warn!("headroom: cannot read the request body: {status:?}");
-                    return self.fail_open(shared, api, FailOpen::Internal);
+                    self.fail_open(shared, api, FailOpen::Internal);
+                    return None;
                 }
             }
         };
+        if let Some(reply) = self.answer_from_cache(shared, api, &body) {
+            return Some(reply);
+        }
+        if shared.config.compress {
+            self.compress_body(shared, api, body_size, &body);
+        }
+        self.overhead_us = elapsed_us(began, now());
+        record_histogram(shared, Histogram::OverheadMs, self.overhead_us);
+        None
+    }
+
+    /// Answers the request from the response cache when it holds a fresh answer for it (the
+    /// local reply's action); remembers the key of a cacheable request it cannot answer.
+    fn answer_from_cache(&mut self, shared: &Shared, api: Api, body: &[u8]) -> Option<Action> {
+        let config = shared.config.response_cache.as_ref()?;
+        let store = shared.responses.as_ref()?;
+        let key = match CacheKey::of(config, self.scope?, api.path(), body) {
+            Ok(key) => key,
+            Err(reason) => {
+                debug!("headroom: response not cacheable ({reason:?})");
+                return None;
+            }
+        };
+        let now = unix_now()?;
+        let ttl = config.ttl_seconds;
+        let hit = key
+            .lookup_keys(ttl, now)
+            .into_iter()
+            .filter_map(|at| store.read(at))
+            .filter_map(|bytes| CachedResponse::decode(&bytes))
+            .find(|entry| entry.fresh(ttl, now));
+        let Some(hit) = hit else {
+            shared.counters.inc(Counter::ResponseCacheMisses);
+            self.cache_key = Some(key);
+            return None;
+        };
+        shared.counters.inc(Counter::ResponseCacheHits);
+        shared.counters.inc(Counter::RequestsCached);
+        // Nothing more is recorded for it: no provider usage, cost or budget spend.
+        self.api = None;
+        let age = now.saturating_sub(hit.stored_at).to_string();
+        let headers = [
+            ("content-type", hit.content_type.as_str()),
+            (HIT_HEADER, "hit"),
+            ("age", age.as_str()),
+        ];
+        Some(send_local_with(
+            200,
+            &headers,
+            &hit.body,
+            "response cache hit",
+        ))
+    }
+
+    /// Starts keeping the response for the cache: a 200 the client receives unencoded and
+    /// small enough.
+    fn start_capture(&mut self, shared: &Shared) {
+        let Some(config) = shared.config.response_cache.as_ref() else {
+            return;
+        };
+        if self.cache_key.is_none() || self.status != Some(200) {
+            return;
+        }
+        let encoding = response_header("content-encoding");
+        if encoding
+            .as_deref()
+            .map(<[u8]>::trim_ascii)
+            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
+        {
+            return;
+        }
+        let max = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX);
+        let declared = response_header("content-length")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<usize>().ok());
+        if declared.is_some_and(|len| len > max) {
+            return;
+        }
+        let content_type = response_header("content-type")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_else(|| "application/json".to_owned());
+        self.capture = Some(Capture {
+            content_type,
+            body: Vec::new(),
+            max,
+            too_large: false,
+        });
+    }
+
+    /// Stores the response kept for the cache, once it has ended whole.
+    fn store_capture(&mut self, shared: &Shared) {
+        let (Some(capture), Some(key)) = (self.capture.take(), self.cache_key.take()) else {
+            return;
+        };
+        let (Some(config), Some(store), Some(now)) = (
+            shared.config.response_cache.as_ref(),
+            shared.responses.as_ref(),
+            unix_now(),
+        ) else {
+            return;
+        };
+        if capture.too_large || capture.body.is_empty() {
+            return;
+        }
+        let entry = CachedResponse {
+            stored_at: now,
+            content_type: capture.content_type,
+            body: capture.body,
+        };
+        store.write_in(
+            &shared_store::ProxyMap,
+            key.store_key(config.ttl_seconds, now),
+            &entry.encode(),
+        );
+        shared.counters.inc(Counter::ResponseCacheStores);
+    }
+
+    fn compress_body(&mut self, shared: &Shared, api: Api, body_size: usize, body: &[u8]) {
         let mut stores = shared.stores.clone();
         if let Some(scope) = self.scope {
             stores.omitted.scope = scope;
         }
-        let outcome = compress_request(api, &body, &shared.config.pipeline, &mut stores);
+        let outcome = compress_request(api, body, &shared.config.pipeline, &mut stores);
         let samples: Vec<(String, u64)> = stores
             .timed
             .iter()
@@ -204,7 +349,7 @@ impl HeadroomHttp {
             && shared.config.stream_usage
             && outcome.stream_without_usage
         {
-            usage::with_include_usage(outcome.body.as_deref().unwrap_or(&body))
+            usage::with_include_usage(outcome.body.as_deref().unwrap_or(body))
         } else {
             None
         };
@@ -325,7 +470,7 @@ impl HttpContext for HeadroomHttp {
         shared
             .counters
             .inc(Counter::RequestsByProvider(api.provider()));
-        if !shared.config.compress {
+        if !shared.config.compress && shared.config.response_cache.is_none() {
             return Action::Continue;
         }
         let content_type = request_header("content-type");
@@ -372,8 +517,8 @@ impl HttpContext for HeadroomHttp {
             }
             BodyStep::Complete => {
                 self.buffering = false;
-                self.rewrite_body(&shared, api, body_size);
-                Action::Continue
+                self.rewrite_body(&shared, api, body_size)
+                    .unwrap_or(Action::Continue)
             }
         }
     }
@@ -397,7 +542,9 @@ impl HttpContext for HeadroomHttp {
         self.status = response_header(":status")
             .and_then(|s| std::str::from_utf8(&s).ok()?.trim().parse().ok());
         let action = self.read_response_headers(&shared, api);
+        self.start_capture(&shared);
         if end_of_stream {
+            self.store_capture(&shared);
             self.finish_exchange();
         }
         action
@@ -405,6 +552,9 @@ impl HttpContext for HeadroomHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let action = self.read_response_body(body_size, end_of_stream);
+        if end_of_stream && let Some(shared) = self.shared.clone() {
+            self.store_capture(&shared);
+        }
         if end_of_stream {
             self.finish_exchange();
         }
@@ -462,9 +612,9 @@ impl HeadroomHttp {
     fn read_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Without a Pause, the buffer holds just this chunk: read it; alter it only to remove
         // the usage-only chunk the filter itself asked for.
-        let Some(parser) = self.usage.as_mut() else {
+        if self.usage.is_none() && self.capture.is_none() {
             return Action::Continue;
-        };
+        }
         let chunk = if body_size == 0 {
             Vec::new()
         } else {
@@ -473,13 +623,23 @@ impl HeadroomHttp {
                 Err(status) => {
                     debug!("headroom: cannot read a response chunk: {status:?}");
                     self.usage = None;
+                    self.capture = None;
                     self.flush_held(body_size);
                     return Action::Continue;
                 }
             }
         };
+        let Some(parser) = self.usage.as_mut() else {
+            if let Some(capture) = self.capture.as_mut() {
+                capture.push(&chunk);
+            }
+            return Action::Continue;
+        };
         let Some(strip) = self.strip.as_mut() else {
             parser.feed(&chunk);
+            if let Some(capture) = self.capture.as_mut() {
+                capture.push(&chunk);
+            }
             return Action::Continue;
         };
         let mut drop_ranges = Vec::new();
@@ -506,12 +666,20 @@ impl HeadroomHttp {
         let ready_from = strip.held_from;
         strip.held_from = cut;
         let untouched = !was_holding && cut == end && drop_ranges.is_empty();
-        if !untouched {
+        if untouched {
+            // `ready` is this very chunk.
+            if let Some(capture) = self.capture.as_mut() {
+                capture.push(&ready);
+            }
+        } else {
             let forward = usage::without_ranges(&ready, ready_from, &drop_ranges);
             if let Err(status) =
                 hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &forward)
             {
                 warn!("headroom: cannot rewrite a response chunk: {status:?}");
+                self.capture = None;
+            } else if let Some(capture) = self.capture.as_mut() {
+                capture.push(&forward);
             }
         }
         Action::Continue
@@ -949,6 +1117,16 @@ fn send_stats(shared: &Shared) -> Action {
         map.insert(
             "savings_history".to_owned(),
             history::savings_history(&ledger),
+        );
+        let stored = shared.responses.as_ref().map(|store| store.occupancy());
+        map.insert(
+            "cache".to_owned(),
+            response_cache::stats_json(
+                shared.config.response_cache.as_ref(),
+                stored.unwrap_or_default(),
+                shared.counters.get(Counter::ResponseCacheHits),
+                shared.counters.get(Counter::ResponseCacheMisses),
+            ),
         );
     }
     let body = body.to_string();

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Rc<Counters>,
     /// The pipeline's stores (handles to shared data; cheap to clone).
     pub(crate) stores: SharedStores,
+    /// The response cache's entries, when it is on.
+    pub(crate) responses: Option<SharedStore>,
     /// The built-in prices with the configured overrides.
     pub(crate) prices: PriceTable,
     /// When this VM was configured (for `uptime_seconds`).
@@ -84,10 +86,14 @@ impl RootContext for HeadroomRoot {
         let prices = PriceTable::builtin()
             .with_overrides(&config.prices)
             .unwrap_or_else(|_| PriceTable::builtin());
+        let responses = config
+            .response_cache
+            .map(|cache| SharedStore::responses(cache.max_bytes));
         let shared = Rc::new(Shared {
             config,
             counters,
             stores,
+            responses,
             prices,
             budget_warned: std::cell::Cell::new(0),
             cache_models_seen: Default::default(),

@@ -31,6 +31,7 @@ use proxy_wasm::types::Status;
 use crate::credential::ScopedStore;
 use crate::pipeline::store::ENTRY_OVERHEAD;
 use crate::pipeline::{ContentHash, OmittedStore, PipelineHost, ReplayStore};
+use crate::response_cache;
 
 /// How often a conflicting update is retried before the write is dropped.
 const CAS_ATTEMPTS: usize = 8;
@@ -231,6 +232,11 @@ impl SharedStore {
         Self::new("headroom.replay", budget)
     }
 
+    /// The response cache's entries.
+    pub(crate) fn responses(budget: u64) -> Self {
+        Self::new("headroom.responses", budget)
+    }
+
     fn new(namespace: &'static str, budget: u64) -> Self {
         Self { namespace, budget }
     }
@@ -271,6 +277,17 @@ impl SharedStore {
                     Err(HostError)
                 }
             },
+        }
+    }
+
+    /// Entries held and bytes charged for them (both 0 when empty or unreadable).
+    pub(crate) fn occupancy(&self) -> response_cache::Occupancy {
+        match self.read_head(&ProxyMap) {
+            Ok(Some((head, _))) => response_cache::Occupancy {
+                entries: head.next - head.first,
+                bytes: head.used,
+            },
+            _ => response_cache::Occupancy::default(),
         }
     }
 
