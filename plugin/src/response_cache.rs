@@ -198,7 +198,7 @@ pub fn stats_json(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::pipeline::MarkerKey;
