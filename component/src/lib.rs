@@ -50,26 +50,15 @@ fn compress(body: Vec<u8>, api: Api, config: Option<&str>) -> Result<Compressed,
     Ok(compressed(body, outcome))
 }
 
-/// Parses `options.config`: absent, blank or `{}` is every default; anything but a JSON object
-/// of known fields is refused with the offending field named.
+/// Parses `options.config` with the filter's own parser: absent, blank or `{}` is every
+/// default; anything but a JSON object of known fields is refused with the offending field named.
 fn parse_config(raw: Option<&str>) -> Result<PipelineConfig, Error> {
-    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
-        return Ok(PipelineConfig::default());
-    };
-    let bad =
-        |message: String| Error::BadOptions(format!("invalid pipeline configuration{message}"));
-    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| bad(format!(": {e}")))?;
-    if !value.is_object() {
-        return Err(bad(": expected a JSON object".to_owned()));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner();
-        if path == "." {
-            bad(format!(": {message}"))
-        } else {
-            bad(format!(" at '{path}': {message}"))
-        }
+    let raw = raw.unwrap_or_default();
+    headroom_plugin::config::parse_object(raw.as_bytes()).map_err(|e| {
+        Error::BadOptions(match e.path {
+            Some(path) => format!("invalid pipeline configuration at '{path}': {}", e.message),
+            None => format!("invalid pipeline configuration: {}", e.message),
+        })
     })
 }
 

@@ -164,29 +164,7 @@ impl Config {
     /// Parses the plugin configuration: empty or whitespace-only input (and `{}`) gives the
     /// defaults.
     pub fn from_bytes(raw: &[u8]) -> Result<Config, ConfigError> {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Config::default());
-        }
-        // Parse syntax first, then map types from the value: serde_json reports positions for
-        // syntax errors only, so type errors read "invalid type: ..." without "at line 1 ...".
-        let value: serde_json::Value = serde_json::from_slice(raw).map_err(|err| ConfigError {
-            path: None,
-            message: err.to_string(),
-        })?;
-        // serde would also accept a struct as a sequence ("[]"): only an object is a config.
-        if !value.is_object() {
-            return Err(ConfigError {
-                path: None,
-                message: "expected a JSON object".to_owned(),
-            });
-        }
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|err| {
-            let path = err.path().to_string();
-            ConfigError {
-                path: (path != ".").then_some(path),
-                message: err.into_inner().to_string(),
-            }
-        })?;
+        let mut config: Config = parse_object(raw)?;
         config.validate()?;
         if let Some(secret) = &config.marker_secret {
             config.pipeline.marker_key =
@@ -248,6 +226,37 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Parses a JSON object into `T` (every field defaulted, unknown ones refused): empty or
+/// whitespace-only input gives `T::default()`; errors name the offending field's path. The one
+/// parser of the filter's configuration and of the pipeline component's options.
+pub fn parse_object<T: serde::de::DeserializeOwned + Default>(
+    raw: &[u8],
+) -> Result<T, ConfigError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    // Parse syntax first, then map types from the value: serde_json reports positions for
+    // syntax errors only, so type errors read "invalid type: ..." without "at line 1 ...".
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|err| ConfigError {
+        path: None,
+        message: err.to_string(),
+    })?;
+    // serde would also accept a struct as a sequence ("[]"): only an object is a config.
+    if !value.is_object() {
+        return Err(ConfigError {
+            path: None,
+            message: "expected a JSON object".to_owned(),
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        ConfigError {
+            path: (path != ".").then_some(path),
+            message: err.into_inner().to_string(),
+        }
+    })
 }
 
 /// An invalid plugin configuration, with the path of the offending field when known.
