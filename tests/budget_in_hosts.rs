@@ -11,7 +11,8 @@
 //! - per-API-key and per-project budgets hold separately, and `/stats` and Prometheus report
 //!   them (never the key itself);
 //! - concurrent requests cannot overshoot: of 8 requests at once against a budget that fits
-//!   2 estimates, at most 2 are admitted.
+//!   2 estimates, at most 2 are admitted;
+//! - a client that goes away mid-stream releases its reservation.
 
 use std::time::Duration;
 
@@ -681,4 +682,73 @@ async fn concurrent_overshoot_in_envoy() -> Result<()> {
     let (limit, json) = overshoot_config();
     let target = EnvoyTarget::start(upstream.addr().port(), &json, 2).await?;
     target.explain(concurrent_overshoot(&target, limit).await)
+}
+
+/// A client that goes away mid-stream: its reservation is released when the stream ends (no
+/// usage was reported), so the budget that fits one estimate admits the next request.
+async fn dropped_stream_releases(target: &impl Target) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = target.name();
+    let mut stream = tokio::net::TcpStream::connect(target.addr()).await?;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{STREAM}",
+        STREAM.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut first = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut first)).await??;
+    ensure!(
+        first[..read].starts_with(b"HTTP/1.1 200"),
+        "{name}: {}",
+        String::from_utf8_lossy(&first[..read])
+    );
+    let held = stats(target).await?["budget"]["reserved_usd"]
+        .as_f64()
+        .unwrap_or(0.0);
+    ensure!(held > 0.0, "{name}: no reservation while streaming");
+    // While it streams, the budget (1.5 estimates) has no room for another.
+    let response = send(target, &post("/v1/chat/completions", STREAM, &[])).await?;
+    ensure!(
+        response.status == 429,
+        "{name}: second admitted: {}",
+        response.status
+    );
+    drop(stream);
+    let budget = settled(target).await?;
+    ensure!(budget["spent_usd"] == 0.0, "{name}: {budget}");
+    let response = send(target, &post("/v1/chat/completions", STREAM, &[])).await?;
+    ensure!(
+        response.status == 200,
+        "{name}: after release: {}",
+        response.status
+    );
+    Ok(())
+}
+
+fn one_stream_config() -> String {
+    let limit = 1.5 * mini_estimate(STREAM, 5);
+    format!(r#"{{"budget":{{"limit_usd":{limit}}}}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_releases_in_the_headroom_host() -> Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::from_millis(300),
+    })
+    .await?;
+    let mut config = test_config(upstream.addr());
+    config.plugin_config = one_stream_config().into_bytes();
+    let host = InProcess::start(config)?;
+    dropped_stream_releases(&host).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_releases_in_envoy() -> Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::from_millis(300),
+    })
+    .await?;
+    let target = EnvoyTarget::start(upstream.addr().port(), &one_stream_config(), 2).await?;
+    target.explain(dropped_stream_releases(&target).await)
 }
