@@ -43,14 +43,22 @@ const LABELS: &[&str] = &[
     "kind",
     "tool",
     "decision",
+    "scope",
+    "budget",
 ];
 
 #[test]
 fn every_label_the_filter_emits_has_a_stats_tag() {
-    use headroom_plugin::metrics::{Counter, requests_by_model, requests_by_stack};
+    use headroom_plugin::metrics::{
+        BUDGET_LIMIT, BUDGET_REMAINING, BUDGET_SPENT, Counter, budget_gauge, requests_by_model,
+        requests_by_stack,
+    };
     let mut names: Vec<String> = Counter::all().iter().map(|c| c.name()).collect();
     names.push(requests_by_model("gpt-4o"));
     names.push(requests_by_stack("wrap_claude"));
+    for base in [BUDGET_LIMIT, BUDGET_SPENT, BUDGET_REMAINING] {
+        names.push(budget_gauge(base, "key", "0123456789abcdef"));
+    }
     for name in names {
         let parts: Vec<&str> = name.split('.').skip(1).collect();
         for pair in parts.chunks(2) {

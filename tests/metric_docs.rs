@@ -60,6 +60,13 @@ fn declared() -> Vec<(String, Vec<String>)> {
         metrics::savings_by_model("m"),
         metrics::transform_timing("t"),
     ]);
+    for base in [
+        metrics::BUDGET_LIMIT,
+        metrics::BUDGET_SPENT,
+        metrics::BUDGET_REMAINING,
+    ] {
+        names.push(metrics::budget_gauge(base, "key", "k"));
+    }
     names.iter().map(|name| family(name)).collect()
 }
 

@@ -90,6 +90,139 @@ impl Api {
     }
 }
 
+/// A billed provider endpoint whose body the filter does not rewrite: budgets check it,
+/// nothing compresses it. Only `POST`s qualify (reading a batch or a job is free), at exactly
+/// these paths below a mount prefix (so `…/cancel` and other free calls do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Billed {
+    /// `POST /v1/completions` (legacy text completions).
+    OpenAiCompletions,
+    /// `POST /v1/embeddings`
+    OpenAiEmbeddings,
+    /// `POST /v1/batches` (creates a batch: billed as it runs).
+    OpenAiBatches,
+    /// `POST /v1/images/{generations,edits,variations}`
+    OpenAiImages,
+    /// `POST /v1/audio/speech`
+    OpenAiSpeech,
+    /// `POST /v1/audio/transcriptions`
+    OpenAiTranscriptions,
+    /// `POST /v1/audio/translations`
+    OpenAiTranslations,
+    /// `POST /v1/fine_tuning/jobs`
+    OpenAiFineTuning,
+    /// `POST /v1/messages/batches`
+    AnthropicBatches,
+    /// `POST /v1/complete` (legacy text completions).
+    AnthropicComplete,
+}
+
+impl Billed {
+    /// Every billed endpoint.
+    pub const ALL: [Billed; 10] = [
+        Self::OpenAiCompletions,
+        Self::OpenAiEmbeddings,
+        Self::OpenAiBatches,
+        Self::OpenAiImages,
+        Self::OpenAiSpeech,
+        Self::OpenAiTranscriptions,
+        Self::OpenAiTranslations,
+        Self::OpenAiFineTuning,
+        Self::AnthropicBatches,
+        Self::AnthropicComplete,
+    ];
+
+    /// The paths below the gateway's mount prefix.
+    pub fn paths(self) -> &'static [&'static str] {
+        match self {
+            Self::OpenAiCompletions => &["/v1/completions"],
+            Self::OpenAiEmbeddings => &["/v1/embeddings"],
+            Self::OpenAiBatches => &["/v1/batches"],
+            Self::OpenAiImages => &[
+                "/v1/images/generations",
+                "/v1/images/edits",
+                "/v1/images/variations",
+            ],
+            Self::OpenAiSpeech => &["/v1/audio/speech"],
+            Self::OpenAiTranscriptions => &["/v1/audio/transcriptions"],
+            Self::OpenAiTranslations => &["/v1/audio/translations"],
+            Self::OpenAiFineTuning => &["/v1/fine_tuning/jobs"],
+            Self::AnthropicBatches => &["/v1/messages/batches"],
+            Self::AnthropicComplete => &["/v1/complete"],
+        }
+    }
+
+    /// The provider that serves this endpoint.
+    pub fn provider(self) -> Provider {
+        match self {
+            Self::AnthropicBatches | Self::AnthropicComplete => Provider::Anthropic,
+            _ => Provider::OpenAi,
+        }
+    }
+
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAiCompletions => "openai_completions",
+            Self::OpenAiEmbeddings => "openai_embeddings",
+            Self::OpenAiBatches => "openai_batches",
+            Self::OpenAiImages => "openai_images",
+            Self::OpenAiSpeech => "openai_speech",
+            Self::OpenAiTranscriptions => "openai_transcriptions",
+            Self::OpenAiTranslations => "openai_translations",
+            Self::OpenAiFineTuning => "openai_fine_tuning",
+            Self::AnthropicBatches => "anthropic_batches",
+            Self::AnthropicComplete => "anthropic_complete",
+        }
+    }
+
+    /// The API whose usage reader reads this endpoint's responses, when they report usage:
+    /// OpenAI's reader takes `prompt_tokens`/`completion_tokens` and `input_tokens`/
+    /// `output_tokens` alike (completions and embeddings; `gpt-image-1` and the `gpt-4o-*`
+    /// transcription models). Speech answers audio, batches and jobs answer their object,
+    /// Anthropic's text completions report no usage.
+    pub fn usage_api(self) -> Option<Api> {
+        match self {
+            Self::OpenAiCompletions
+            | Self::OpenAiEmbeddings
+            | Self::OpenAiImages
+            | Self::OpenAiTranscriptions
+            | Self::OpenAiTranslations => Some(Api::OpenAiChat),
+            _ => None,
+        }
+    }
+
+    /// Whether the request's model and size price it per token ([`Billed::generates`]
+    /// telling whether output is priced too); batches, images, audio and fine-tuning cannot
+    /// be priced from the request.
+    pub fn priced_per_token(self) -> bool {
+        matches!(
+            self,
+            Self::OpenAiCompletions | Self::OpenAiEmbeddings | Self::AnthropicComplete
+        )
+    }
+
+    /// Whether it generates output tokens (embeddings do not).
+    pub fn generates(self) -> bool {
+        self != Self::OpenAiEmbeddings
+    }
+
+    /// The billed endpoint a request targets: a `POST` to one of its paths (query string
+    /// ignored) below one of `prefixes`.
+    pub fn classify(method: &[u8], path: &[u8], prefixes: &[String]) -> Option<Billed> {
+        if method != b"POST" {
+            return None;
+        }
+        let path = strip_query(path);
+        Self::ALL.into_iter().find(|billed| {
+            prefixes.iter().any(|prefix| {
+                path.strip_prefix(prefix.as_bytes())
+                    .is_some_and(|rest| billed.paths().iter().any(|p| rest == p.as_bytes()))
+            })
+        })
+    }
+}
+
 /// The path without its query string.
 pub fn strip_query(path: &[u8]) -> &[u8] {
     match path.iter().position(|&b| b == b'?') {
@@ -165,6 +298,52 @@ mod tests {
         ] {
             assert_eq!(Api::classify(method, path, &root), None, "{path:?}");
         }
+    }
+
+    #[test]
+    fn classifies_billed_paths_and_leaves_free_ones() {
+        let mounted = prefixes(&["", "/llm"]);
+        for (path, billed) in [
+            (&b"/v1/completions"[..], Billed::OpenAiCompletions),
+            (b"/v1/embeddings?x=1", Billed::OpenAiEmbeddings),
+            (b"/v1/batches", Billed::OpenAiBatches),
+            (b"/v1/images/generations", Billed::OpenAiImages),
+            (b"/v1/images/edits", Billed::OpenAiImages),
+            (b"/v1/images/variations", Billed::OpenAiImages),
+            (b"/v1/audio/speech", Billed::OpenAiSpeech),
+            (b"/v1/audio/transcriptions", Billed::OpenAiTranscriptions),
+            (b"/v1/audio/translations", Billed::OpenAiTranslations),
+            (b"/v1/fine_tuning/jobs", Billed::OpenAiFineTuning),
+            (b"/v1/messages/batches", Billed::AnthropicBatches),
+            (b"/llm/v1/complete", Billed::AnthropicComplete),
+        ] {
+            assert_eq!(
+                Billed::classify(b"POST", path, &mounted),
+                Some(billed),
+                "{path:?}"
+            );
+            assert_eq!(Api::classify(b"POST", path, &mounted), None, "{path:?}");
+        }
+        for (method, path) in [
+            (&b"GET"[..], &b"/v1/batches"[..]),
+            (b"GET", b"/v1/fine_tuning/jobs"),
+            (b"POST", b"/v1/batches/batch_1/cancel"),
+            (b"POST", b"/v1/fine_tuning/jobs/ft_1/cancel"),
+            (b"POST", b"/v1/messages/batches/mb_1/cancel"),
+            (b"POST", b"/v1/moderations"),
+            (b"POST", b"/v1/messages/count_tokens"),
+            (b"POST", b"/v1/images"),
+            (b"POST", b"/v1/chat/completions"),
+            (b"POST", b"/other/v1/completions"),
+        ] {
+            assert_eq!(Billed::classify(method, path, &mounted), None, "{path:?}");
+        }
+        assert_eq!(Billed::AnthropicBatches.provider(), Provider::Anthropic);
+        assert_eq!(Billed::OpenAiImages.provider(), Provider::OpenAi);
+        assert!(Billed::OpenAiEmbeddings.priced_per_token());
+        assert!(!Billed::OpenAiEmbeddings.generates());
+        assert!(!Billed::OpenAiBatches.priced_per_token());
+        assert_eq!(Billed::OpenAiSpeech.usage_api(), None);
     }
 
     #[test]

@@ -79,9 +79,10 @@ pub struct Config {
     /// Prices (USD per million tokens) that replace or extend the built-in table, by model:
     /// `{"my-model": {"input": 1.0, "output": 2.0, "cache_read": 0.1}}`. Default none.
     pub prices: PriceOverrides,
-    /// An optional spending limit: `{"limit_usd": 25.0, "period": "daily"}` (hourly, daily,
-    /// weekly or monthly, UTC). Over it, provider requests get a 429 in the provider's error
-    /// shape until the period ends. Default none.
+    /// Optional spending limits: `{"limit_usd": 25.0, "period": "daily"}` (hourly, daily,
+    /// weekly or monthly, UTC), optionally per API key and per project, with the policy for
+    /// unpriced models ([`BudgetConfig`]). A paid provider request that would cross any of
+    /// them gets a 429 in the provider's error shape. Default none.
     pub budget: Option<BudgetConfig>,
     /// The token that opens the operators' endpoints (`/stats`, `/stats-history`, the
     /// dashboard, retrieval) to clients that are not on loopback, presented as

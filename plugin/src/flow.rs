@@ -2,7 +2,7 @@
 //! its body is buffered, when buffering stops, and the health document. The proxy-wasm glue
 //! feeds header values and body sizes in and acts on the answers.
 
-use crate::api::{Api, is_json_content_type, strip_query};
+use crate::api::{Api, Billed, is_json_content_type, strip_query};
 use crate::config::Config;
 use crate::fail_open::FailOpen;
 use crate::json::encode_string;
@@ -37,6 +37,8 @@ pub enum Route {
     Retrieve(Option<ContentHash>),
     /// A provider API request.
     Provider(Api),
+    /// A billed provider request the filter does not compress (budget-checked only).
+    Billed(Billed),
     /// Anything else: pass through untouched.
     Other,
 }
@@ -83,8 +85,11 @@ pub fn route(config: &Config, method: Option<&[u8]>, path: Option<&[u8]>) -> Rou
             return Route::Retrieve(hash);
         }
     }
-    match Api::classify(method, path, &config.path_prefixes) {
-        Some(api) => Route::Provider(api),
+    if let Some(api) = Api::classify(method, path, &config.path_prefixes) {
+        return Route::Provider(api);
+    }
+    match Billed::classify(method, path, &config.path_prefixes) {
+        Some(billed) => Route::Billed(billed),
         None => Route::Other,
     }
 }
@@ -251,6 +256,11 @@ mod tests {
             Route::Provider(Api::OpenAiChat)
         );
         assert_eq!(r(b"GET", b"/v1/chat/completions"), Route::Other);
+        assert_eq!(
+            r(b"POST", b"/v1/embeddings"),
+            Route::Billed(Billed::OpenAiEmbeddings)
+        );
+        assert_eq!(r(b"POST", b"/v1/moderations"), Route::Other);
         assert_eq!(route(&config, None, Some(b"/health")), Route::Other);
         let hash = ContentHash::of(b"x");
         let path = format!("/v1/headroom/retrieve/{hash}?x=1");

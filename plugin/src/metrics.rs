@@ -206,6 +206,25 @@ pub fn transform_timing(transform: &str) -> String {
     labeled_name(TRANSFORM_TIMING, "transform", transform)
 }
 
+/// A budget's limit in nano-USD (gauge; labels `scope`: `global`, `key` or `project`, and
+/// `budget`: the key hash, project id, `overflow` or `global`).
+pub const BUDGET_LIMIT: &str = "headroom_budget_limit_nanousd";
+/// USD spent in a budget's current period, in nano-USD (gauge; labels `scope`, `budget`).
+pub const BUDGET_SPENT: &str = "headroom_budget_spent_nanousd";
+/// What a budget can still admit (limit − spent − reserved, ≥ 0), in nano-USD (gauge; labels
+/// `scope`, `budget`).
+pub const BUDGET_REMAINING: &str = "headroom_budget_remaining_nanousd";
+
+/// The name of the budget gauge `base` ([`BUDGET_LIMIT`], [`BUDGET_SPENT`] or
+/// [`BUDGET_REMAINING`]) of the budget `id` of kind `scope`.
+pub fn budget_gauge(base: &str, scope: &str, id: &str) -> String {
+    format!(
+        "{base}.scope.{}.budget.{}",
+        sanitize_label_value(scope),
+        sanitize_label_value(id)
+    )
+}
+
 /// The name of the [`COST_BY_MODEL`] counter of `model`.
 pub fn cost_by_model(model: &str) -> String {
     labeled_name(COST_BY_MODEL, MODEL_LABEL, model)

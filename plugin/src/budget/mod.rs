@@ -1,15 +1,42 @@
-//! The optional spending limit: its configuration, UTC period arithmetic (hour, day, ISO week,
-//! calendar month), the spend-so-far state kept in proxy-wasm shared data (fixed binary
-//! encoding, updated with compare-and-swap by the glue), the allow/reject decision, the 429
-//! body in each provider's error shape, and the `budget` block of `/stats`.
+//! Spending limits: their configuration, UTC period arithmetic (hour, day, ISO week, calendar
+//! month), the spend-and-reservation state kept in proxy-wasm shared data (fixed binary
+//! encoding, updated with compare-and-swap by the glue), the admission decision, the 429 body
+//! in each provider's error shape, and the `budget` block of `/stats`.
+//!
+//! A deployment may have three kinds of budget, each with its own limit and period: the
+//! global one (`limit_usd`), one per API key (`per_key`, the key identified by a keyed hash,
+//! [`scope`]) and one per `X-Headroom-Project` (`projects`, `default_project`). A request is
+//! checked against every budget that applies to it and refused when any would be crossed.
+//!
+//! # Reservations and the overshoot bound
+//!
+//! A request whose body is known reserves an estimate of its cost ([`estimate`]: input bytes
+//! / 3 tokens × input price + `max_tokens` (or `default_max_output_tokens`) × output price) in
+//! every applicable budget, by compare-and-swap, and is admitted only when, in each of them,
+//! `spent + reserved < limit` and `spent + reserved + estimate ≤ limit`. When the exchange
+//! ends the reservation is replaced by the cost the provider reported (or released when the
+//! response reports no usage, fails or the stream dies). So the reservations and spend of
+//! admitted requests never pass the limit at admission, and the spend can exceed a limit only
+//! by what admitted requests cost beyond their estimates:
+//!
+//! `spent ≤ limit + Σ over requests in flight together max(0, real cost − estimate)`.
+//!
+//! The term is 0 for a priced request whose output is capped by `max_tokens` and whose input
+//! is at most a token per 3 bytes (JSON text in practice). It is the whole cost of a request
+//! that reserves nothing: batches, images, audio and fine-tuning jobs (not priceable from the
+//! request), bodies that are not JSON or larger than `max_body_bytes`, unpriced models under
+//! `"unknown_model": "allow"`. Those are admitted only while `spent + reserved < limit`.
 //!
 //! Differences from upstream (specs/metrics.md §13), on purpose: periods are fixed UTC
 //! windows (upstream's hourly is a rolling 60 minutes and daily/monthly follow the proxy's
-//! local time), there is a `weekly` period, the budget applies to every handled API (upstream:
-//! Anthropic only), and the 429 body is the provider's error shape (with upstream's `detail`
-//! text kept alongside). As upstream: the spend is input + output cost, a limit of 0 blocks
-//! everything, and the request that crosses the limit is allowed (its cost is known only after
-//! it ran). Nothing here reads a clock: every function takes the time in unix seconds.
+//! local time), there is a `weekly` period, the budget applies to every billed API (upstream:
+//! Anthropic only), requests reserve their estimate, and the 429 body is the provider's error
+//! shape (with upstream's `detail` text kept alongside). As upstream: the spend is input +
+//! output cost and a limit of 0 blocks everything. Nothing here reads a clock: every function
+//! takes the time in unix seconds.
+
+pub mod estimate;
+pub mod scope;
 
 use std::fmt;
 
@@ -59,15 +86,111 @@ impl fmt::Display for Period {
     }
 }
 
-/// The `budget` object of the plugin configuration, e.g. `{"limit_usd": 25, "period":
-/// "daily"}`. Unknown fields are rejected; `limit_usd` must be finite and ≥ 0.
+/// One limit: at most `limit_usd` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawLimit")]
+pub struct Limit {
+    /// The most that may be spent per period, in USD (input + output cost).
+    pub limit_usd: f64,
+    /// The window the limit applies to. Default [`Period::Daily`].
+    pub period: Period,
+}
+
+/// [`Limit`] before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    limit_usd: f64,
+    #[serde(default)]
+    period: Period,
+}
+
+/// `limit_usd` must be a finite number ≥ 0.
+fn valid_usd(name: &str, value: f64) -> Result<f64, String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{name} must be a finite number of USD >= 0, got {value}"
+        ))
+    }
+}
+
+impl TryFrom<RawLimit> for Limit {
+    type Error = String;
+
+    fn try_from(raw: RawLimit) -> Result<Self, Self::Error> {
+        Ok(Limit {
+            limit_usd: valid_usd("limit_usd", raw.limit_usd)?,
+            period: raw.period,
+        })
+    }
+}
+
+/// What a budgeted request for a model without a price gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownModel {
+    /// Forwarded without a reservation; its cost stays unknown and is not charged. Admitted
+    /// only while the budgets are not spent.
+    Allow,
+    /// Refused with the 429 (the default: a budget that lets an unpriced model through does
+    /// not hold, and a price is one line of configuration).
+    #[default]
+    Reject,
+}
+
+/// Prices for models the price table does not know, USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackPrice {
+    /// Input tokens (cached ones included).
+    pub input_per_mtok: f64,
+    /// Output tokens.
+    pub output_per_mtok: f64,
+}
+
+/// Default of [`BudgetConfig::default_max_output_tokens`].
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4_096;
+/// Default of [`BudgetConfig::max_keys`] and [`BudgetConfig::max_projects`].
+pub const DEFAULT_MAX_TRACKED: usize = 1_000;
+
+/// The `budget` object of the plugin configuration, e.g. `{"limit_usd": 25, "period":
+/// "daily"}` with optional `unknown_model` (`"reject"`, the default, or `"allow"`),
+/// `fallback_price` (`{"input_per_mtok": 3, "output_per_mtok": 15}`: prices unknown models
+/// instead), `default_max_output_tokens` (the output a request without `max_tokens` is
+/// reserved for, default 4096), `per_key` (a [`Limit`] for every API key), `max_keys`
+/// (keys tracked separately, default 1000; the keys beyond share one `overflow` budget),
+/// `projects` (`{"name": Limit}` by `X-Headroom-Project`), `default_project` (the [`Limit`] of
+/// any other named project), `max_projects` (default 1000; beyond, `overflow`) and
+/// `key_secret` (keys the API-key hash; default a random secret per process). Unknown fields
+/// are rejected; every `limit_usd` must be finite and ≥ 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawBudgetConfig")]
 pub struct BudgetConfig {
     /// The most the gateway may spend per period, in USD (input + output cost).
     pub limit_usd: f64,
     /// The window the limit applies to. Default [`Period::Daily`].
     pub period: Period,
+    /// What a request for an unpriced model gets when no `fallback_price` is set.
+    pub unknown_model: UnknownModel,
+    /// Prices of models the price table does not know.
+    pub fallback_price: Option<FallbackPrice>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_output_tokens: u64,
+    /// The limit of each API key.
+    pub per_key: Option<Limit>,
+    /// API keys tracked separately; later ones share the `overflow` key budget.
+    pub max_keys: usize,
+    /// Limits by `X-Headroom-Project`.
+    pub projects: std::collections::BTreeMap<String, Limit>,
+    /// The limit of a named project not in `projects`.
+    pub default_project: Option<Limit>,
+    /// Projects under `default_project` tracked separately; later ones share `overflow`.
+    pub max_projects: usize,
+    /// The secret keying API-key hashes (same value on every replica for stable ids).
+    #[serde(skip_serializing)]
+    pub key_secret: Option<String>,
 }
 
 /// [`BudgetConfig`] before validation.
@@ -77,22 +200,79 @@ struct RawBudgetConfig {
     limit_usd: f64,
     #[serde(default)]
     period: Period,
+    #[serde(default)]
+    unknown_model: UnknownModel,
+    #[serde(default)]
+    fallback_price: Option<FallbackPrice>,
+    #[serde(default)]
+    default_max_output_tokens: Option<u64>,
+    #[serde(default)]
+    per_key: Option<Limit>,
+    #[serde(default)]
+    max_keys: Option<usize>,
+    #[serde(default)]
+    projects: std::collections::BTreeMap<String, Limit>,
+    #[serde(default)]
+    default_project: Option<Limit>,
+    #[serde(default)]
+    max_projects: Option<usize>,
+    #[serde(default)]
+    key_secret: Option<String>,
 }
 
 impl TryFrom<RawBudgetConfig> for BudgetConfig {
     type Error = String;
 
     fn try_from(raw: RawBudgetConfig) -> Result<Self, Self::Error> {
-        if !(raw.limit_usd.is_finite() && raw.limit_usd >= 0.0) {
-            return Err(format!(
-                "limit_usd must be a finite number of USD >= 0, got {}",
-                raw.limit_usd
-            ));
+        if let Some(price) = raw.fallback_price {
+            valid_usd("fallback_price.input_per_mtok", price.input_per_mtok)?;
+            valid_usd("fallback_price.output_per_mtok", price.output_per_mtok)?;
+        }
+        if raw.projects.keys().any(|name| name.is_empty()) {
+            return Err("project names must not be empty".to_owned());
         }
         Ok(BudgetConfig {
-            limit_usd: raw.limit_usd,
+            limit_usd: valid_usd("limit_usd", raw.limit_usd)?,
             period: raw.period,
+            unknown_model: raw.unknown_model,
+            fallback_price: raw.fallback_price,
+            default_max_output_tokens: raw
+                .default_max_output_tokens
+                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+            per_key: raw.per_key,
+            max_keys: raw.max_keys.unwrap_or(DEFAULT_MAX_TRACKED),
+            projects: raw.projects,
+            default_project: raw.default_project,
+            max_projects: raw.max_projects.unwrap_or(DEFAULT_MAX_TRACKED),
+            key_secret: raw.key_secret,
         })
+    }
+}
+
+impl BudgetConfig {
+    /// A global-only budget of `limit_usd` per `period`, every option at its default.
+    pub fn global_only(limit_usd: f64, period: Period) -> BudgetConfig {
+        BudgetConfig {
+            limit_usd,
+            period,
+            unknown_model: UnknownModel::default(),
+            fallback_price: None,
+            default_max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            per_key: None,
+            max_keys: DEFAULT_MAX_TRACKED,
+            projects: std::collections::BTreeMap::new(),
+            default_project: None,
+            max_projects: DEFAULT_MAX_TRACKED,
+            key_secret: None,
+        }
+    }
+
+    /// The global limit.
+    pub fn global(&self) -> Limit {
+        Limit {
+            limit_usd: self.limit_usd,
+            period: self.period,
+        }
     }
 }
 
@@ -189,56 +369,81 @@ pub fn format_rfc3339(unix_secs: u64) -> String {
     )
 }
 
-/// The spend of the current period. It lives in shared data under one key; the glue reads
-/// it, applies [`BudgetState::add`] and writes it back with compare-and-swap.
+/// The spend and reservations of one budget's current period. It lives in shared data under
+/// one key per budget; the glue reads it, applies [`BudgetState::reserve`] or
+/// [`BudgetState::settle`] and writes it back with compare-and-swap.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BudgetState {
     /// Unix seconds of the start of the period `spent_usd` belongs to.
     pub period_start: u64,
     /// USD spent since `period_start`.
     pub spent_usd: f64,
+    /// USD reserved by admitted requests that have not ended yet.
+    pub reserved_usd: f64,
 }
 
+/// Leading bytes of the first encoding (no reservations), still read.
+const STATE_MAGIC_V1: &[u8; 4] = b"HRB\x01";
 /// Leading bytes of an encoded [`BudgetState`]: a tag and a format version.
-const STATE_MAGIC: &[u8; 4] = b"HRB\x01";
+const STATE_MAGIC: &[u8; 4] = b"HRB\x02";
+
+/// An amount of USD as stored: finite and ≥ 0.
+fn stored_usd(bytes: [u8; 8]) -> Option<f64> {
+    let usd = f64::from_bits(u64::from_le_bytes(bytes));
+    (usd.is_finite() && usd >= 0.0).then_some(usd)
+}
 
 impl BudgetState {
     /// Length of [`BudgetState::encode`]'s output.
-    pub const ENCODED_LEN: usize = 20;
+    pub const ENCODED_LEN: usize = 28;
 
-    /// Fixed binary form: `HRB\x01`, `period_start` (u64 little-endian), `spent_usd`
-    /// (f64 bits little-endian).
+    /// Fixed binary form: `HRB\x02`, `period_start` (u64 little-endian), `spent_usd` and
+    /// `reserved_usd` (f64 bits little-endian).
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(Self::ENCODED_LEN);
         bytes.extend_from_slice(STATE_MAGIC);
         bytes.extend_from_slice(&self.period_start.to_le_bytes());
         bytes.extend_from_slice(&self.spent_usd.to_bits().to_le_bytes());
+        bytes.extend_from_slice(&self.reserved_usd.to_bits().to_le_bytes());
         bytes
     }
 
-    /// The state `encode` wrote; `None` for anything else (wrong length or tag, a spend that
-    /// is negative or not finite). Callers treat `None` as no spend yet.
+    /// The state `encode` wrote, or the first version's (20 bytes, `HRB\x01`, no
+    /// reservations); `None` for anything else (wrong length or tag, an amount that is
+    /// negative or not finite). Callers treat `None` as no spend yet.
     pub fn decode(bytes: &[u8]) -> Option<BudgetState> {
+        if let Some(rest) = bytes.strip_prefix(STATE_MAGIC_V1.as_slice()) {
+            let (start, rest) = rest.split_first_chunk::<8>()?;
+            let spent: [u8; 8] = rest.try_into().ok()?;
+            return Some(BudgetState {
+                period_start: u64::from_le_bytes(*start),
+                spent_usd: stored_usd(spent)?,
+                reserved_usd: 0.0,
+            });
+        }
         let rest = bytes.strip_prefix(STATE_MAGIC.as_slice())?;
         let (start, rest) = rest.split_first_chunk::<8>()?;
-        let spent: [u8; 8] = rest.try_into().ok()?;
-        let spent_usd = f64::from_bits(u64::from_le_bytes(spent));
-        (spent_usd.is_finite() && spent_usd >= 0.0).then_some(BudgetState {
+        let (spent, rest) = rest.split_first_chunk::<8>()?;
+        let reserved: [u8; 8] = rest.try_into().ok()?;
+        Some(BudgetState {
             period_start: u64::from_le_bytes(*start),
-            spent_usd,
+            spent_usd: stored_usd(*spent)?,
+            reserved_usd: stored_usd(reserved)?,
         })
     }
 
     /// This state as seen at `now`: unchanged within its period, empty from the start of the
-    /// current period once a boundary has passed. A `now` earlier than the state's period
-    /// (a request that read the clock just before another rolled the period over) stays in the
-    /// state's period: the window never moves backwards.
+    /// current period once a boundary has passed (reservations of the old period go too: the
+    /// requests that made them settle against the new period). A `now` earlier than the
+    /// state's period (a request that read the clock just before another rolled the period
+    /// over) stays in the state's period: the window never moves backwards.
     pub fn current(&self, period: Period, now: u64) -> BudgetState {
         let start = period_start(period, now);
         if start > self.period_start {
             BudgetState {
                 period_start: start,
                 spent_usd: 0.0,
+                reserved_usd: 0.0,
             }
         } else {
             *self
@@ -253,15 +458,75 @@ impl BudgetState {
             self.spent_usd += cost_usd;
         }
     }
+
+    /// Admits a request estimated at `estimate_usd` (non-finite or negative: 0) against
+    /// `limit` at `now`: when `spent + reserved < limit` and `spent + reserved + estimate ≤
+    /// limit`, reserves the estimate and returns the period it was reserved in; otherwise
+    /// leaves the state as it was (rolled over) and returns what was exceeded.
+    pub fn reserve(
+        &mut self,
+        limit: &Limit,
+        estimate_usd: f64,
+        now: u64,
+    ) -> Result<u64, BudgetExceeded> {
+        *self = self.current(limit.period, now);
+        let estimate = if estimate_usd.is_finite() && estimate_usd > 0.0 {
+            estimate_usd
+        } else {
+            0.0
+        };
+        let committed = self.spent_usd + self.reserved_usd;
+        if committed < limit.limit_usd && committed + estimate <= limit.limit_usd {
+            self.reserved_usd += estimate;
+            Ok(self.period_start)
+        } else {
+            Err(BudgetExceeded {
+                limit_usd: limit.limit_usd,
+                spent_usd: self.spent_usd,
+                reserved_usd: self.reserved_usd,
+                estimate_usd: estimate,
+                period: limit.period,
+                resets_at: period_end(limit.period, now),
+            })
+        }
+    }
+
+    /// Ends a request that reserved `reserved_usd` in the period starting at `reserved_in`:
+    /// its reservation goes (only from that period: a period that has rolled over starts
+    /// without it) and its real cost, if known, is spent in the current period.
+    pub fn settle(
+        &mut self,
+        period: Period,
+        reserved_in: u64,
+        reserved_usd: f64,
+        cost_usd: Option<f64>,
+        now: u64,
+    ) {
+        *self = self.current(period, now);
+        if self.period_start == reserved_in && reserved_usd.is_finite() && reserved_usd > 0.0 {
+            self.reserved_usd = (self.reserved_usd - reserved_usd).max(0.0);
+            // Float residue of many additions and removals is not a reservation.
+            if self.reserved_usd < 1e-12 {
+                self.reserved_usd = 0.0;
+            }
+        }
+        if let Some(cost) = cost_usd {
+            self.add(period, cost, now);
+        }
+    }
 }
 
-/// Why a request is rejected: the limit of its period has been reached.
+/// Why a request is rejected: a budget would be crossed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetExceeded {
     /// The configured limit, USD.
     pub limit_usd: f64,
     /// USD spent in the current period.
     pub spent_usd: f64,
+    /// USD reserved by requests in flight.
+    pub reserved_usd: f64,
+    /// The refused request's estimated cost (0 when it had none).
+    pub estimate_usd: f64,
     /// The configured period.
     pub period: Period,
     /// Unix seconds at which the period ends and spending restarts from 0.
@@ -273,27 +538,23 @@ pub struct BudgetExceeded {
 pub enum BudgetVerdict {
     /// Forward the request; `remaining_usd` > 0 may still be spent this period.
     Allowed {
-        /// USD left in the current period.
+        /// USD left in the current period (limit − spent − reserved).
         remaining_usd: f64,
     },
     /// Reject it with [`REJECTION_STATUS`] and [`rejection_body`].
     Exceeded(BudgetExceeded),
 }
 
-/// The decision at `now`: allowed while the period's spend is below the limit (upstream:
-/// `limit - spent > 0`, so a limit of 0 rejects everything).
-pub fn check(config: &BudgetConfig, state: &BudgetState, now: u64) -> BudgetVerdict {
-    let spent_usd = state.current(config.period, now).spent_usd;
-    let remaining_usd = config.limit_usd - spent_usd;
-    if remaining_usd > 0.0 {
-        BudgetVerdict::Allowed { remaining_usd }
-    } else {
-        BudgetVerdict::Exceeded(BudgetExceeded {
-            limit_usd: config.limit_usd,
-            spent_usd,
-            period: config.period,
-            resets_at: period_end(config.period, now),
-        })
+/// The decision at `now` for a request with no estimate: allowed while the period's spend and
+/// reservations are below the limit (upstream: `limit - spent > 0`, so a limit of 0 rejects
+/// everything).
+pub fn check(limit: &Limit, state: &BudgetState, now: u64) -> BudgetVerdict {
+    let mut current = *state;
+    match current.reserve(limit, 0.0, now) {
+        Ok(_) => BudgetVerdict::Allowed {
+            remaining_usd: limit.limit_usd - current.spent_usd - current.reserved_usd,
+        },
+        Err(exceeded) => BudgetVerdict::Exceeded(exceeded),
     }
 }
 
@@ -306,11 +567,73 @@ fn usd(amount: f64) -> String {
     }
 }
 
-/// The human message of a rejection: which limit was hit and when it resets.
-pub fn rejection_message(exceeded: &BudgetExceeded) -> String {
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// A budget would be crossed.
+    Exceeded {
+        /// Which budget, for people: `global`, `API key 0123456789abcdef`, `project x`.
+        budget: String,
+        /// Its figures.
+        exceeded: BudgetExceeded,
+    },
+    /// The request names a model without a price, no `fallback_price` is set and the policy
+    /// is [`UnknownModel::Reject`].
+    UnpricedModel {
+        /// The model as the request named it.
+        model: String,
+    },
+}
+
+impl Refusal {
+    /// A refusal by the global budget.
+    pub fn global(exceeded: BudgetExceeded) -> Refusal {
+        Refusal::Exceeded {
+            budget: "global".to_owned(),
+            exceeded,
+        }
+    }
+}
+
+/// The human message of a refusal: which limit was hit and when it resets, or which model has
+/// no price and how to give it one.
+pub fn rejection_message(refusal: &Refusal) -> String {
+    let (budget, exceeded) = match refusal {
+        Refusal::UnpricedModel { model } => {
+            let model: String = model.chars().take(100).collect();
+            return format!(
+                "Headroom budget: the model `{model}` has no price, so its cost cannot be \
+                 counted against the budget. Add it to the `prices` configuration, set \
+                 `budget.fallback_price`, or set `budget.unknown_model` to `allow`."
+            );
+        }
+        Refusal::Exceeded { budget, exceeded } => (budget, exceeded),
+    };
+    let whose = if budget == "global" {
+        String::new()
+    } else {
+        format!(" ({budget})")
+    };
+    let committed = if exceeded.reserved_usd > 0.0 {
+        format!(
+            "{} spent and {} reserved by requests in flight",
+            usd(exceeded.spent_usd),
+            usd(exceeded.reserved_usd)
+        )
+    } else {
+        format!("{} spent", usd(exceeded.spent_usd))
+    };
+    let estimate = if exceeded.estimate_usd > 0.0 {
+        format!(
+            "; this request's estimated {} does not fit",
+            usd(exceeded.estimate_usd)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "Headroom budget exceeded: {} spent of the {} {} limit. The budget resets at {} (UTC).",
-        usd(exceeded.spent_usd),
+        "Headroom budget exceeded{whose}: {committed} of the {} {} limit{estimate}. The budget \
+         resets at {} (UTC).",
         usd(exceeded.limit_usd),
         exceeded.period,
         format_rfc3339(exceeded.resets_at)
@@ -324,23 +647,29 @@ pub fn rejection_message(exceeded: &BudgetExceeded) -> String {
 /// so the `type` values are for people and for code that inspects the body:
 /// - OpenAI: `"type": "insufficient_quota"` is what OpenAI itself returns with a 429 when an
 ///   account's quota or spending limit is used up, the closest meaning, and the value
-///   clients special-case as "retrying will not help"; `"code": "budget_exceeded"` tells it
-///   apart from OpenAI's own.
+///   clients special-case as "retrying will not help"; `"code": "budget_exceeded"` (or
+///   `"model_not_priced"`) tells it apart from OpenAI's own.
 /// - Anthropic: `"type": "rate_limit_error"` is the only type Anthropic pairs with 429
 ///   (its `billing_error` goes with 402), so the body agrees with the status.
 ///
 /// Upstream's FastAPI body `{"detail": "Budget exceeded for <period> period"}` is kept as an
 /// extra top-level `detail`, which neither SDK minds.
-pub fn rejection_body(provider: Provider, exceeded: &BudgetExceeded) -> String {
-    let message = rejection_message(exceeded);
-    let detail = format!("Budget exceeded for {} period", exceeded.period);
+pub fn rejection_body(provider: Provider, refusal: &Refusal) -> String {
+    let message = rejection_message(refusal);
+    let (code, detail) = match refusal {
+        Refusal::Exceeded { exceeded, .. } => (
+            "budget_exceeded",
+            format!("Budget exceeded for {} period", exceeded.period),
+        ),
+        Refusal::UnpricedModel { .. } => ("model_not_priced", "Model has no price".to_owned()),
+    };
     let body = match provider {
         Provider::OpenAi => json!({
             "error": {
                 "message": message,
                 "type": "insufficient_quota",
                 "param": null,
-                "code": "budget_exceeded",
+                "code": code,
             },
             "detail": detail,
         }),
@@ -357,52 +686,97 @@ pub fn rejection_body(provider: Provider, exceeded: &BudgetExceeded) -> String {
 }
 
 /// Headers of the 429: JSON content type, `x-should-retry: false` (both SDKs otherwise retry
-/// a 429 twice with backoff, which cannot succeed before the reset) and `retry-after` in
-/// seconds until the period resets (at least 1).
-pub fn rejection_headers(exceeded: &BudgetExceeded, now: u64) -> [(&'static str, String); 3] {
-    [
+/// a 429 twice with backoff, which cannot succeed before the reset) and, for an exceeded
+/// budget, `retry-after` in seconds until the period resets (at least 1).
+pub fn rejection_headers(refusal: &Refusal, now: u64) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("x-should-retry", "false".to_owned()),
-        (
+    ];
+    if let Refusal::Exceeded { exceeded, .. } = refusal {
+        headers.push((
             "retry-after",
             exceeded.resets_at.saturating_sub(now).max(1).to_string(),
-        ),
-    ]
+        ));
+    }
+    headers
 }
 
-/// Rounds USD to 6 decimals for JSON.
+/// Rounds USD to 9 decimals (nano-USD, the metrics' unit) for JSON.
 fn round_usd(amount: f64) -> f64 {
-    (amount * 1e6).round() / 1e6
+    (amount * 1e9).round() / 1e9
 }
 
-/// The `budget` block of `/stats` at `now`: `enabled`, `limit_usd`, `period`, `spent_usd`,
-/// `remaining_usd` (≥ 0), `period_start` and `resets_at` (RFC 3339 UTC) and `exceeded`.
-/// Without a budget every field but `enabled` and `exceeded` (both false) is null.
-pub fn budget_json(config: Option<&BudgetConfig>, state: &BudgetState, now: u64) -> Value {
+/// One budget's figures at `now`: `limit_usd`, `period`, `spent_usd`, `reserved_usd`,
+/// `remaining_usd` (limit − spent − reserved, ≥ 0), `period_start` and `resets_at` (RFC 3339
+/// UTC) and `exceeded` (no request without an estimate would be admitted).
+pub fn limit_json(limit: &Limit, state: &BudgetState, now: u64) -> serde_json::Map<String, Value> {
+    let current = state.current(limit.period, now);
+    let exceeded = matches!(check(limit, state, now), BudgetVerdict::Exceeded(_));
+    let remaining = (limit.limit_usd - current.spent_usd - current.reserved_usd).max(0.0);
+    let value = json!({
+        "limit_usd": limit.limit_usd,
+        "period": limit.period.as_str(),
+        "spent_usd": round_usd(current.spent_usd),
+        "reserved_usd": round_usd(current.reserved_usd),
+        "remaining_usd": round_usd(remaining),
+        "period_start": format_rfc3339(period_start(limit.period, now)),
+        "resets_at": format_rfc3339(period_end(limit.period, now)),
+        "exceeded": exceeded,
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The state of every budget a [`BudgetConfig`] has, as the glue read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct States {
+    /// The global budget's.
+    pub global: BudgetState,
+    /// Each tracked API key's (its id, [`scope::Scope::id`]) with the per-key limit.
+    pub keys: Vec<(String, Limit, BudgetState)>,
+    /// Each project's (its id) with its limit.
+    pub projects: Vec<(String, Limit, BudgetState)>,
+}
+
+/// The `budget` block of `/stats` at `now`: the global budget's [`limit_json`] fields with
+/// `enabled`, and the arrays `keys` (`{"key": id, …}`) and `projects` (`{"project": name,
+/// …}`) with the same fields. Without a budget every field but `enabled` and `exceeded`
+/// (both false) is null and the arrays are empty.
+pub fn budget_json(config: Option<&BudgetConfig>, states: &States, now: u64) -> Value {
     let Some(config) = config else {
         return json!({
             "enabled": false,
             "limit_usd": null,
             "period": null,
             "spent_usd": null,
+            "reserved_usd": null,
             "remaining_usd": null,
             "period_start": null,
             "resets_at": null,
             "exceeded": false,
+            "keys": [],
+            "projects": [],
         });
     };
-    let current = state.current(config.period, now);
-    let exceeded = matches!(check(config, state, now), BudgetVerdict::Exceeded(_));
-    json!({
-        "enabled": true,
-        "limit_usd": config.limit_usd,
-        "period": config.period.as_str(),
-        "spent_usd": round_usd(current.spent_usd),
-        "remaining_usd": round_usd((config.limit_usd - current.spent_usd).max(0.0)),
-        "period_start": format_rfc3339(period_start(config.period, now)),
-        "resets_at": format_rfc3339(period_end(config.period, now)),
-        "exceeded": exceeded,
-    })
+    let mut block = limit_json(&config.global(), &states.global, now);
+    block.insert("enabled".to_owned(), true.into());
+    let list = |field: &str, entries: &[(String, Limit, BudgetState)]| -> Value {
+        entries
+            .iter()
+            .map(|(id, limit, state)| {
+                let mut entry = serde_json::Map::new();
+                entry.insert(field.to_owned(), id.clone().into());
+                entry.extend(limit_json(limit, state, now));
+                Value::Object(entry)
+            })
+            .collect()
+    };
+    block.insert("keys".to_owned(), list("key", &states.keys));
+    block.insert("projects".to_owned(), list("project", &states.projects));
+    Value::Object(block)
 }
 
 #[cfg(test)]
@@ -640,13 +1014,10 @@ mod tests {
     #[test]
     fn config_parses_with_defaults_and_rejects_bad_values() {
         let config: BudgetConfig = serde_json::from_str(r#"{"limit_usd": 25}"#).unwrap();
-        assert_eq!(
-            config,
-            BudgetConfig {
-                limit_usd: 25.0,
-                period: Period::Daily
-            }
-        );
+        assert_eq!(config, BudgetConfig::global_only(25.0, Period::Daily));
+        assert_eq!(config.unknown_model, UnknownModel::Reject);
+        assert_eq!(config.default_max_output_tokens, 4_096);
+        assert_eq!(config.max_keys, 1_000);
         for (text, period) in [
             ("hourly", Period::Hourly),
             ("daily", Period::Daily),
@@ -658,6 +1029,39 @@ mod tests {
             assert_eq!(config.period, period);
             assert_eq!(period.as_str(), text);
         }
+        let full: BudgetConfig = serde_json::from_str(
+            r#"{"limit_usd": 100, "period": "monthly", "unknown_model": "allow",
+                "fallback_price": {"input_per_mtok": 3, "output_per_mtok": 15},
+                "default_max_output_tokens": 1000,
+                "per_key": {"limit_usd": 5, "period": "daily"}, "max_keys": 10,
+                "projects": {"alpha": {"limit_usd": 1, "period": "hourly"}},
+                "default_project": {"limit_usd": 2}, "max_projects": 3,
+                "key_secret": "s3cret"}"#,
+        )
+        .unwrap();
+        assert_eq!(full.unknown_model, UnknownModel::Allow);
+        assert_eq!(
+            full.fallback_price,
+            Some(FallbackPrice {
+                input_per_mtok: 3.0,
+                output_per_mtok: 15.0
+            })
+        );
+        assert_eq!(full.default_max_output_tokens, 1_000);
+        assert_eq!(
+            full.per_key,
+            Some(Limit {
+                limit_usd: 5.0,
+                period: Period::Daily
+            })
+        );
+        assert_eq!(full.max_keys, 10);
+        assert_eq!(full.projects["alpha"].period, Period::Hourly);
+        assert_eq!(full.default_project.unwrap().period, Period::Daily);
+        assert_eq!(full.max_projects, 3);
+        assert_eq!(full.key_secret.as_deref(), Some("s3cret"));
+        // The secret never leaves through serialisation (`/stats` shows configurations).
+        assert!(!serde_json::to_string(&full).unwrap().contains("s3cret"));
         for bad in [
             r#"{}"#,
             r#"{"limit_usd": -1}"#,
@@ -665,6 +1069,12 @@ mod tests {
             r#"{"limit_usd": 1, "period": "yearly"}"#,
             r#"{"limit_usd": 1, "limit": 2}"#,
             r#"{"limit_usd": "1"}"#,
+            r#"{"limit_usd": 1, "unknown_model": "maybe"}"#,
+            r#"{"limit_usd": 1, "fallback_price": {"input_per_mtok": -1, "output_per_mtok": 1}}"#,
+            r#"{"limit_usd": 1, "fallback_price": {"input_per_mtok": 1}}"#,
+            r#"{"limit_usd": 1, "per_key": {"limit_usd": -5}}"#,
+            r#"{"limit_usd": 1, "projects": {"a": {"limit": 1}}}"#,
+            r#"{"limit_usd": 1, "projects": {"": {"limit_usd": 1}}}"#,
         ] {
             assert!(serde_json::from_str::<BudgetConfig>(bad).is_err(), "{bad}");
         }
@@ -681,35 +1091,58 @@ mod tests {
             BudgetState {
                 period_start: 1_774_569_600,
                 spent_usd: 12.345_678,
+                reserved_usd: 0.25,
             },
             BudgetState {
                 period_start: u64::MAX,
                 spent_usd: f64::MAX,
+                reserved_usd: f64::MAX,
             },
         ];
         for state in states {
             let bytes = state.encode();
             assert_eq!(bytes.len(), BudgetState::ENCODED_LEN);
+            assert_eq!(&bytes[..4], b"HRB\x02");
             assert_eq!(BudgetState::decode(&bytes), Some(state));
         }
+        // The first version's states (no reservations) still read.
+        let mut v1 = b"HRB\x01".to_vec();
+        v1.extend_from_slice(&1_774_569_600u64.to_le_bytes());
+        v1.extend_from_slice(&3.5f64.to_bits().to_le_bytes());
+        assert_eq!(
+            BudgetState::decode(&v1),
+            Some(BudgetState {
+                period_start: 1_774_569_600,
+                spent_usd: 3.5,
+                reserved_usd: 0.0
+            })
+        );
         let good = states[1].encode();
+        let amount = |at: usize, value: f64| {
+            let mut bytes = good.clone();
+            bytes[at..at + 8].copy_from_slice(&value.to_bits().to_le_bytes());
+            bytes
+        };
         let mut wrong_tag = good.clone();
-        wrong_tag[3] = 2;
-        let mut negative = good.clone();
-        negative.truncate(12);
-        negative.extend_from_slice(&(-1.0f64).to_bits().to_le_bytes());
-        let mut nan = good.clone();
-        nan.truncate(12);
-        nan.extend_from_slice(&f64::NAN.to_bits().to_le_bytes());
+        wrong_tag[3] = 3;
         let mut longer = good.clone();
         longer.push(0);
-        let corrupt: [&[u8]; 7] = [
+        let mut v1_longer = v1.clone();
+        v1_longer.push(0);
+        let mut v1_negative = v1.clone();
+        v1_negative.truncate(12);
+        v1_negative.extend_from_slice(&(-1.0f64).to_bits().to_le_bytes());
+        let corrupt: [&[u8]; 11] = [
             &[],
-            &good[..19],
+            &good[..27],
+            &good[..20],
             &longer,
             &wrong_tag,
-            &negative,
-            &nan,
+            &amount(12, -1.0),
+            &amount(20, -1.0),
+            &amount(20, f64::NAN),
+            &v1_longer,
+            &v1_negative,
             b"{\"spent_usd\": 1.0, \"x\": 1}",
         ];
         for bytes in corrupt {
@@ -721,15 +1154,14 @@ mod tests {
     fn add_rolls_over_at_the_period_boundary() {
         let day1 = at(2026, 3, 27, 0, 0, 0);
         let day2 = at(2026, 3, 28, 0, 0, 0);
+        let state_at = |period_start, spent_usd| BudgetState {
+            period_start,
+            spent_usd,
+            reserved_usd: 0.0,
+        };
         let mut state = BudgetState::default();
         state.add(Period::Daily, 1.5, day1 + 10);
-        assert_eq!(
-            state,
-            BudgetState {
-                period_start: day1,
-                spent_usd: 1.5
-            }
-        );
+        assert_eq!(state, state_at(day1, 1.5));
         state.add(Period::Daily, 2.0, day2 - 1);
         assert_eq!(state.spent_usd, 3.5);
         // Ignored costs.
@@ -739,85 +1171,158 @@ mod tests {
         assert_eq!(state.spent_usd, 3.5);
         // The first cost of the next day starts it from 0.
         state.add(Period::Daily, 0.25, day2);
-        assert_eq!(
-            state,
-            BudgetState {
-                period_start: day2,
-                spent_usd: 0.25
-            }
-        );
+        assert_eq!(state, state_at(day2, 0.25));
         // A late request stamped before the boundary does not move the window back.
         state.add(Period::Daily, 0.5, day2 - 1);
-        assert_eq!(
-            state,
-            BudgetState {
-                period_start: day2,
-                spent_usd: 0.75
-            }
-        );
+        assert_eq!(state, state_at(day2, 0.75));
         // Skipping whole periods also starts from 0.
         state.add(Period::Daily, 1.0, day2 + 10 * DAY + 5);
-        assert_eq!(
-            state,
-            BudgetState {
-                period_start: day2 + 10 * DAY,
-                spent_usd: 1.0
-            }
-        );
+        assert_eq!(state, state_at(day2 + 10 * DAY, 1.0));
+    }
+
+    fn limit(limit_usd: f64, period: Period) -> Limit {
+        Limit { limit_usd, period }
     }
 
     #[test]
     fn check_allows_below_the_limit_only() {
-        let config = BudgetConfig {
-            limit_usd: 10.0,
-            period: Period::Monthly,
-        };
+        let config = limit(10.0, Period::Monthly);
         let now = at(2026, 3, 27, 9, 10, 0);
         let start = at(2026, 3, 1, 0, 0, 0);
-        let state = |spent_usd| BudgetState {
+        let state = |spent_usd, reserved_usd| BudgetState {
             period_start: start,
             spent_usd,
+            reserved_usd,
         };
         assert_eq!(
-            check(&config, &state(2.5), now),
+            check(&config, &state(2.5, 0.0), now),
             BudgetVerdict::Allowed { remaining_usd: 7.5 }
+        );
+        assert_eq!(
+            check(&config, &state(2.5, 1.5), now),
+            BudgetVerdict::Allowed { remaining_usd: 6.0 }
         );
         let exceeded = BudgetVerdict::Exceeded(BudgetExceeded {
             limit_usd: 10.0,
             spent_usd: 10.0,
+            reserved_usd: 0.0,
+            estimate_usd: 0.0,
             period: Period::Monthly,
             resets_at: at(2026, 4, 1, 0, 0, 0),
         });
-        assert_eq!(check(&config, &state(10.0), now), exceeded);
+        assert_eq!(check(&config, &state(10.0, 0.0), now), exceeded);
+        // Reservations count: spent + reserved at the limit admits nothing more.
         assert!(matches!(
-            check(&config, &state(12.0), now),
+            check(&config, &state(6.0, 4.0), now),
+            BudgetVerdict::Exceeded(BudgetExceeded {
+                reserved_usd: 4.0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(&config, &state(12.0, 0.0), now),
             BudgetVerdict::Exceeded(BudgetExceeded {
                 spent_usd: 12.0,
                 ..
             })
         ));
-        // Last month's spend does not count in April.
+        // Last month's spend and reservations do not count in April.
         assert_eq!(
-            check(&config, &state(12.0), at(2026, 4, 1, 0, 0, 0)),
+            check(&config, &state(12.0, 3.0), at(2026, 4, 1, 0, 0, 0)),
             BudgetVerdict::Allowed {
                 remaining_usd: 10.0
             }
         );
         // A limit of 0 rejects everything, as upstream.
-        let zero = BudgetConfig {
-            limit_usd: 0.0,
-            period: Period::Daily,
-        };
         assert!(matches!(
-            check(&zero, &BudgetState::default(), now),
+            check(&limit(0.0, Period::Daily), &BudgetState::default(), now),
             BudgetVerdict::Exceeded(_)
         ));
+    }
+
+    #[test]
+    fn reservations_admit_what_fits_and_settle_to_the_real_cost() {
+        let day = limit(1.0, Period::Daily);
+        let now = at(2026, 3, 27, 9, 0, 0);
+        let start = at(2026, 3, 27, 0, 0, 0);
+        let mut state = BudgetState::default();
+        // Three requests of 0.4 each: two fit, the third would cross the limit.
+        assert_eq!(state.reserve(&day, 0.4, now), Ok(start));
+        assert_eq!(state.reserve(&day, 0.4, now), Ok(start));
+        let refused = state.reserve(&day, 0.4, now).unwrap_err();
+        assert_eq!(
+            (refused.reserved_usd, refused.estimate_usd),
+            (0.8, 0.4),
+            "{refused:?}"
+        );
+        assert!((state.reserved_usd - 0.8).abs() < 1e-12);
+        // One that fits exactly is admitted; then nothing, not even an unestimated one.
+        assert_eq!(state.reserve(&day, 0.2, now), Ok(start));
+        assert!(state.reserve(&day, 0.0, now).is_err());
+        // Settling replaces a reservation by the real cost; a missing usage releases it.
+        state.settle(Period::Daily, start, 0.4, Some(0.1), now);
+        state.settle(Period::Daily, start, 0.4, None, now);
+        assert!((state.spent_usd - 0.1).abs() < 1e-12);
+        assert!((state.reserved_usd - 0.2).abs() < 1e-12);
+        state.settle(Period::Daily, start, 0.2, Some(0.05), now);
+        assert_eq!(state.reserved_usd, 0.0);
+        assert!((state.spent_usd - 0.15).abs() < 1e-12);
+        // Non-finite or negative estimates reserve nothing; releasing more than is reserved
+        // leaves 0, never a negative reservation.
+        assert_eq!(state.reserve(&day, f64::NAN, now), Ok(start));
+        assert_eq!(state.reserve(&day, -3.0, now), Ok(start));
+        assert_eq!(state.reserved_usd, 0.0);
+        state.settle(Period::Daily, start, 5.0, None, now);
+        assert_eq!(state.reserved_usd, 0.0);
+        // A reservation of yesterday is not taken from today's, but the cost lands today.
+        let tomorrow = now + DAY;
+        assert_eq!(state.reserve(&day, 0.3, tomorrow), Ok(start + DAY));
+        state.settle(Period::Daily, start, 0.4, Some(0.01), tomorrow);
+        assert!((state.reserved_usd - 0.3).abs() < 1e-12);
+        assert!((state.spent_usd - 0.01).abs() < 1e-12);
+    }
+
+    proptest! {
+        /// Whatever the interleaving of reservations and settlements, every admission keeps
+        /// spent + reserved within the limit when real costs stay within their estimates,
+        /// and the final spend never passes the limit by more than the stated bound.
+        #[test]
+        fn overshoot_stays_within_the_bound(
+            ops in proptest::collection::vec((0.0f64..0.5, 0.0f64..1.5, any::<bool>()), 1..60)
+        ) {
+            let day = limit(1.0, Period::Daily);
+            let now = at(2026, 3, 27, 9, 0, 0);
+            let mut state = BudgetState::default();
+            let mut in_flight: Vec<(f64, f64)> = Vec::new();
+            let mut excess = 0.0;
+            for (estimate, ratio, settle_first) in ops {
+                if settle_first && let Some((reserved, cost)) = in_flight.pop() {
+                    state.settle(Period::Daily, state.period_start, reserved, Some(cost), now);
+                }
+                let before = state;
+                if state.reserve(&day, estimate, now).is_ok() {
+                    prop_assert!(state.spent_usd + state.reserved_usd <= 1.0 + 1e-9);
+                    let cost = estimate * ratio;
+                    excess += (cost - estimate).max(0.0);
+                    in_flight.push((estimate, cost));
+                } else {
+                    prop_assert_eq!(state, before);
+                }
+            }
+            for (reserved, cost) in in_flight.drain(..) {
+                state.settle(Period::Daily, state.period_start, reserved, Some(cost), now);
+            }
+            prop_assert!(state.reserved_usd < 1e-9);
+            prop_assert!(state.spent_usd <= 1.0 + excess + 1e-9, "{} > 1 + {}", state.spent_usd, excess);
+        }
     }
 
     fn sample_exceeded() -> BudgetExceeded {
         BudgetExceeded {
             limit_usd: 25.0,
             spent_usd: 25.4172,
+            reserved_usd: 0.0,
+            estimate_usd: 0.0,
             period: Period::Daily,
             resets_at: at(2026, 3, 28, 0, 0, 0),
         }
@@ -825,8 +1330,11 @@ mod tests {
 
     #[test]
     fn openai_rejection_body() {
-        let body: Value =
-            serde_json::from_str(&rejection_body(Provider::OpenAi, &sample_exceeded())).unwrap();
+        let body: Value = serde_json::from_str(&rejection_body(
+            Provider::OpenAi,
+            &Refusal::global(sample_exceeded()),
+        ))
+        .unwrap();
         let error = &body["error"];
         assert_eq!(error["type"], "insufficient_quota");
         assert_eq!(error["code"], "budget_exceeded");
@@ -845,68 +1353,116 @@ mod tests {
     fn anthropic_rejection_body() {
         let exceeded = BudgetExceeded {
             limit_usd: 0.005,
-            spent_usd: 0.0061,
+            spent_usd: 0.0011,
+            reserved_usd: 0.003,
+            estimate_usd: 0.002,
             period: Period::Weekly,
             resets_at: at(2026, 3, 30, 0, 0, 0),
         };
+        let refusal = Refusal::Exceeded {
+            budget: "project alpha".to_owned(),
+            exceeded,
+        };
         let body: Value =
-            serde_json::from_str(&rejection_body(Provider::Anthropic, &exceeded)).unwrap();
+            serde_json::from_str(&rejection_body(Provider::Anthropic, &refusal)).unwrap();
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "rate_limit_error");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("$0.0050 weekly limit"), "{message}");
-        assert!(message.contains("$0.0061 spent"), "{message}");
-        assert!(message.contains("2026-03-30T00:00:00Z"), "{message}");
+        assert_eq!(
+            message,
+            "Headroom budget exceeded (project alpha): $0.0011 spent and $0.0030 reserved by \
+             requests in flight of the $0.0050 weekly limit; this request's estimated $0.0020 \
+             does not fit. The budget resets at 2026-03-30T00:00:00Z (UTC)."
+        );
         assert_eq!(body["detail"], "Budget exceeded for weekly period");
     }
 
     #[test]
+    fn unpriced_model_rejection() {
+        let refusal = Refusal::UnpricedModel {
+            model: "acme-9".to_owned(),
+        };
+        let body: Value =
+            serde_json::from_str(&rejection_body(Provider::OpenAi, &refusal)).unwrap();
+        assert_eq!(body["error"]["code"], "model_not_priced");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`acme-9` has no price"), "{message}");
+        assert!(message.contains("fallback_price"), "{message}");
+        let headers = rejection_headers(&refusal, 0);
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[1], ("x-should-retry", "false".to_owned()));
+        let anthropic: Value =
+            serde_json::from_str(&rejection_body(Provider::Anthropic, &refusal)).unwrap();
+        assert_eq!(anthropic["error"]["type"], "rate_limit_error");
+    }
+
+    #[test]
     fn rejection_headers_tell_clients_not_to_retry() {
-        let exceeded = sample_exceeded();
-        let now = exceeded.resets_at - 3_600;
-        let headers = rejection_headers(&exceeded, now);
+        let refusal = Refusal::global(sample_exceeded());
+        let resets_at = sample_exceeded().resets_at;
+        let headers = rejection_headers(&refusal, resets_at - 3_600);
         assert_eq!(headers[0], ("content-type", "application/json".to_owned()));
         assert_eq!(headers[1], ("x-should-retry", "false".to_owned()));
         assert_eq!(headers[2], ("retry-after", "3600".to_owned()));
-        assert_eq!(
-            rejection_headers(&exceeded, exceeded.resets_at + 5)[2].1,
-            "1"
-        );
+        assert_eq!(rejection_headers(&refusal, resets_at + 5)[2].1, "1");
     }
 
     #[test]
     fn stats_block() {
         let now = at(2026, 3, 27, 9, 10, 0);
-        let disabled = budget_json(None, &BudgetState::default(), now);
+        let disabled = budget_json(None, &States::default(), now);
         assert_eq!(disabled["enabled"], false);
         assert_eq!(disabled["exceeded"], false);
         assert_eq!(disabled["limit_usd"], Value::Null);
-        assert_eq!(disabled.as_object().unwrap().len(), 8);
+        assert_eq!(disabled["keys"], json!([]));
+        assert_eq!(disabled.as_object().unwrap().len(), 11);
 
-        let config = BudgetConfig {
-            limit_usd: 25.0,
-            period: Period::Daily,
-        };
+        let config = BudgetConfig::global_only(25.0, Period::Daily);
         let state = BudgetState {
             period_start: at(2026, 3, 27, 0, 0, 0),
             spent_usd: 10.123_456_789,
+            reserved_usd: 1.0,
         };
-        assert_eq!(
-            budget_json(Some(&config), &state, now),
-            json!({
-                "enabled": true,
-                "limit_usd": 25.0,
-                "period": "daily",
-                "spent_usd": 10.123457,
-                "remaining_usd": 14.876543,
-                "period_start": "2026-03-27T00:00:00Z",
-                "resets_at": "2026-03-28T00:00:00Z",
-                "exceeded": false,
-            })
-        );
-        let over = BudgetState {
-            spent_usd: 30.0,
-            ..state
+        let key_limit = limit(1.0, Period::Hourly);
+        let states = States {
+            global: state,
+            keys: vec![("00ff00ff00ff00ff".to_owned(), key_limit, state)],
+            projects: vec![(
+                "alpha".to_owned(),
+                limit(50.0, Period::Monthly),
+                BudgetState::default(),
+            )],
+        };
+        let block = budget_json(Some(&config), &states, now);
+        let global = json!({
+            "enabled": true,
+            "limit_usd": 25.0,
+            "period": "daily",
+            "spent_usd": 10.123456789,
+            "reserved_usd": 1.0,
+            "remaining_usd": 13.876543211,
+            "period_start": "2026-03-27T00:00:00Z",
+            "resets_at": "2026-03-28T00:00:00Z",
+            "exceeded": false,
+        });
+        for (field, value) in global.as_object().unwrap() {
+            assert_eq!(&block[field], value, "{field}");
+        }
+        // The key's state is of an earlier hour: this hour starts from 0.
+        assert_eq!(block["keys"][0]["key"], "00ff00ff00ff00ff");
+        assert_eq!(block["keys"][0]["period"], "hourly");
+        assert_eq!(block["keys"][0]["spent_usd"], 0.0);
+        assert_eq!(block["keys"][0]["remaining_usd"], 1.0);
+        assert_eq!(block["projects"][0]["project"], "alpha");
+        assert_eq!(block["projects"][0]["limit_usd"], 50.0);
+        assert_eq!(block["projects"][0]["resets_at"], "2026-04-01T00:00:00Z");
+
+        let over = States {
+            global: BudgetState {
+                spent_usd: 30.0,
+                ..state
+            },
+            ..States::default()
         };
         let block = budget_json(Some(&config), &over, now);
         assert_eq!(block["exceeded"], true);

@@ -122,6 +122,15 @@ impl Counters {
         }
     }
 
+    /// Sets the gauge called `name` to `value`, defining it on first use.
+    pub(crate) fn set_gauge_named(&self, name: &str, value: u64) {
+        if let Some(id) = self.named_id(name, MetricType::Gauge)
+            && let Err(status) = hostcalls::record_metric(id, value)
+        {
+            debug!("headroom: cannot set {name}: {status:?}");
+        }
+    }
+
     /// Records one sample of the histogram called `name`, defining it on first use.
     pub(crate) fn record_named(&self, name: &str, value: u64) {
         if let Some(id) = self.named_id(name, MetricType::Histogram)

@@ -11,6 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
+use super::budget_guard::BudgetGuard;
 use super::root::Shared;
 use super::shared_store;
 use crate::accounting::{self, OTHER_MODEL, UNKNOWN_MODEL};
@@ -79,6 +80,8 @@ pub(crate) struct HeadroomHttp {
     cache_key: Option<CacheKey>,
     /// The response being kept for the cache, as the client receives it.
     capture: Option<Capture>,
+    /// The request's standing with the budgets (reservation, settlement).
+    budget: BudgetGuard,
 }
 
 /// A response on its way into the response cache.
@@ -141,6 +144,7 @@ impl HeadroomHttp {
             recorded: false,
             cache_key: None,
             capture: None,
+            budget: BudgetGuard::default(),
         }
     }
 
@@ -432,6 +436,17 @@ impl HttpContext for HeadroomHttp {
             Route::History => return send_history(path.as_deref().unwrap_or_default()),
             Route::Dashboard => return send_dashboard(),
             Route::Probe(probe) => return send_probe(&shared, probe),
+            Route::Billed(billed) => {
+                // Budget-checked, never compressed.
+                let reply = self.budget.on_request_headers(
+                    &shared,
+                    billed.provider(),
+                    Some(billed),
+                    end_of_stream,
+                );
+                strip_headroom_headers();
+                return reply.unwrap_or(Action::Continue);
+            }
             Route::Provider(api) => api,
         };
         self.api = Some(api);
@@ -454,10 +469,14 @@ impl HttpContext for HeadroomHttp {
                 None,
             );
         }
-        strip_headroom_headers();
-        if let Some(reply) = over_budget(&shared, api) {
+        // Before the x-headroom-* headers go: the project's budget is read from them.
+        if let Some(reply) =
+            self.budget
+                .on_request_headers(&shared, api.provider(), None, end_of_stream)
+        {
             return reply;
         }
+        strip_headroom_headers();
         shared.counters.inc(Counter::Requests);
         if shared.config.read_usage {
             // Responses must arrive readable for their usage report (see Config::read_usage).
@@ -501,7 +520,13 @@ impl HttpContext for HeadroomHttp {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !self.buffering {
-            return Action::Continue;
+            // Not compressing: the budget may still need the body for its estimate.
+            return match self.shared.clone() {
+                Some(shared) => self
+                    .budget
+                    .on_request_body(&shared, body_size, end_of_stream),
+                None => Action::Continue,
+            };
         }
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             self.buffering = false;
@@ -513,18 +538,33 @@ impl HttpContext for HeadroomHttp {
                 // Continue flushes what the host buffered so far and streams the rest.
                 self.buffering = false;
                 self.fail_open(&shared, api, FailOpen::TooLarge);
+                self.budget.body_unreadable(&shared);
                 Action::Continue
             }
             BodyStep::Complete => {
                 self.buffering = false;
-                self.rewrite_body(&shared, api, body_size)
-                    .unwrap_or(Action::Continue)
+                // Reserved (or refused) before the pipeline spends time on it.
+                if let Some(reply) = self.budget.reserve_from_buffer(&shared, body_size) {
+                    return reply;
+                }
+                match self.rewrite_body(&shared, api, body_size) {
+                    // Answered from the response cache: it costs nothing, the reservation
+                    // goes back.
+                    Some(reply) => {
+                        self.budget.settle(&shared, None);
+                        reply
+                    }
+                    None => Action::Continue,
+                }
             }
         }
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the stream without an end-of-stream body call; LLM APIs never send them.
+        if let Some(shared) = self.shared.clone() {
+            self.budget.body_unreadable(&shared);
+        }
         if self.buffering {
             self.buffering = false;
             if let (Some(shared), Some(api)) = (self.shared.clone(), self.api) {
@@ -536,6 +576,12 @@ impl HttpContext for HeadroomHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(shared) = self.shared.clone() {
+            self.budget.on_response_headers(&shared);
+            if end_of_stream {
+                self.budget.on_response_body(&shared, 0, true);
+            }
+        }
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
             return Action::Continue;
         };
@@ -551,6 +597,10 @@ impl HttpContext for HeadroomHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(shared) = self.shared.clone() {
+            self.budget
+                .on_response_body(&shared, body_size, end_of_stream);
+        }
         let action = self.read_response_body(body_size, end_of_stream);
         if end_of_stream && let Some(shared) = self.shared.clone() {
             self.store_capture(&shared);
@@ -563,9 +613,14 @@ impl HttpContext for HeadroomHttp {
 
     fn on_log(&mut self) {
         let (Some(shared), Some(api)) = (self.shared.clone(), self.api) else {
+            if let Some(shared) = self.shared.clone() {
+                self.budget.on_log(&shared);
+            }
             return;
         };
         self.finish_exchange();
+        // Whatever the exchange still holds (its reservation when the stream died).
+        self.budget.on_log(&shared);
         self.log_outcome(&shared, api);
     }
 }
@@ -796,17 +851,16 @@ impl HeadroomHttp {
             .take()
             .or_else(|| usage.as_ref().and_then(|u| u.model.clone()));
         let mut costs = None;
+        let mut budget_cost = None;
         if let (Some(usage), Some(model)) = (&usage, &raw_model) {
             costs = accounting::exchange_costs(&shared.prices, model, usage, self.tokens_saved);
-            if let (Some(budget), Some(costs), Some(now)) =
-                (&shared.config.budget, &costs, unix_now())
-            {
-                shared_store::spend(budget.period, costs.input_usd + costs.output_usd, now);
-            }
+            budget_cost = BudgetGuard::charge(shared, model, usage, costs.as_ref());
             for (counter, delta) in accounting::cost_increments(costs.as_ref()) {
                 shared.counters.add(counter, delta);
             }
         }
+        // The reservation becomes the real cost (released when there is none).
+        self.budget.settle(shared, budget_cost);
         let model = raw_model
             .map(|m| pricing::normalize_model_label(&m))
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
@@ -919,31 +973,6 @@ fn strip_headroom_headers() {
             && let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name)
         {
             debug!("headroom: cannot remove {name}: {status:?}");
-        }
-    }
-}
-
-/// When the budget is spent: sends the provider-shaped 429 and returns the action.
-fn over_budget(shared: &Shared, api: Api) -> Option<Action> {
-    let config = shared.config.budget.as_ref()?;
-    let now = unix_now()?;
-    let state = shared_store::budget_state(config.period, now);
-    let budget::BudgetVerdict::Exceeded(exceeded) = budget::check(config, &state, now) else {
-        return None;
-    };
-    shared.counters.inc(Counter::BudgetRejected);
-    // The first rejection of each period is logged (per VM).
-    if shared.budget_warned.replace(state.period_start) != state.period_start {
-        warn!("headroom: {}", budget::rejection_message(&exceeded));
-    }
-    let body = budget::rejection_body(api.provider(), &exceeded);
-    let headers = budget::rejection_headers(&exceeded, now);
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    match hostcalls::send_http_response(budget::REJECTION_STATUS, headers, Some(body.as_bytes())) {
-        Ok(()) => Some(Action::Pause),
-        Err(status) => {
-            warn!("headroom: cannot send the budget rejection: {status:?}");
-            None
         }
     }
 }
@@ -1078,15 +1107,7 @@ fn send_stats(shared: &Shared) -> Action {
             })
             .collect()
     };
-    let budget = match (shared.config.budget.as_ref(), unix_now()) {
-        (Some(config), Some(now)) => budget::budget_json(
-            Some(config),
-            &shared_store::budget_state(config.period, now),
-            now,
-        ),
-        (None, now) => budget::budget_json(None, &Default::default(), now.unwrap_or(0)),
-        (Some(_), None) => serde_json::Value::Null,
-    };
+    let budget = super::budget_guard::stats_block(shared);
     let snapshot = stats::Snapshot {
         counters,
         models: labelled(shared_store::MODELS, metrics::requests_by_model),

@@ -3,6 +3,7 @@
 //! goes through a `hostcalls::*` function that returns `Result`; errors are logged and the
 //! request fails open.
 
+mod budget_guard;
 mod counters;
 mod http;
 mod root;

@@ -690,16 +690,112 @@ impl LabelSet {
     }
 }
 
-/// Where the budget's [`BudgetState`](crate::budget::BudgetState) lives.
-const BUDGET_KEY: &str = "headroom.budget";
-
-/// The budget state of the current period (a fresh one when absent or unreadable).
-pub(crate) fn budget_state(period: crate::budget::Period, now: u64) -> crate::budget::BudgetState {
-    let stored = match hostcalls::get_shared_data(BUDGET_KEY) {
+/// The [`BudgetState`](crate::budget::BudgetState) stored under `key` (a fresh one when
+/// absent or unreadable: never an error).
+pub(crate) fn budget_state(key: &str) -> crate::budget::BudgetState {
+    let stored = match hostcalls::get_shared_data(key) {
         Ok((Some(stored), _)) => crate::budget::BudgetState::decode(&stored),
         _ => None,
     };
-    stored.unwrap_or_default().current(period, now)
+    stored.unwrap_or_default()
+}
+
+/// Reserves `estimate_usd` in the budget stored under `key` (compare-and-swap): `Ok(Some(
+/// period start))` when admitted and reserved, `Err` when the limit would be crossed,
+/// `Ok(None)` when shared data failed or kept changing (the request is admitted without a
+/// reservation: fail open).
+pub(crate) fn budget_reserve(
+    key: &str,
+    limit: &crate::budget::Limit,
+    estimate_usd: f64,
+    now: u64,
+) -> Result<Option<(u64, crate::budget::BudgetState)>, crate::budget::BudgetExceeded> {
+    let mut outcome = Ok(0);
+    let mut after = crate::budget::BudgetState::default();
+    let written = update_shared(key, |stored| {
+        let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
+        outcome = state.reserve(limit, estimate_usd, now);
+        after = state;
+        state.encode()
+    });
+    match (outcome, written) {
+        (Err(exceeded), _) => Err(exceeded),
+        (Ok(start), Some(_)) => Ok(Some((start, after))),
+        (Ok(_), None) => Ok(None),
+    }
+}
+
+/// Replaces a reservation in the budget stored under `key` by the exchange's cost
+/// ([`BudgetState::settle`](crate::budget::BudgetState::settle)); returns the state written.
+pub(crate) fn budget_settle(
+    key: &str,
+    period: crate::budget::Period,
+    reserved_in: u64,
+    reserved_usd: f64,
+    cost_usd: Option<f64>,
+    now: u64,
+) -> Option<crate::budget::BudgetState> {
+    let mut after = None;
+    update_shared(key, |stored| {
+        let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
+        state.settle(period, reserved_in, reserved_usd, cost_usd, now);
+        after = Some(state);
+        state.encode()
+    })?;
+    after
+}
+
+/// Where the per-process secret keying API-key ids lives.
+const BUDGET_SECRET_KEY: &str = "headroom.budget.secret";
+
+/// The per-process secret keying API-key ids: drawn at random by the first VM that needs it
+/// and shared by every VM since (`None` when shared data fails).
+pub(crate) fn budget_secret() -> Option<Vec<u8>> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (stored, cas) = hostcalls::get_shared_data(BUDGET_SECRET_KEY).ok()?;
+        if let Some(secret) = stored.filter(|s| s.len() == 16) {
+            return Some(secret);
+        }
+        let secret = random_secret();
+        match hostcalls::set_shared_data(BUDGET_SECRET_KEY, Some(&secret), cas) {
+            Ok(()) => return Some(secret),
+            Err(Status::CasMismatch) => continue,
+            Err(status) => {
+                debug!("headroom: cannot write {BUDGET_SECRET_KEY}: {status:?}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// 128 random bits from the standard library's per-process hash keys (drawn from the host's
+/// `random_get`).
+fn random_secret() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut secret = Vec::with_capacity(16);
+    for salt in [0u8, 1] {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u8(salt);
+        secret.extend_from_slice(&hasher.finish().to_le_bytes());
+    }
+    secret
+}
+
+/// The tracked API keys of the budgets (bounded by `max_keys`).
+pub(crate) fn budget_keys(cap: usize) -> LabelSet {
+    LabelSet {
+        key: "headroom.labels.budget_key",
+        cap,
+    }
+}
+
+/// The tracked default-project projects of the budgets (bounded by `max_projects`).
+pub(crate) fn budget_projects(cap: usize) -> LabelSet {
+    LabelSet {
+        key: "headroom.labels.budget_project",
+        cap,
+    }
 }
 
 /// Rewrites the value under `key` with `update` (given the stored bytes, empty when absent)
@@ -720,15 +816,6 @@ fn update_shared(key: &str, mut update: impl FnMut(&[u8]) -> Vec<u8>) -> Option<
     }
     debug!("headroom: {key} kept changing; update dropped");
     None
-}
-
-/// Adds `cost_usd` to the budget state, rolling over at the period boundary.
-pub(crate) fn spend(period: crate::budget::Period, cost_usd: f64, now: u64) {
-    update_shared(BUDGET_KEY, |stored| {
-        let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
-        state.add(period, cost_usd, now);
-        state.encode()
-    });
 }
 
 /// Where the process-wide [`Timings`](crate::stats::Timings) live.

@@ -444,6 +444,26 @@ fn has_clock_time_near_start(line: &str) -> bool {
     })
 }
 
+/// A JSON-lines record or a logfmt line of a logger: `{"level":"info","msg":...}`,
+/// `level=info msg="served" took=3ms`.
+fn is_structured_log_line(trimmed: &str) -> bool {
+    let json = trimmed.starts_with('{')
+        && trimmed.ends_with('}')
+        && [
+            "\"level\"",
+            "\"severity\"",
+            "\"msg\"",
+            "\"message\"",
+            "\"lvl\"",
+        ]
+        .iter()
+        .any(|key| trimmed.contains(key));
+    let logfmt = ["level=", "lvl=", "msg=", "severity="]
+        .iter()
+        .any(|key| trimmed.starts_with(key) || trimmed.contains(&format!(" {key}")));
+    json || logfmt
+}
+
 /// `test path::name ... ok` (cargo test), `tests/a.py::test_b PASSED [ 12%]` (pytest -v).
 fn is_test_result_line(trimmed: &str) -> bool {
     (trimmed.starts_with("test ")
@@ -500,6 +520,7 @@ fn log_confidence(lines: &[&str]) -> Option<f64> {
             || has_clock_time_near_start(line)
             || is_test_result_line(trimmed)
             || is_diagnostic_frame(trimmed)
+            || is_structured_log_line(trimmed)
             || trimmed.starts_with("===")
             || (trimmed.starts_with("---") && !trimmed.starts_with("--- a/"))
             || is_stack_frame(line);
@@ -675,6 +696,8 @@ mod tests {
             "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond[2916]: (root) CMD",
             "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
             "test pipeline::log::tests::short_logs_are_left_alone ... ok",
+            r#"{"level":"info","msg":"served request","path":"/api/items"}"#,
+            r#"level=info msg="served request" path=/api/items took=3ms"#,
         ] {
             assert_eq!(kind(&many(line)), ContentKind::Log, "{line}");
         }

@@ -80,16 +80,20 @@ pub fn compress(
     if lines.len() < MIN_LINES {
         return None;
     }
-    // Lines the question names (a word, or a term inside a word) are never cut from a run.
+    // Lines the question names (a term inside a word, or BM25's best lines) are never cut
+    // from a run.
+    // (BM25's best lines, at least three quarters of the best score: any positive score would
+    // let a short word of the question such as `in` keep half the diff.)
     let relevant: Vec<bool> = if query.is_empty() {
         Vec::new()
     } else {
-        query
-            .scores(&lines)
-            .into_iter()
-            .zip(query.mentions(&lines))
-            .map(|(score, mentioned)| score > 0.0 || mentioned)
-            .collect()
+        let mut relevant = query.mentions(&lines);
+        for i in query.relevant(&lines, lines.len()) {
+            if let Some(slot) = relevant.get_mut(i) {
+                *slot = true;
+            }
+        }
+        relevant
     };
     let mut out = String::with_capacity(text.len());
     let mut result = CompressedDiff {

@@ -167,7 +167,12 @@ pub fn compress(
             {
                 *slot = Why::Severe;
             }
-            if starts_trace(trimmed) {
+            // An exception, or an error line its frames follow (`ERROR job failed` then
+            // `    at net::tcp::read (src/net/tcp.rs:120)`), keeps its trace.
+            // Only a log line (unindented) starts one: an indented line is inside a trace.
+            let frames_follow = trimmed.len() == line.len()
+                && lines.get(i + 1).is_some_and(|next| is_stack_frame(next));
+            if starts_trace(trimmed) || frames_follow {
                 keep_trace(&lines, &mut why, i, context);
             }
         } else if current != Why::Dropped {
@@ -548,6 +553,32 @@ mod tests {
             narrow.text
         );
         assert!(narrow.omitted > 1_900);
+    }
+
+    /// An error line followed by frames keeps them (the first of its template); a repeat's
+    /// frames are counted, not kept.
+    #[test]
+    fn error_lines_keep_the_frames_that_follow() {
+        let mut log = String::new();
+        for i in 0..300 {
+            log.push_str(&format!("2026-11-27T10:00:00Z INFO processed batch {i}\n"));
+            if i % 100 == 50 {
+                log.push_str(&format!(
+                    "2026-11-27T10:00:00Z ERROR job {i} failed: reset\n"
+                ));
+                log.push_str(&format!("    at net::tcp::read (src/net/tcp.rs:{i})\n"));
+                log.push_str("    at worker::run (src/worker.rs:88)\n");
+            }
+        }
+        let out = compress(&log, 0, &Query::default(), ContentHash::of(log.as_bytes())).unwrap();
+        assert!(
+            out.text.contains(
+                "ERROR job 50 failed: reset [+2 similar]\n    at net::tcp::read (src/net/tcp.rs:50)\n    at worker::run (src/worker.rs:88)\n"
+            ),
+            "{}",
+            out.text
+        );
+        assert!(!out.text.contains("tcp.rs:150"));
     }
 
     /// Python tracebacks are told apart by their exception, and keep their innermost frames.

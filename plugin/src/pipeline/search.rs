@@ -81,17 +81,21 @@ pub fn compress(
             .iter()
             .flat_map(|(_, hits)| hits.iter().filter(|h| h.is_match).map(|h| h.text))
             .collect();
-        let mut scores = query.scores(&docs).into_iter();
-        let mut mentions = query.mentions(&docs).into_iter();
+        // BM25's best matches (at least three quarters of the best score: any positive score
+        // would let a short word of the question such as `is` keep most matches) and the
+        // matches naming a term inside a word.
+        let mut chosen = query.mentions(&docs);
+        for i in query.relevant(&docs, docs.len()) {
+            if let Some(slot) = chosen.get_mut(i) {
+                *slot = true;
+            }
+        }
+        let mut chosen = chosen.into_iter();
         files
             .iter()
             .map(|(_, hits)| {
                 hits.iter()
-                    .map(|h| {
-                        h.is_match
-                            && (scores.next().is_some_and(|s| s > 0.0)
-                                | mentions.next().unwrap_or(false))
-                    })
+                    .map(|h| h.is_match && chosen.next().unwrap_or(false))
                     .collect()
             })
             .collect()
