@@ -633,7 +633,11 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         shared_data: shared_data.clone(),
     };
+    // OpenTelemetry metrics (HEADROOM_OTEL_METRICS_*): started before the proxy listens, so no
+    // request's record is missed; `/stats.otel` is published in shared data either way.
+    let otel = headroom_host::otel::start_from_env(shared_data.clone());
     let proxy = Proxy::start(config)?;
+    otel.attach(proxy.metrics().clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -646,6 +650,7 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         anyhow::Ok(())
     })?;
     proxy.shutdown();
+    otel.shutdown();
     if let Some(savings) = savings {
         savings.shutdown();
     }

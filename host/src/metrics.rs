@@ -176,6 +176,12 @@ impl HostMetrics {
         })
     }
 
+    /// Every family of the registry (the filter's with labels decoded, the host's, the
+    /// process's), for other exporters (OTLP).
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -119,6 +119,7 @@ pub fn dropped_collector() -> prometheus::Result<Box<dyn prometheus::core::Colle
 /// Hands a finished stream's `headroom_record` value to the writer. Never blocks: when the
 /// queue is full the record is dropped and counted. Without a running writer it is discarded.
 pub fn submit(value: Vec<u8>) {
+    crate::otel::observe(&value);
     let Some(shared) = shared() else {
         return;
     };
