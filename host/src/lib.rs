@@ -12,10 +12,12 @@
 //! - [`paths`]: where the savings file and the request database live.
 //! - [`savings_file`]: the savings ledger's file, loaded into shared data and saved back.
 //! - [`records`]: stored per-request metrics (log file, database, their CLI and endpoints).
+//! - [`otel`]: OpenTelemetry metrics (OTLP/HTTP or console) from the records and the registry.
 
 pub mod abi;
 pub mod compress;
 pub mod metrics;
+pub mod otel;
 pub mod paths;
 pub mod proxy;
 pub mod records;

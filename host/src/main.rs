@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use headroom_host::abi::vm::VmLimits;
 use headroom_host::compress::{Api, Compressed, Compressor, Decision};
+use headroom_host::proxy::hardening::Hardening;
 use headroom_host::proxy::{Proxy, ProxyConfig};
 use headroom_host::records::store::{self, Query, Retention};
 use headroom_host::records::validate::{self, ValidateConfig};
@@ -147,6 +148,46 @@ struct ProxyArgs {
     /// Keep at most this many stored request records, the newest (0: no limit).
     #[arg(long, env = "HEADROOM_RECORDS_MAX_ROWS", default_value_t = 1_000_000)]
     records_max_rows: u64,
+    #[command(flatten)]
+    hardening: HardeningArgs,
+}
+
+/// The connection limit and the client and upstream timeouts of `headroom proxy`.
+#[derive(clap::Args)]
+struct HardeningArgs {
+    /// Client connections open at once (every worker together); one more gets 503 and is
+    /// closed (0: no limit).
+    #[arg(long, env = "HEADROOM_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Milliseconds a client has to send a request's headers, from their first byte.
+    #[arg(long, env = "HEADROOM_HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+    /// Milliseconds the proxy waits, in total, for a request's body from the client; then 408
+    /// and the connection is closed.
+    #[arg(long, env = "HEADROOM_BODY_TIMEOUT_MS", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+    /// Milliseconds a keep-alive connection with no request in flight stays open.
+    #[arg(long, env = "HEADROOM_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+    /// Milliseconds to open a TCP connection to an upstream; then 504.
+    #[arg(long, env = "HEADROOM_UPSTREAM_CONNECT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_connect_timeout_ms: u64,
+    /// Milliseconds from the end of a request to the upstream's response headers; then 504.
+    #[arg(long, env = "HEADROOM_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    upstream_first_byte_timeout_ms: u64,
+}
+
+impl HardeningArgs {
+    fn limits(&self) -> Hardening {
+        Hardening {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            upstream_connect_timeout: Duration::from_millis(self.upstream_connect_timeout_ms),
+            upstream_first_byte_timeout: Duration::from_millis(self.upstream_first_byte_timeout_ms),
+        }
+    }
 }
 
 /// Which stored records to read (shared by `metrics` and `summary`).
@@ -632,8 +673,13 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         guest_log_level,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         shared_data: shared_data.clone(),
+        hardening: args.hardening.limits(),
     };
+    // OpenTelemetry metrics (HEADROOM_OTEL_METRICS_*): started before the proxy listens, so no
+    // request's record is missed; `/stats.otel` is published in shared data either way.
+    let otel = headroom_host::otel::start_from_env(shared_data.clone());
     let proxy = Proxy::start(config)?;
+    otel.attach(proxy.metrics().clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -646,6 +692,7 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         anyhow::Ok(())
     })?;
     proxy.shutdown();
+    otel.shutdown();
     if let Some(savings) = savings {
         savings.shutdown();
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily};
-use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::abi::shared::{HISTOGRAM_BUCKETS, Metrics};
 use crate::abi::types::MetricType;
@@ -139,6 +139,12 @@ pub struct HostMetrics {
     pub vm_reloads: IntCounter,
     /// Requests that could not reach their upstream.
     pub upstream_errors: IntCounter,
+    /// Upstream timeouts by `phase` (`connect`, `first_byte`); each is also an upstream error.
+    pub upstream_timeouts: IntCounterVec,
+    /// Client connections cut off by a timeout, by `kind` (`header`, `body`, `idle`).
+    pub client_timeouts: IntCounterVec,
+    /// Client connections refused because the connection limit was reached.
+    pub connections_rejected: IntCounter,
 }
 
 impl HostMetrics {
@@ -162,6 +168,33 @@ impl HostMetrics {
             "headroom_host_upstream_errors_total",
             "Requests that could not reach their upstream",
         )?;
+        let counter_vec =
+            |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let upstream_timeouts = counter_vec(
+            "headroom_host_upstream_timeouts_total",
+            "Upstream requests that timed out, by phase (connect, first_byte); the client got 504",
+            "phase",
+        )?;
+        let client_timeouts = counter_vec(
+            "headroom_host_client_timeouts_total",
+            "Client connections cut off by a timeout, by kind (header, body, idle)",
+            "kind",
+        )?;
+        // Every label value is exported from the start (at 0), so a rate() has a baseline.
+        for phase in ["connect", "first_byte"] {
+            upstream_timeouts.with_label_values(&[phase]);
+        }
+        for kind in ["header", "body", "idle"] {
+            client_timeouts.with_label_values(&[kind]);
+        }
+        let connections_rejected = counter(
+            "headroom_host_connections_rejected_total",
+            "Client connections refused with 503 because the connection limit was reached",
+        )?;
         registry.register(Box::new(GuestMetrics { metrics: guest }))?;
         registry.register(crate::records::dropped_collector()?)?;
         #[cfg(target_os = "linux")]
@@ -173,7 +206,16 @@ impl HostMetrics {
             vm_traps,
             vm_reloads,
             upstream_errors,
+            upstream_timeouts,
+            client_timeouts,
+            connections_rejected,
         })
+    }
+
+    /// Every family of the registry (the filter's with labels decoded, the host's, the
+    /// process's), for other exporters (OTLP).
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
     }
 
     /// The Prometheus text exposition of everything.

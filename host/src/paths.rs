@@ -145,6 +145,25 @@ pub fn database_path(env: &impl Env) -> PathBuf {
     }
 }
 
+/// Creates `dir` and any missing parent with mode 0700 (only this user may list or enter
+/// them); directories that exist are left as they are.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Open options that create a file with mode 0600 (only this user may read or write it); set
+/// the access mode and `create` on them.
+pub fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,12 @@
 //! `<name>.corrupt-<unix seconds>` and the proxy starts with an empty ledger; a write is temp
 //! file → write → fsync → rename → directory fsync, so a crash at any moment leaves either the
 //! old or the new file, never a torn one.
+//!
+//! A file that exists but cannot be read (permissions, an I/O error, a directory in its place)
+//! is never written over: the ledger is kept in memory and the reason logged and reported. One
+//! process at a time writes a file: the writer holds an advisory lock (`flock`) on
+//! `<name>.lock`; a second process finds it taken, says so, and keeps its savings in memory.
+//! Files are created 0600 and directories 0700.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ use headroom_plugin::savings::{self, KeyValue, StorageInfo, file};
 
 use crate::abi::shared::SharedData;
 use crate::abi::types::Status;
+use crate::paths;
 
 /// How often the writer looks for a change (a change is on disk within this plus a write).
 const POLL: Duration = Duration::from_millis(250);
@@ -52,30 +59,40 @@ pub struct Loaded {
     pub info: StorageInfo,
 }
 
-/// Reads the savings file at `path`: missing → empty; unreadable → moved aside, empty.
+/// Reads the savings file at `path`: missing → empty; not a savings file → moved aside, empty;
+/// unreadable → empty, with the error in `info.load_error`.
 pub fn load(path: &Path, stateless: bool) -> Loaded {
+    load_with(path, stateless, true).0
+}
+
+/// [`load`]; `owner`: this process may tidy the file's directory (remove stale temp files, move
+/// a corrupt file aside). The flag returned is true when the file exists but cannot be read.
+fn load_with(path: &Path, stateless: bool, owner: bool) -> (Loaded, bool) {
     let mut info = StorageInfo {
         storage_path: Some(path.display().to_string()),
         stateless,
         ..StorageInfo::default()
     };
-    remove_stale_temp_files(path);
+    if owner {
+        remove_stale_temp_files(path);
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::info!(path = %path.display(), "no savings file yet; starting empty");
-            return Loaded {
+            let loaded = Loaded {
                 ledger: savings::Ledger::default(),
                 info,
             };
+            return (loaded, false);
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), "cannot read the savings file: {e}; starting empty");
-            info.load_error = Some(e.to_string());
-            return Loaded {
+            info.load_error = Some(format!("cannot read {}: {e}", path.display()));
+            let loaded = Loaded {
                 ledger: savings::Ledger::default(),
                 info,
             };
+            return (loaded, true);
         }
     };
     match file::load(&bytes) {
@@ -95,10 +112,21 @@ pub fn load(path: &Path, stateless: bool) -> Loaded {
                 checkpoints = loaded.ledger.history.len(),
                 "savings loaded"
             );
-            Loaded {
+            let loaded = Loaded {
                 ledger: loaded.ledger,
                 info,
-            }
+            };
+            (loaded, false)
+        }
+        Err(error) if !owner => {
+            // Another process owns the file; it decides what to do with it.
+            tracing::warn!(path = %path.display(), "the savings file is unreadable ({error}); starting empty");
+            info.load_error = Some(error.to_string());
+            let loaded = Loaded {
+                ledger: savings::Ledger::default(),
+                info,
+            };
+            (loaded, false)
         }
         Err(error) => {
             let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), unix_now()));
@@ -117,10 +145,11 @@ pub fn load(path: &Path, stateless: bool) -> Loaded {
                     "the savings file is unreadable ({error}) and cannot be moved aside ({e}); starting empty"
                 ),
             }
-            Loaded {
+            let loaded = Loaded {
                 ledger: savings::Ledger::default(),
                 info,
-            }
+            };
+            (loaded, false)
         }
     }
 }
@@ -165,10 +194,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir)?;
+    paths::create_private_dir_all(&dir)?;
     let tmp = temp_path(path, std::process::id());
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = paths::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        // A temp file left by an earlier process with this pid keeps its mode: set it.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -180,6 +215,64 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The advisory lock file of the savings file at `path`: `<name>.lock` beside it.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// What taking the savings file's lock found.
+enum Lock {
+    /// This process holds it for as long as the file stays open.
+    Held(std::fs::File),
+    /// Another process holds it (its pid, when it wrote one).
+    Busy(Option<u32>),
+    /// The lock file cannot be opened or locked (the reason).
+    Unavailable(std::io::Error),
+}
+
+/// Takes the lock on `<path>.lock` without waiting, and writes this process's pid into it.
+fn take_lock(path: &Path) -> Lock {
+    let lock_path = lock_path(path);
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = paths::create_private_dir_all(dir)
+    {
+        return Lock::Unavailable(e);
+    }
+    let file = match paths::private_file()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+    {
+        Ok(file) => file,
+        Err(e) => return Lock::Unavailable(e),
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = (&file).write_all(
+                format!(
+                    "{}
+",
+                    std::process::id()
+                )
+                .as_bytes(),
+            );
+            Lock::Held(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let owner = std::fs::read_to_string(&lock_path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            Lock::Busy(owner)
+        }
+        Err(std::fs::TryLockError::Error(e)) => Lock::Unavailable(e),
+    }
+}
+
 /// The running persistence: a thread that saves the ledger when it changes.
 pub struct Persistence {
     stop: mpsc::Sender<()>,
@@ -187,19 +280,70 @@ pub struct Persistence {
 }
 
 /// Loads the ledger into `shared` and, unless `stateless`, starts the writer. Returns `None`
-/// when there is nothing to write (stateless): the ledger then lives in memory only.
+/// when there is nothing to write: the ledger then lives in memory only. That is also the case
+/// when another process holds the file's lock, or when the file exists but cannot be read
+/// (each logged, and reported in `/stats` → `persistent_savings.storage`).
 pub fn start(path: PathBuf, stateless: bool, shared: Arc<SharedData>) -> Option<Persistence> {
-    let loaded = load(&path, stateless);
+    let lock = if stateless {
+        None
+    } else {
+        match take_lock(&path) {
+            Lock::Held(file) => Some(file),
+            Lock::Busy(owner) => {
+                let owner =
+                    owner.map_or_else(|| "another process".to_string(), |p| format!("process {p}"));
+                let message = format!(
+                    "{} is in use by another headroom ({owner} holds {}); this process keeps its savings in memory only",
+                    path.display(),
+                    lock_path(&path).display()
+                );
+                tracing::warn!("{message}");
+                let (mut loaded, _) = load_with(&path, true, false);
+                loaded.info.load_error = Some(message);
+                savings::write_shared(&SharedKv(&shared), &loaded.ledger);
+                publish(&shared, &loaded.info);
+                return None;
+            }
+            Lock::Unavailable(e) => {
+                tracing::warn!(
+                    lock = %lock_path(&path).display(),
+                    "cannot lock the savings file ({e}); another process on the same file would not be noticed"
+                );
+                None
+            }
+        }
+    };
+    let (mut loaded, unreadable) = load_with(&path, stateless, true);
+    if unreadable && !stateless {
+        let reason = loaded.info.load_error.clone().unwrap_or_default();
+        tracing::error!(
+            path = %path.display(),
+            "{reason}; it is not a missing or corrupt file, so it is left alone: savings are kept in memory only and never written to it (fix it and restart)"
+        );
+        loaded.info.stateless = true;
+        loaded.info.load_error = Some(format!(
+            "{reason}; savings are kept in memory only until it can be read (fix it and restart)"
+        ));
+    } else if unreadable {
+        tracing::warn!(path = %path.display(), "{}", loaded.info.load_error.clone().unwrap_or_default());
+    }
     savings::write_shared(&SharedKv(&shared), &loaded.ledger);
     publish(&shared, &loaded.info);
     if stateless {
         tracing::info!("stateless: savings are kept in memory only");
         return None;
     }
+    if unreadable {
+        return None;
+    }
     let (stop, stopped) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("headroom-savings".into())
-        .spawn(move || writer(&path, &shared, loaded.info, &stopped))
+        .spawn(move || {
+            // The lock lives as long as the writer.
+            let _lock = lock;
+            writer(&path, &shared, loaded.info, &stopped)
+        })
         .map_err(|e| tracing::warn!("cannot start the savings writer: {e}; savings kept in memory"))
         .ok()?;
     Some(Persistence {

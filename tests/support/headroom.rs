@@ -30,6 +30,7 @@ pub fn test_config(upstream: SocketAddr) -> ProxyConfig {
         guest_log_level: 2,
         shutdown_grace: Duration::from_secs(2),
         shared_data: Default::default(),
+        hardening: Default::default(),
     }
 }
 

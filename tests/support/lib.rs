@@ -7,6 +7,7 @@ pub mod client;
 pub mod corpus;
 pub mod envoy;
 pub mod headroom;
+pub mod otel;
 pub mod prom;
 pub mod scenario;
 pub mod upstream;

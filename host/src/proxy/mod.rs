@@ -2,6 +2,7 @@
 //! event loop and its own filter VM (Envoy's threading model), graceful shutdown.
 
 pub mod body;
+pub mod hardening;
 pub mod stream;
 pub mod upstream;
 pub mod worker;
@@ -26,6 +27,7 @@ use crate::abi::state::PluginShared;
 use crate::abi::vm::{Runtime, VmLimits};
 use crate::metrics::HostMetrics;
 use body::{ClientBody, full};
+use hardening::{Activity, Hardening, Tracked};
 use stream::ConnInfo;
 use upstream::Upstreams;
 use worker::Worker;
@@ -55,6 +57,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// The shared data every VM sees; the caller may restore state into it first.
     pub shared_data: Arc<SharedData>,
+    /// The connection limit and the client and upstream timeouts.
+    pub hardening: Hardening,
 }
 
 /// A running proxy.
@@ -88,7 +92,20 @@ impl Proxy {
         let operator = Arc::new(
             headroom_plugin::config::Config::from_bytes(&config.plugin_config).unwrap_or_default(),
         );
-        let upstreams = Arc::new(Upstreams::new(&config.openai_url, &config.anthropic_url)?);
+        let upstreams = Arc::new(Upstreams::with_connect_timeout(
+            &config.openai_url,
+            &config.anthropic_url,
+            config.hardening.upstream_connect_timeout,
+        )?);
+        let hardening = config.hardening;
+        // One limit for the process: every worker takes its permits from the same semaphore
+        // (0 = no limit).
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            match hardening.max_connections {
+                0 => tokio::sync::Semaphore::MAX_PERMITS,
+                n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+            },
+        ));
         let workers = config.workers.max(1);
         let mut vms = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -111,6 +128,7 @@ impl Proxy {
             );
             let shutdown_rx = shutdown_rx.clone();
             let grace = config.shutdown_grace;
+            let connections = connections.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("headroom-worker-{index}"))
                 .spawn(move || {
@@ -126,7 +144,13 @@ impl Proxy {
                     };
                     let local = tokio::task::LocalSet::new();
                     let worker = Worker::new(runtime, Some(vm), upstreams, metrics);
-                    local.block_on(&rt, serve(worker, operator, listener, shutdown_rx, grace));
+                    let serving = Serving {
+                        worker,
+                        operator,
+                        hardening,
+                        connections,
+                    };
+                    local.block_on(&rt, serve(serving, listener, shutdown_rx, grace));
                 })?;
             threads.push(thread);
         }
@@ -158,9 +182,16 @@ impl Proxy {
     }
 }
 
-async fn serve(
+/// What one worker's accept loop serves with.
+struct Serving {
     worker: Rc<Worker>,
     operator: Arc<headroom_plugin::config::Config>,
+    hardening: Hardening,
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+async fn serve(
+    serving: Serving,
     listener: std::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -172,6 +203,12 @@ async fn serve(
             return;
         }
     };
+    let Serving {
+        worker,
+        operator,
+        hardening,
+        connections,
+    } = serving;
     tokio::task::spawn_local(worker.clone().run_ticks());
     let graceful = GracefulShutdown::new();
     loop {
@@ -186,23 +223,66 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    worker.metrics.connections_rejected.inc();
+                    tracing::debug!(%remote, "connection limit reached; answering 503");
+                    tokio::task::spawn_local(hardening::refuse(stream));
+                    continue;
+                };
                 let local = stream.local_addr().unwrap_or(remote);
                 let conn_info = ConnInfo { remote, local };
+                let activity = Activity::new();
                 let (worker, operator) = (worker.clone(), operator.clone());
+                let metrics = worker.metrics.clone();
+                let service_activity = activity.clone();
                 let service = service_fn(move |request| {
                     let (worker, operator) = (worker.clone(), operator.clone());
+                    let in_flight = service_activity.request();
                     async move {
-                        Ok::<_, Infallible>(route(worker, &operator, request, conn_info).await)
+                        let response = route(worker, &operator, request, conn_info, &hardening).await;
+                        let (parts, body) = response.into_parts();
+                        let body = hardening::hold_until_sent(body, in_flight);
+                        Ok::<_, Infallible>(Response::from_parts(parts, body))
                     }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
+                    .header_read_timeout(hardening.header_read_timeout)
+                    .serve_connection(TokioIo::new(Tracked::new(stream, activity.clone())), service);
                 let connection = graceful.watch(connection);
+                let idle = hardening.idle_timeout;
                 tokio::task::spawn_local(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!("connection: {e}");
+                    let _permit = permit;
+                    let mut connection = std::pin::pin!(connection);
+                    loop {
+                        // While a request is in flight the idle clock does not run; look again
+                        // one idle period later.
+                        let deadline = activity
+                            .idle_deadline(idle)
+                            .unwrap_or_else(|| tokio::time::Instant::now() + idle);
+                        tokio::select! {
+                            result = &mut connection => {
+                                if let Err(e) = result {
+                                    if e.is_timeout() {
+                                        metrics.client_timeouts.with_label_values(&["header"]).inc();
+                                        tracing::debug!(%remote, "client headers timed out; connection closed");
+                                    } else {
+                                        tracing::debug!("connection: {e}");
+                                    }
+                                }
+                                return;
+                            }
+                            _ = tokio::time::sleep_until(deadline) => {
+                                if activity
+                                    .idle_deadline(idle)
+                                    .is_some_and(|d| d <= tokio::time::Instant::now())
+                                {
+                                    metrics.client_timeouts.with_label_values(&["idle"]).inc();
+                                    tracing::debug!(%remote, "idle connection closed");
+                                    return;
+                                }
+                            }
+                        }
                     }
                 });
             }
@@ -275,6 +355,7 @@ async fn route(
     operator: &headroom_plugin::config::Config,
     request: Request<Incoming>,
     conn: ConnInfo,
+    hardening: &Hardening,
 ) -> Response<ClientBody> {
     if let Some(refusal) = operator_refusal(operator, &request, conn) {
         return refusal;
@@ -288,5 +369,5 @@ async fn route(
         *response.status_mut() = StatusCode::OK;
         return response;
     }
-    stream::serve(worker, request, conn).await
+    stream::serve(worker, request, conn, hardening).await
 }

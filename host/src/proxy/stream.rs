@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::{BodySender, ChannelBody, ClientBody, UpstreamBody, full};
+use super::hardening::{self, Hardening};
 use super::worker::{VmError, Worker};
 use crate::abi::memory::{HeaderMap, HeaderMapExt};
 use crate::abi::state::{LocalResponse, StreamInfo};
@@ -30,7 +31,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
 }
 
-/// Headers a proxy never forwards (RFC 9110 §7.6.1), plus `host`, which becomes `:authority`.
+/// Headers a proxy never forwards (RFC 9110 §7.6.1), in either direction; so are the headers
+/// a message's `Connection` names ([`connection_options`]). `host` becomes `:authority`; `te`
+/// goes on only as `te: trailers` ([`te_trailers`]).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -157,6 +160,39 @@ impl Filter {
     }
 }
 
+/// The header names listed in a message's `Connection` header(s), lowercase: options of this
+/// hop only, never forwarded (RFC 9110 §7.6.1).
+fn connection_options(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
+/// Whether a header stays on this hop: a standard hop-by-hop header or one `Connection` names.
+fn is_hop_by_hop(name: &HeaderName, options: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || options.iter().any(|o| o == name.as_str())
+}
+
+/// Whether the client's `TE` accepts trailers (the `trailers` member, RFC 9110 §10.1.4): then the
+/// upstream is told `te: trailers` too, since this proxy forwards trailers (as Envoy does; every
+/// other `TE` member is this hop's business).
+fn te_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|member| {
+            let name = member.split(';').next().unwrap_or_default().trim();
+            name.eq_ignore_ascii_case("trailers")
+        })
+}
+
 fn header_map_of(parts: &http::request::Parts) -> HeaderMap {
     let authority = parts
         .headers
@@ -183,11 +219,15 @@ fn header_map_of(parts: &http::request::Parts) -> HeaderMap {
         ),
         (b":scheme".to_vec(), b"http".to_vec()),
     ];
+    let options = connection_options(&parts.headers);
     for (name, value) in &parts.headers {
-        if name == http::header::HOST || HOP_BY_HOP.contains(&name.as_str()) {
+        if name == http::header::HOST || is_hop_by_hop(name, &options) {
             continue;
         }
         map.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    if te_trailers(&parts.headers) && !options.iter().any(|o| o == "trailers") {
+        map.push((b"te".to_vec(), b"trailers".to_vec()));
     }
     map
 }
@@ -197,8 +237,9 @@ fn response_map_of(parts: &http::response::Parts) -> HeaderMap {
         b":status".to_vec(),
         parts.status.as_str().as_bytes().to_vec(),
     )];
+    let options = connection_options(&parts.headers);
     for (name, value) in &parts.headers {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if is_hop_by_hop(name, &options) {
             continue;
         }
         map.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
@@ -254,6 +295,7 @@ pub async fn serve(
     worker: Rc<Worker>,
     request: Request<Incoming>,
     conn: ConnInfo,
+    limits: &Hardening,
 ) -> Response<ClientBody> {
     // The host's record endpoints (`/v1/headroom/{metrics,summary,validate}`), before the filter.
     if let Some(response) = crate::records::http::answer(request.method(), request.uri()).await {
@@ -377,14 +419,36 @@ pub async fn serve(
         }
     };
     let client = worker.upstreams.client.clone();
-    let upstream_call =
+    let mut upstream_call =
         tokio::task::spawn_local(async move { client.request(upstream_request).await });
 
     if let Some(tx) = body_tx {
-        match pump_request_body(&mut filter, body, tx).await {
+        match pump_request_body(&mut filter, body, tx, limits.body_read_timeout).await {
             Ok(()) => {}
             Err(BodyOutcome::Local(local)) => {
                 upstream_call.abort();
+                return respond_locally(filter, local).await;
+            }
+            Err(BodyOutcome::TimedOut) => {
+                upstream_call.abort();
+                worker
+                    .metrics
+                    .client_timeouts
+                    .with_label_values(&["body"])
+                    .inc();
+                tracing::debug!(client = %conn.remote, "client request body timed out; connection closed");
+                let mut local = json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    &format!(
+                        "the request body did not arrive within {}",
+                        describe(limits.body_read_timeout)
+                    ),
+                );
+                local.details = "request_body_timeout".into();
+                local
+                    .headers
+                    .push((b"connection".to_vec(), b"close".to_vec()));
                 return respond_locally(filter, local).await;
             }
             Err(BodyOutcome::ClientGone) => {
@@ -394,9 +458,19 @@ pub async fn serve(
         }
     }
 
-    let upstream_response = match upstream_call.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
+    let first_byte = limits.upstream_first_byte_timeout;
+    let upstream_response = match tokio::time::timeout(first_byte, &mut upstream_call).await {
+        Ok(Ok(Ok(response))) => response,
+        Err(_) => {
+            upstream_call.abort();
+            return upstream_timeout(&worker, filter, upstream.name, "first_byte", first_byte)
+                .await;
+        }
+        Ok(Ok(Err(e))) if hardening::is_timeout(&e) => {
+            let connect = limits.upstream_connect_timeout;
+            return upstream_timeout(&worker, filter, upstream.name, "connect", connect).await;
+        }
+        Ok(Ok(Err(e))) => {
             worker.metrics.upstream_errors.inc();
             tracing::warn!(upstream = upstream.name, "upstream request failed: {e:#}");
             let local = json_error(
@@ -413,7 +487,7 @@ pub async fn serve(
             )
             .await;
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             let local = json_error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -425,9 +499,55 @@ pub async fn serve(
     respond_from_upstream(filter, upstream_response).await
 }
 
+/// A duration as people write it: `250 ms`, `30 s`.
+fn describe(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// The client's answer when the upstream timed out in `phase` (`connect`, `first_byte`): 504
+/// with a JSON error, counted as an upstream error and as a timeout of that phase.
+async fn upstream_timeout(
+    worker: &Worker,
+    filter: Option<Filter>,
+    upstream: &str,
+    phase: &str,
+    limit: Duration,
+) -> Response<ClientBody> {
+    worker.metrics.upstream_errors.inc();
+    worker
+        .metrics
+        .upstream_timeouts
+        .with_label_values(&[phase])
+        .inc();
+    let (what, details) = if phase == "connect" {
+        ("could not be connected to", "upstream_connect_timeout")
+    } else {
+        ("sent no response", "upstream_response_timeout")
+    };
+    tracing::warn!(
+        upstream,
+        phase,
+        "upstream timed out after {}",
+        describe(limit)
+    );
+    let mut local = json_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        &format!("the {upstream} upstream {what} within {}", describe(limit)),
+    );
+    local.details = details.into();
+    respond_locally(filter, local).await
+}
+
 enum BodyOutcome {
     /// Answer the client with this instead (413, 502).
     Local(LocalResponse),
+    /// The client did not send its body within the body-read timeout.
+    TimedOut,
     /// The client went away.
     ClientGone,
 }
@@ -465,11 +585,15 @@ async fn next_step(body: &mut Incoming) -> Result<BodyStep, hyper::Error> {
 }
 
 /// Feeds the request body through the filter and on to `tx`.
+/// `timeout` bounds the total time spent waiting for the client's bytes (not the time the
+/// upstream takes to accept them).
 async fn pump_request_body(
     filter: &mut Option<Filter>,
     mut body: Incoming,
     tx: BodySender,
+    timeout: Duration,
 ) -> Result<(), BodyOutcome> {
+    let mut remaining = timeout;
     // Original bytes not yet forwarded: what goes upstream if the filter traps.
     let mut pending_original: Vec<Bytes> = Vec::new();
     let mut sent_modified = false;
@@ -479,11 +603,21 @@ async fn pump_request_body(
             data,
             trailers,
             end,
-        } = match next_step(&mut body).await {
-            Ok(step) => step,
-            Err(e) => {
-                tracing::debug!("client request body failed: {e}");
-                return Err(BodyOutcome::ClientGone);
+        } = {
+            let waiting = tokio::time::Instant::now();
+            let step = tokio::time::timeout(remaining, next_step(&mut body)).await;
+            remaining = remaining.saturating_sub(waiting.elapsed());
+            match step {
+                Ok(Ok(step)) => step,
+                Ok(Err(e)) => {
+                    tracing::debug!("client request body failed: {e}");
+                    abort_body(tx, "the client's request body failed");
+                    return Err(BodyOutcome::ClientGone);
+                }
+                Err(_) => {
+                    abort_body(tx, "the client's request body timed out");
+                    return Err(BodyOutcome::TimedOut);
+                }
             }
         };
         let Some(f) = filter.as_ref() else {
@@ -568,6 +702,21 @@ async fn pump_request_body(
         }
         if end {
             return Ok(());
+        }
+    }
+}
+
+/// Ends the upstream request body with an error, so the upstream never takes a truncated body
+/// for a whole one (a dropped sender would end it cleanly). A full channel gets the error as
+/// soon as it has room, for at most a second.
+fn abort_body(tx: BodySender, why: &'static str) {
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.try_send(Err(why.into())) {
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+        Err(TrySendError::Full(error)) => {
+            tokio::task::spawn_local(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(error)).await;
+            });
         }
     }
 }

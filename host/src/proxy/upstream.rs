@@ -75,11 +75,21 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Builds the client and parses both upstream URLs.
+    /// Builds the client (10 s connect timeout) and parses both upstream URLs.
     pub fn new(openai_url: &str, anthropic_url: &str) -> Result<Self> {
+        Self::with_connect_timeout(openai_url, anthropic_url, Duration::from_secs(10))
+    }
+
+    /// Builds the client with `connect_timeout` for each TCP connection and parses both
+    /// upstream URLs.
+    pub fn with_connect_timeout(
+        openai_url: &str,
+        anthropic_url: &str,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?

@@ -119,6 +119,7 @@ pub fn dropped_collector() -> prometheus::Result<Box<dyn prometheus::core::Colle
 /// Hands a finished stream's `headroom_record` value to the writer. Never blocks: when the
 /// queue is full the record is dropped and counted. Without a running writer it is discarded.
 pub fn submit(value: Vec<u8>) {
+    crate::otel::observe(&value);
     let Some(shared) = shared() else {
         return;
     };
@@ -225,10 +226,10 @@ struct LogFile {
 impl LogFile {
     fn open(path: &std::path::Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            crate::paths::create_private_dir_all(dir)
                 .with_context(|| format!("creating the log file's directory {}", dir.display()))?;
         }
-        let file = std::fs::OpenOptions::new()
+        let file = crate::paths::private_file()
             .create(true)
             .append(true)
             .open(path)

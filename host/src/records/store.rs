@@ -180,9 +180,17 @@ impl From<rusqlite::Error> for OpenError {
 /// `PRAGMA quick_check`.
 pub fn open_for_writing(path: &Path) -> Result<Connection, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        crate::paths::create_private_dir_all(dir)
             .map_err(|e| OpenError::Other(format!("creating {}: {e}", dir.display())))?;
     }
+    // Created 0600 before SQLite opens it (its -wal and -shm files take the database's mode).
+    crate::paths::private_file()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| OpenError::Other(format!("creating {}: {e}", path.display())))?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
