@@ -65,9 +65,21 @@ def http_server(out):
             self.end_headers()
             self.wfile.write(body)
 
+        def body(self):
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("content-length") or 0))
+
         def do_POST(self):
-            length = int(self.headers.get("content-length") or 0)
-            data = self.rfile.read(length)
+            data = self.body()
             path = self.path.split("?", 1)[0]
             if path not in SIGNALS:
                 return self.answer(404, b"", "text/plain")
