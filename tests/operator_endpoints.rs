@@ -313,3 +313,68 @@ async fn headroom_admin_token_flag_is_never_logged_or_shown() -> Result<()> {
     ensure!(!help.contains(TOKEN), "--help shows the token:\n{help}");
     Ok(())
 }
+
+/// `--allowed-host` and `HEADROOM_ALLOWED_HOSTS` (comma-separated) reach the filter: a loopback
+/// client naming an allowed host is answered, any other foreign name still gets 403. The
+/// `--marker-secret` given beside them is never in the log, `/stats` or `--help`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headroom_allowed_host_flag_and_env_reach_the_filter() -> Result<()> {
+    const SECRET: &str = "marker-s3cret-never-shown";
+    let by_flag = Process::start(
+        &[
+            "--allowed-host",
+            "gw.example",
+            "--marker-secret",
+            SECRET,
+            "--log-level",
+            "debug",
+        ],
+        &[],
+    )?;
+    let by_env = Process::start(
+        &["--log-level", "debug"],
+        &[
+            ("HEADROOM_ALLOWED_HOSTS", "other.example,gw.example"),
+            ("HEADROOM_MARKER_SECRET", SECRET),
+        ],
+    )?;
+    let plain = Process::start(&["--log-level", "debug"], &[])?;
+    for (proxy, allowed) in [(&by_flag, true), (&by_env, true), (&plain, false)] {
+        let addr = proxy.addr();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            curl(None, &format!("http://{addr}/stats"), &["Host: gw.example"])
+        })
+        .await??;
+        let want = if allowed { 200 } else { 403 };
+        ensure!(
+            status == want,
+            "Host gw.example: {status}, want {want}: {body}"
+        );
+        ensure!(!body.contains(SECRET), "/stats shows the marker secret");
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            curl(
+                None,
+                &format!("http://{addr}/stats"),
+                &["Host: evil.example"],
+            )
+        })
+        .await??;
+        ensure!(status == 403, "Host evil.example: {status} {body}");
+        let log = proxy.log().join("\n");
+        ensure!(
+            !log.contains(SECRET),
+            "the log shows the marker secret:\n{log}"
+        );
+    }
+    let help = Command::new(headroom_tests::headroom::binary()?)
+        .args(["proxy", "--help"])
+        .env("HEADROOM_MARKER_SECRET", SECRET)
+        .output()?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    ensure!(help.contains("--allowed-host"), "{help}");
+    ensure!(
+        !help.contains(SECRET),
+        "--help shows the marker secret:\n{help}"
+    );
+    Ok(())
+}

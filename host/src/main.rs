@@ -91,6 +91,19 @@ struct FilterArgs {
     /// `Authorization: Bearer <token>` (sets the filter configuration's `admin_token`).
     #[arg(long, env = "HEADROOM_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A `Host` name the operators' endpoints accept besides the listener's own: `name` (any
+    /// port) or `name:port`; repeat the flag, or separate with commas in the variable (sets
+    /// the filter configuration's `allowed_hosts`).
+    #[arg(
+        long = "allowed-host",
+        env = "HEADROOM_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+    /// The deployment secret that keys marker hashes and retrieval scopes; give every replica
+    /// the same one (sets the filter configuration's `marker_secret`).
+    #[arg(long, env = "HEADROOM_MARKER_SECRET", hide_env_values = true)]
+    marker_secret: Option<String>,
 }
 
 /// `--stateless`, `HEADROOM_STATELESS`: on for 1, true, yes or on (any case), else off.
@@ -562,12 +575,25 @@ fn init_logging(filter: &str, format: LogFormat) -> i32 {
 
 /// The filter configuration with `budget` set from `--budget` / `--budget-period` (the filter
 /// validates the values, so a bad period is refused at start with the field named).
+/// The filter configuration with the budget's limit and period set; the rest of a configured
+/// `budget` object (per-key and per-project budgets, policies) is kept.
 fn with_budget(config: &[u8], limit_usd: f64, period: &str) -> Result<Vec<u8>> {
-    with_field(
-        config,
-        "budget",
-        serde_json::json!({"limit_usd": limit_usd, "period": period}),
-    )
+    let mut budget = if config.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        let value: serde_json::Value =
+            serde_json::from_slice(config).context("the filter configuration is not JSON")?;
+        value
+            .get("budget")
+            .cloned()
+            .unwrap_or(serde_json::json!({}))
+    };
+    let object = budget
+        .as_object_mut()
+        .context("the filter configuration's budget is not a JSON object")?;
+    object.insert("limit_usd".into(), limit_usd.into());
+    object.insert("period".into(), period.into());
+    with_field(config, "budget", budget)
 }
 
 /// The filter configuration with the top-level `field` set to `value`.
@@ -585,8 +611,8 @@ fn with_field(config: &[u8], field: &str, value: serde_json::Value) -> Result<Ve
     Ok(serde_json::to_vec(&value)?)
 }
 
-/// The filter module, where it came from, and its configuration (with `--budget` and
-/// `--admin-token` applied).
+/// The filter module, where it came from, and its configuration (with `--budget`,
+/// `--admin-token`, `--allowed-host` and `--marker-secret` applied).
 fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     let (plugin_wasm, source) = match &args.plugin {
         Some(path) => (
@@ -611,6 +637,14 @@ fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     };
     let plugin_config = match args.admin_token.as_deref() {
         Some(token) => with_field(&plugin_config, "admin_token", token.into())?,
+        None => plugin_config,
+    };
+    let plugin_config = match args.allowed_hosts.as_slice() {
+        [] => plugin_config,
+        hosts => with_field(&plugin_config, "allowed_hosts", hosts.into())?,
+    };
+    let plugin_config = match args.marker_secret.as_deref() {
+        Some(secret) => with_field(&plugin_config, "marker_secret", secret.into())?,
         None => plugin_config,
     };
     Ok((plugin_wasm, source, plugin_config))
