@@ -1,4 +1,4 @@
-//! The provider-level prefix-cache bust (specs/metrics.md §5) in both hosts: the first Anthropic
+//! The provider-level prefix-cache bust (docs/upstream.md §5) in both hosts: the first Anthropic
 //! response of a model with cache activity never counts; a later one that writes more than it
 //! reads counts one bust and its written tokens; one that mostly reads does not.
 //!

@@ -504,7 +504,7 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// The rollup bucket labels (metrics.md §3: UTC hour, day, ISO week from Monday, month) the
+/// The rollup bucket labels (docs/upstream.md §3: UTC hour, day, ISO week from Monday, month) the
 /// file's checkpoints fall into, deduplicated.
 fn file_buckets(file: &Value, series: &str) -> BTreeSet<String> {
     file["history"]

@@ -75,7 +75,7 @@ impl Accepted {
 
 const BOTH: &[&str] = &["headroom", "envoy"];
 
-/// The only lint findings allowed. Each one is forced by a name the seed (specs/metrics.md §4,
+/// The only lint findings allowed. Each one is forced by a name the seed (docs/upstream.md §4,
 /// Grafana queries included) mandates, or comes from Envoy's exporter and Envoy's own stats.
 const ACCEPTED: &[Accepted] = &[
     Accepted {

@@ -1,5 +1,5 @@
 //! Where the host keeps its files: the savings file `proxy_savings.json` (resolved exactly as
-//! specs/metrics.md §2 "Location" says) and the request database `headroom.db` beside it.
+//! docs/upstream.md §2 "Location" says) and the request database `headroom.db` beside it.
 //!
 //! Every function takes the environment as a parameter ([`Env`]), so the rules are tested
 //! without touching the process environment; [`process_env`] is the real one.
@@ -22,7 +22,7 @@ pub const ENV_WORKSPACE_DIR: &str = "HEADROOM_WORKSPACE_DIR";
 /// An explicit request database path, used raw (trimmed, no `~` expansion).
 pub const ENV_DB_PATH: &str = "HEADROOM_DB_PATH";
 
-/// Stateless mode (metrics.md §2): no savings file is written and no request database is kept.
+/// Stateless mode (docs/upstream.md §2): no savings file is written and no request database is kept.
 pub const ENV_STATELESS: &str = "HEADROOM_STATELESS";
 
 /// Whether a switch's value is on: `1`, `true`, `yes` or `on`, case-insensitively (surrounding
@@ -116,7 +116,7 @@ pub fn expand_tilde(path: &Path, env: &impl Env) -> PathBuf {
     }
 }
 
-/// The savings file, first match wins (metrics.md §2):
+/// The savings file, first match wins (docs/upstream.md §2):
 /// 1. `HEADROOM_SAVINGS_PATH`, trimmed; if not blank, used raw (no `~` expansion);
 /// 2. `$HEADROOM_WORKSPACE_DIR/proxy_savings.json` (trimmed, `~` expanded);
 /// 3. `~/.headroom/proxy_savings.json`.

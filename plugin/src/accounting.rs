@@ -1,5 +1,5 @@
 //! What one provider response adds to the metrics: the usage the provider reported, turned into
-//! counter increments (specs/metrics.md §4 and §5), and the bounded set of model labels.
+//! counter increments (docs/upstream.md §4 and §5), and the bounded set of model labels.
 //!
 //! Prompt-cache families follow §5's aggregation rule: they move only for a response with cache
 //! activity (a read or a write), and then all together, so hit rates divide like quantities.
@@ -13,7 +13,7 @@ use crate::usage::Usage;
 /// to a cheap model costs a few micro-USD.
 pub const NANO_USD_PER_USD: f64 = 1e9;
 
-/// The token figures a provider bills for one response (specs/metrics.md §12): Anthropic's
+/// The token figures a provider bills for one response (docs/upstream.md §12): Anthropic's
 /// writes split by TTL (an unsplit remainder counts as 5-minute, Anthropic's default); OpenAI
 /// charges no writes, so its inferred write is not billed and the uncached part is the prompt
 /// minus reads. With no split at all, the whole prompt is uncached input.
@@ -130,7 +130,7 @@ pub fn usage_increments(provider: Provider, usage: &Usage) -> Vec<(Counter, u64)
     out
 }
 
-/// The provider-level prefix-cache bust (specs/metrics.md §5; Anthropic only, model-aware): a
+/// The provider-level prefix-cache bust (docs/upstream.md §5; Anthropic only, model-aware): a
 /// response with cache activity, not the first of its model, that wrote more than half of
 /// what it read and wrote counts one bust and its written tokens.
 pub fn bust_increments(
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn anthropic_cache_activity_moves_every_family() {
-        // The cache figures of metrics.md §16's sample: read 40, write 60 (5m 10, 1h 50),
+        // The cache figures of docs/upstream.md §16's sample: read 40, write 60 (5m 10, 1h 50),
         // uncached 20, output 20. Anthropic's prompt is uncached + read + write.
         let p = Provider::Anthropic;
         let inc = usage_increments(p, &anthropic(40, 60, 10, 50));

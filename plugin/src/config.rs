@@ -49,11 +49,11 @@ pub struct Config {
     /// `GET` on this path (query ignored) answers the health document; empty disables it.
     /// Default `/health`.
     pub health_path: String,
-    /// `GET` on this path answers the `/stats` document (specs/metrics.md §1); empty disables
+    /// `GET` on this path answers the `/stats` document (docs/upstream.md §1); empty disables
     /// it. Default `/stats`.
     pub stats_path: String,
     /// `GET` on this path answers `/stats-history` (savings history, rollups, CSV;
-    /// specs/metrics.md §3); empty disables it. Default `/stats-history`.
+    /// docs/upstream.md §3); empty disables it. Default `/stats-history`.
     pub history_path: String,
     /// `GET` on this path answers the dashboard page; empty disables it. Default `/dashboard`.
     pub dashboard_path: String,

@@ -103,7 +103,7 @@ pub enum Probe {
     Ready,
 }
 
-/// The probe's JSON body (specs/metrics.md §9, with this filter's one check): answered by a
+/// The probe's JSON body (docs/upstream.md §9, with this filter's one check): answered by a
 /// running filter, so it is always healthy; a host answers 503 itself when no filter runs.
 /// `timestamp` is RFC 3339 UTC, `uptime_seconds` the VM's.
 pub fn probe_body(probe: Probe, timestamp: &str, uptime_seconds: f64) -> String {

@@ -3,7 +3,7 @@
 //! normalisation (provider prefixes, Bedrock/Vertex suffixes, dated snapshots), the cost of a
 //! request's token figures, and the bounded model label used by metrics.
 //!
-//! Upstream Headroom prices through LiteLLM's community table (specs/metrics.md §12). The
+//! Upstream Headroom prices through LiteLLM's community table (docs/upstream.md §12). The
 //! filter cannot fetch or bundle that JSON cheaply, so it carries the list prices of the models
 //! it is used with and lets operators add or correct entries in its configuration
 //! (`PriceTable::with_overrides`). An unknown model has no price: [`PriceTable::cost`] answers

@@ -1,4 +1,4 @@
-//! Stack identity (specs/metrics.md §8): the `X-Headroom-Stack` request header's bucketing
+//! Stack identity (docs/upstream.md §8): the `X-Headroom-Stack` request header's bucketing
 //! into a bounded set of slugs for `/stats.requests.by_stack` and
 //! `headroom_requests_by_stack{stack}`, the process-level stack classification upstream's
 //! telemetry reports (`detect_stack`), and which request headers are Headroom's own (the

@@ -1,4 +1,4 @@
-//! `GET /stats`: the JSON document of specs/metrics.md §1 (the parts this filter measures),
+//! `GET /stats`: the JSON document of docs/upstream.md §1 (the parts this filter measures),
 //! built from a [`Snapshot`] of the process-wide counters and timings, so the same traffic
 //! gives the same document in every host and from every VM.
 //!
@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn prefix_cache_matches_the_seed_numbers() {
-        // metrics.md §16: read 300000, write 70000 (5m 20000, 1h 50000), uncached 30000,
+        // docs/upstream.md §16: read 300000, write 70000 (5m 20000, 1h 50000), uncached 30000,
         // 20 requests, 15 hits.
         let p = Provider::Anthropic;
         let doc = render(&snapshot(&[

@@ -27,7 +27,7 @@
 //! request), bodies that are not JSON or larger than `max_body_bytes`, unpriced models under
 //! `"unknown_model": "allow"`. Those are admitted only while `spent + reserved < limit`.
 //!
-//! Differences from upstream (specs/metrics.md §13), on purpose: periods are fixed UTC
+//! Differences from upstream (docs/upstream.md §13), on purpose: periods are fixed UTC
 //! windows (upstream's hourly is a rolling 60 minutes and daily/monthly follow the proxy's
 //! local time), there is a `weekly` period, the budget applies to every billed API (upstream:
 //! Anthropic only), requests reserve their estimate, and the 429 body is the provider's error

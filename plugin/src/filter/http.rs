@@ -460,7 +460,7 @@ impl HttpContext for HeadroomHttp {
             .map(|v| String::from_utf8_lossy(&v).into_owned());
         self.stack = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref());
         if let Some(stack) = self.stack.as_deref() {
-            // Beyond the bound a new stack is not counted (metrics.md §8).
+            // Beyond the bound a new stack is not counted (docs/upstream.md §8).
             inc_bounded(
                 &shared,
                 shared_store::STACKS,

@@ -7,7 +7,7 @@
 //! - [`ReplayStore`]: for every tool output the pipeline has decided on, what was sent
 //!   upstream ([`ReplayEntry`]), keyed by [`replay_key`]. A later turn that resends the same
 //!   original sends the same bytes again, so the provider's prompt cache prefix stays valid
-//!   (specs/pipeline.md §8 B2, B4).
+//!   (docs/upstream.md §P8).
 
 use std::collections::{BTreeMap, VecDeque};
 

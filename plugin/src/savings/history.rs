@@ -1,4 +1,4 @@
-//! `GET /stats-history` (specs/metrics.md §3): its query parameters, the compact sampling of the
+//! `GET /stats-history` (docs/upstream.md §3): its query parameters, the compact sampling of the
 //! checkpoints, the hourly / daily / weekly (Monday) / monthly rollups in UTC, the JSON document
 //! and the CSV exports (Python `csv` conventions: CRLF, minimal quoting, Python float text).
 

@@ -1,4 +1,4 @@
-//! The savings ledger (specs/metrics.md §2): lifetime totals, the display session, per-project
+//! The savings ledger (docs/upstream.md §2): lifetime totals, the display session, per-project
 //! totals and cumulative checkpoints over time, and the update each request makes to them.
 //!
 //! The ledger lives in proxy-wasm shared data so that every VM of a process updates the same

@@ -120,7 +120,7 @@ pub enum Tokenizer {
     /// An OpenAI model: exact counts with its encoding.
     OpenAi(Encoding),
     /// An Anthropic model: `ceil(cl100k_base count × 1.10)`. Claude's tokenizer is not public;
-    /// the factor is the one upstream Headroom's provider side uses (specs/pipeline.md §3),
+    /// the factor is the one upstream Headroom's provider side uses (docs/upstream.md §P3),
     /// which keeps the estimate content-aware (code, JSON and prose tokenize differently),
     /// unlike a characters-per-token rule.
     Anthropic,

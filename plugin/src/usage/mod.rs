@@ -9,7 +9,7 @@
 //! `usage` object, the model name), each up to [`Limits::max_value_bytes`]; a longer value is
 //! dropped and counted ([`ParseStats::dropped_values`]).
 //!
-//! # Where the figures come from (specs/metrics.md §5, "Usage extraction → per request")
+//! # Where the figures come from (docs/upstream.md §5)
 //!
 //! | API, mode | model | usage object |
 //! |---|---|---|
@@ -119,7 +119,7 @@ pub struct Usage {
     pub cache_write_1h_tokens: Option<u64>,
 }
 
-/// One request's prompt-cache and token figures as specs/metrics.md §5 defines them ("read,
+/// One request's prompt-cache and token figures as docs/upstream.md §5 defines them ("read,
 /// write, write_5m, write_1h, uncached, output"): a figure not reported is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheFigures {
