@@ -39,8 +39,10 @@ use serde_json::{Value, json};
 
 /// A budget of one dollar: the ordinary traffic costs a fraction of a cent, then one response
 /// reporting a million Claude Sonnet input tokens ($3) spends it, and the next request is
-/// refused (so `headroom_budget_rejected_total` moves).
-const PLUGIN_CONFIG: &str = r#"{"budget":{"limit_usd":1.0,"period":"daily"}}"#;
+/// refused (so `headroom_budget_rejected_total` moves). Unpriced models are let through (the
+/// budget's default refuses them) so the unknown-model cost counter moves too.
+const PLUGIN_CONFIG: &str =
+    r#"{"budget":{"limit_usd":1.0,"period":"daily","unknown_model":"allow"}}"#;
 
 /// A lint finding of `promtool check metrics` that is accepted, and why.
 struct Accepted {
@@ -129,6 +131,18 @@ const HOST_ONLY: &[(&str, &str)] = &[
     (
         "headroom_host_upstream_errors_total",
         "the host's own upstream connections (Envoy has envoy_cluster_upstream_*)",
+    ),
+    (
+        "headroom_host_upstream_timeouts_total",
+        "the host's own upstream timeouts (Envoy has envoy_cluster_upstream_rq_timeout)",
+    ),
+    (
+        "headroom_host_client_timeouts_total",
+        "the host's own client timeouts (Envoy has envoy_http_downstream_*_timeout)",
+    ),
+    (
+        "headroom_host_connections_rejected_total",
+        "the host's own connection limit (Envoy has its overload manager's stats)",
     ),
     (
         "headroom_host_records_dropped_total",
