@@ -10,6 +10,21 @@ use crate::pipeline::{ContentHash, MarkerKey, OmittedStore};
 /// this order, so two requests share a scope only when they present the same values.
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
+/// A hash of the [`CREDENTIAL_HEADERS`] values `values` (same order; `None` where absent) for
+/// the use named by `tag`, keyed with `key`: the one way a credential is identified without
+/// being kept (retrieval scopes, budget key ids).
+pub fn hash_credentials(key: &MarkerKey, tag: &[u8], values: [Option<&[u8]>; 3]) -> ContentHash {
+    let mut parts: Vec<&[u8]> = vec![tag];
+    for value in values {
+        match value {
+            // A presence byte keeps "absent" apart from "present and empty".
+            Some(value) => parts.extend_from_slice(&[b"1", value]),
+            None => parts.push(b"0"),
+        }
+    }
+    key.hash_parts(&parts)
+}
+
 /// The scope of one credential (or of requests that carried none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
@@ -22,16 +37,8 @@ impl Scope {
     /// The scope of a request whose [`CREDENTIAL_HEADERS`] have the values `values` (same
     /// order; `None` where absent). Values are compared as bytes, exactly as sent.
     pub fn of(key: &MarkerKey, values: [Option<&[u8]>; 3]) -> Scope {
-        let mut parts: Vec<&[u8]> = vec![b"headroom-credential-v1"];
-        for value in values {
-            match value {
-                // A presence byte keeps "absent" apart from "present and empty".
-                Some(value) => parts.extend_from_slice(&[b"1", value]),
-                None => parts.push(b"0"),
-            }
-        }
         Scope {
-            hash: key.hash_parts(&parts),
+            hash: hash_credentials(key, b"headroom-credential-v1", values),
             credentialed: values.iter().any(Option::is_some),
         }
     }

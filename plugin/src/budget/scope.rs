@@ -3,8 +3,9 @@
 //! any project with `default_project`).
 //!
 //! An API key is identified by a keyed hash of the credential headers
-//! ([`CREDENTIAL_HEADERS`]): SHA-256 over a domain tag, the secret and the header values,
-//! truncated to 64 bits and written as 16 hex digits. The credential itself is never stored.
+//! ([`CREDENTIAL_HEADERS`], [`crate::credential::hash_credentials`]): HMAC-SHA256 with the
+//! secret over a domain tag and the header values, truncated to 64 bits and written as 16 hex
+//! digits. The credential itself is never stored.
 //! The secret is `budget.key_secret` when configured (stable ids across restarts and
 //! replicas), else a random secret drawn once per process.
 //!
@@ -14,7 +15,6 @@
 //! the keys it brings are still limited together (never left unlimited).
 
 use super::{BudgetConfig, Limit};
-use crate::pipeline::ContentHash;
 
 pub use crate::credential::CREDENTIAL_HEADERS;
 
@@ -84,15 +84,8 @@ pub fn key_id(secret: &[u8], values: [Option<&[u8]>; 3]) -> Option<String> {
     if values.iter().all(Option::is_none) {
         return None;
     }
-    let mut parts: Vec<&[u8]> = vec![b"headroom-budget-key-v1", secret];
-    for value in values {
-        match value {
-            // A presence byte keeps "absent" apart from "present and empty".
-            Some(value) => parts.extend_from_slice(&[b"1", value]),
-            None => parts.push(b"0"),
-        }
-    }
-    Some(ContentHash::of_parts(&parts).to_hex())
+    let key = crate::pipeline::MarkerKey::new(secret);
+    Some(crate::credential::hash_credentials(&key, b"headroom-budget-key-v1", values).to_hex())
 }
 
 /// The id of a project name: `[a-z0-9_-]` (others become `_`, upper case is lowered), at most

@@ -244,12 +244,7 @@ impl HeadroomHttp {
         if self.cache_key.is_none() || self.status != Some(200) {
             return;
         }
-        let encoding = response_header("content-encoding");
-        if encoding
-            .as_deref()
-            .map(<[u8]>::trim_ascii)
-            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
-        {
+        if response_encoded() {
             return;
         }
         let max = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX);
@@ -633,12 +628,7 @@ impl HeadroomHttp {
         if !shared.config.read_usage {
             return Action::Continue;
         }
-        let encoding = response_header("content-encoding");
-        let encoded = encoding
-            .as_deref()
-            .map(<[u8]>::trim_ascii)
-            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"));
-        if encoded {
+        if response_encoded() {
             self.usage_missing = Some(UsageMissing::Encoded);
         } else {
             let content_type = response_header("content-type").unwrap_or_default();
@@ -1019,6 +1009,14 @@ fn inc_bounded(
     } else if let Some(fallback) = fallback {
         shared.counters.inc_named(&name_of(fallback));
     }
+}
+
+/// Whether the response body is content-encoded (anything but absent, empty or `identity`).
+fn response_encoded() -> bool {
+    response_header("content-encoding")
+        .as_deref()
+        .map(<[u8]>::trim_ascii)
+        .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
 }
 
 /// A response header's value as bytes; errors count as absent.
