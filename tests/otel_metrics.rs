@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
 use headroom_tests::headroom::Process;
@@ -240,8 +240,9 @@ async fn seed_genai_and_filter_metrics_reach_a_real_receiver() -> Result<()> {
     let scrape = prom::parse(&get_text(&proxy, "/metrics").await?);
     ensure!(scrape.get("headroom_tokens_input_total").copied() == Some(36.0));
     ensure!(scrape.get("headroom_tokens_saved_total").copied() == Some(saved));
-    // `/stats.otel` is the filter's to serve: when it does, it has the seed's shape, no secret.
-    if let Some(block) = stats.get("otel") {
+    // `/stats.otel`: the host's block, served by the filter, in the seed's shape, no secret.
+    {
+        let block = stats.get("otel").context("no /stats.otel block")?;
         ensure!(
             block["configured"] == true && block["enabled"] == true,
             "{block}"

@@ -1137,6 +1137,16 @@ fn send_stats(shared: &Shared) -> Action {
             "savings_history".to_owned(),
             history::savings_history(&ledger),
         );
+        // Blocks the host serves through the filter (our host's `otel`): absent in Envoy.
+        if let Ok(Some((bytes, _))) =
+            shared_store::SharedMap::get(&shared_store::ProxyMap, shared_store::HOST_STATS_KEY)
+            && let Ok(serde_json::Value::Object(blocks)) =
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+        {
+            for (name, block) in blocks {
+                map.entry(name).or_insert(block);
+            }
+        }
         let stored = shared.responses.as_ref().map(|store| store.occupancy());
         map.insert(
             "cache".to_owned(),

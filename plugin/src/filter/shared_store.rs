@@ -592,6 +592,10 @@ impl PipelineHost for SharedStores {
     }
 }
 
+/// The key under which the host keeps its own `/stats` blocks (a JSON object; our host's
+/// `otel`), which `/stats` adds beside the filter's.
+pub(crate) const HOST_STATS_KEY: &str = "headroom.host.stats";
+
 /// A bounded, process-wide set of label values (shared by every VM, so the bound holds for the
 /// whole gateway), stored one value per line under `key`.
 #[derive(Debug, Clone, Copy)]
