@@ -87,16 +87,7 @@ impl Upstreams {
         anthropic_url: &str,
         connect_timeout: Duration,
     ) -> Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = https_connector(connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
@@ -128,6 +119,21 @@ impl Upstreams {
             .into_iter()
             .find(|u| u.name == name)
     }
+}
+
+/// The host's outbound connector: HTTP or HTTPS (webpki roots, ring), HTTP/1 and HTTP/2,
+/// `connect_timeout` per TCP connection, no Nagle delay. Upstreams and exporters share it.
+pub fn https_connector(connect_timeout: Duration) -> Result<HttpsConnector<HttpConnector>> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
 }
 
 #[cfg(test)]
