@@ -20,7 +20,7 @@
 use serde::Deserialize;
 
 use crate::credential::Scope;
-use crate::json::{Document, Kind};
+use crate::json::{Document, ErrorKind, Kind};
 use crate::pipeline::ContentHash;
 
 /// The response header a cache hit carries: `x-headroom-cache: hit`.
@@ -58,6 +58,8 @@ pub enum NotCacheable {
     NotJson,
     /// `deterministic_only` and the request does not set `"temperature": 0`.
     Sampled,
+    /// The body holds more JSON values than the pipeline would read.
+    TooLarge,
 }
 
 /// Where a cacheable request's answer lives: a hash of scope, API and canonical body.
@@ -72,10 +74,17 @@ impl CacheKey {
         api_path: &str,
         body: &[u8],
     ) -> Result<CacheKey, NotCacheable> {
-        let text = std::str::from_utf8(body).map_err(|_| NotCacheable::NotJson)?;
-        let canonical = crate::json::minify(text).ok_or(NotCacheable::NotJson)?;
-        let doc = Document::parse(canonical.as_bytes(), crate::json::DEFAULT_MAX_DEPTH)
-            .map_err(|_| NotCacheable::NotJson)?;
+        // Bounded like the pipeline's parse (a hostile body cannot make this one unbounded),
+        // and before any copy: most requests stop at the temperature check.
+        let doc = Document::parse_bounded(
+            body,
+            crate::json::DEFAULT_MAX_DEPTH,
+            crate::json::DEFAULT_MAX_VALUES,
+        )
+        .map_err(|e| match e.kind {
+            ErrorKind::TooManyValues => NotCacheable::TooLarge,
+            _ => NotCacheable::NotJson,
+        })?;
         let root = doc.root();
         if root.kind() != Kind::Object {
             return Err(NotCacheable::NotJson);
@@ -90,6 +99,8 @@ impl CacheKey {
                 return Err(NotCacheable::Sampled);
             }
         }
+        let text = std::str::from_utf8(body).map_err(|_| NotCacheable::NotJson)?;
+        let canonical = crate::json::minify(text).ok_or(NotCacheable::NotJson)?;
         Ok(CacheKey(scope.keyed(&[
             b"headroom-response-v1",
             api_path.as_bytes(),
@@ -269,6 +280,18 @@ mod tests {
                 Err(NotCacheable::NotJson)
             );
         }
+    }
+
+    /// A hostile body is refused by the same value bound as the pipeline's parse, not indexed.
+    #[test]
+    fn a_body_with_too_many_values_is_not_cacheable() {
+        let values = vec!["0"; crate::json::DEFAULT_MAX_VALUES + 1].join(",");
+        let body = format!(r#"{{"temperature":0,"a":[{values}]}}"#);
+        let config = ResponseCacheConfig::default();
+        assert_eq!(
+            CacheKey::of(&config, scope(b"k"), "/v1/messages", body.as_bytes()),
+            Err(NotCacheable::TooLarge)
+        );
     }
 
     #[test]
