@@ -474,12 +474,19 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
                 }
             }
         }
-        let added_bytes: usize = added
+        // Error items are kept whatever the budget says: they cost it nothing (an error row
+        // that is also a rare template must not crowd out the one anomaly beside it).
+        let costs: Vec<usize> = added
+            .iter()
+            .copied()
+            .filter(|&i| errors.get(i) != Some(&true))
+            .collect();
+        let added_bytes: usize = costs
             .iter()
             .filter_map(|&i| items.get(i))
             .map(|item| item.text.len() + 1)
             .sum();
-        if field_count + added.len() > field_budget || field_bytes + added_bytes > bytes_budget {
+        if field_count + costs.len() > field_budget || field_bytes + added_bytes > bytes_budget {
             // This size does not fit: neither do larger ones.
             for i in added {
                 if let Some(slot) = field_flagged.get_mut(i) {
@@ -488,7 +495,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
             }
             break;
         }
-        field_count += added.len();
+        field_count += costs.len();
         field_bytes += added_bytes;
         any_signal |= flag_all(&added, &mut flagged) && !added.is_empty();
         at = class_end;
@@ -918,6 +925,33 @@ mod tests {
             out.text
         );
         assert!(out.omitted > 100);
+    }
+
+    /// An error row that is also a rare template costs the anomaly budget nothing (it is kept
+    /// anyway): the one other rare row beside it stays (upstream's `logs_oom` golden case).
+    #[test]
+    fn an_error_row_does_not_use_up_the_anomaly_budget() {
+        let text = rows(30, |i| {
+            let (level, status, msg) = match i {
+                9 => ("INFO", "ok", "checkpoint saved at step 4500".to_owned()),
+                17 => (
+                    "ERROR",
+                    "failed",
+                    "OOM killed worker 3 exceeded memory limit".to_owned(),
+                ),
+                _ => ("INFO", "ok", format!("heartbeat ping {i}")),
+            };
+            format!(r#"{{"seq": {i}, "level": "{level}", "status": "{status}", "msg": "{msg}"}}"#)
+        });
+        let out = run(&text, "Why did the job fail?");
+        assert!(out.text.contains("OOM killed"), "{}", out.text);
+        assert!(out.text.contains("checkpoint saved"), "{}", out.text);
+        assert_eq!(
+            (out.kept.errors, out.kept.anomalies),
+            (1, 1),
+            "{:?}",
+            out.kept
+        );
     }
 
     /// Issue 15: 300 mixed event records (eight event types, from 2 % to 40 % of them) with
