@@ -650,6 +650,36 @@ fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     Ok((plugin_wasm, source, plugin_config))
 }
 
+/// `http_call` clusters beside the providers: (name, base URL).
+type Clusters = Vec<(String, String)>;
+
+/// The seed's Langfuse variables as the filter's `langfuse` block (unless the configuration
+/// has one) and the `langfuse` cluster it exports through.
+fn with_langfuse_env(plugin_config: Vec<u8>) -> Result<(Vec<u8>, Clusters)> {
+    let (langfuse, warnings) =
+        headroom_host::otel::langfuse::from_env(|name| std::env::var(name).ok());
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let Some(langfuse) = langfuse else {
+        return Ok((plugin_config, Vec::new()));
+    };
+    let configured = serde_json::from_slice::<serde_json::Value>(&plugin_config)
+        .ok()
+        .is_some_and(|v| v.get("langfuse").is_some());
+    let clusters = langfuse
+        .cluster_url
+        .map(|url| vec![("langfuse".to_owned(), url)])
+        .unwrap_or_default();
+    if configured {
+        return Ok((plugin_config, clusters));
+    }
+    Ok((
+        with_field(&plugin_config, "langfuse", langfuse.block)?,
+        clusters,
+    ))
+}
+
 fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
     VmLimits {
         memory_bytes: memory_mb << 20,
@@ -660,6 +690,7 @@ fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
 fn run_proxy(args: ProxyArgs) -> Result<()> {
     let guest_log_level = init_logging(&args.log_level, args.log_format);
     let (plugin_wasm, plugin_source, plugin_config) = load_filter(&args.filter)?;
+    let (plugin_config, clusters) = with_langfuse_env(plugin_config)?;
     let database = (!args.stateless).then(|| paths::database_path(&paths::process_env));
     let limits = vm_limits(args.vm_memory_mb, args.vm_call_timeout_ms);
     let cache_dir = headroom_host::abi::module_cache::default_dir();
@@ -708,6 +739,7 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         shared_data: shared_data.clone(),
         hardening: args.hardening.limits(),
+        clusters,
     };
     // OpenTelemetry metrics (HEADROOM_OTEL_METRICS_*): started before the proxy listens, so no
     // request's record is missed; `/stats.otel` is published in shared data either way.

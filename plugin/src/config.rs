@@ -102,6 +102,10 @@ pub struct Config {
     /// defaults (`ttl_seconds` 3600, `max_bytes` 16 MiB, `max_entry_bytes` 1 MiB,
     /// `deterministic_only` true). Default none: off.
     pub response_cache: Option<crate::response_cache::ResponseCacheConfig>,
+    /// Langfuse traces of the pipeline ([`crate::trace`]): `public_key`, `secret_key` and
+    /// `base_url` with a cluster of that name (`cluster`, default `langfuse`) that reaches
+    /// it. Default none: no traces.
+    pub langfuse: Option<crate::trace::LangfuseConfig>,
 }
 
 /// A configuration value that must not be printed: its `Debug` says `<redacted>`.
@@ -149,6 +153,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             marker_secret: None,
             response_cache: None,
+            langfuse: None,
         }
     }
 }
@@ -218,6 +223,9 @@ impl Config {
                 "response_cache.ttl_seconds".to_owned(),
                 "must be at least 1",
             ));
+        }
+        if let Some((field, message)) = self.langfuse.as_ref().and_then(|l| l.problem()) {
+            return Err(ConfigError::at(format!("langfuse.{field}"), message));
         }
         if self.pipeline.max_json_depth == 0 {
             return Err(ConfigError::at(
@@ -357,6 +365,7 @@ mod tests {
                 allowed_hosts: Vec::new(),
                 marker_secret: None,
                 response_cache: None,
+                langfuse: None,
             }
         );
         let keyed = Config::from_bytes(br#"{"marker_secret":"fleet-s3cret"}"#).unwrap();
@@ -395,7 +404,7 @@ mod tests {
             error(r#"{"max_body_byte":1}"#),
             "invalid plugin configuration at 'max_body_byte': unknown field `max_body_byte`, expected one of \
              `path_prefixes`, `max_body_bytes`, `compress`, `pipeline`, `health_path`, `stats_path`, `history_path`, `dashboard_path`, `retrieve_path`, \
-             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`, `marker_secret`, `response_cache`"
+             `omitted_store_bytes`, `replay_store_bytes`, `read_usage`, `stream_usage`, `prices`, `budget`, `admin_token`, `allowed_hosts`, `marker_secret`, `response_cache`, `langfuse`"
         );
         assert!(error(r#"{"pipeline":{"max_item":1}}"#).starts_with(
             "invalid plugin configuration at 'pipeline.max_item': unknown field `max_item`"

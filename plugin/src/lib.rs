@@ -3,7 +3,7 @@
 //!
 //! The pure modules ([`accounting`], [`api`], [`budget`], [`config`], [`credential`], [`fail_open`], [`flow`],
 //! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`record`], [`response_cache`], [`savings`], [`shape`], [`stack`], [`stats`], [`tokens`],
-//! [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
+//! [`trace`], [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
 //! natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
 
 #![warn(missing_docs)]
@@ -27,6 +27,7 @@ pub mod shape;
 pub mod stack;
 pub mod stats;
 pub mod tokens;
+pub mod trace;
 pub mod usage;
 
 // Compiled (and linted) natively too; only its wasm32 entry point registers it. Feature

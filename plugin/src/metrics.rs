@@ -45,6 +45,12 @@ pub const RESPONSE_CACHE_HITS: &str = "headroom_response_cache_hits_total";
 pub const RESPONSE_CACHE_MISSES: &str = "headroom_response_cache_misses_total";
 /// Responses stored into the response cache.
 pub const RESPONSE_CACHE_STORES: &str = "headroom_response_cache_stores_total";
+/// Langfuse spans of the pipeline accepted by the trace endpoint.
+pub const TRACE_SPANS_EXPORTED: &str = "headroom_trace_spans_exported_total";
+/// Langfuse spans lost: the queue was full, or their export failed.
+pub const TRACE_SPANS_DROPPED: &str = "headroom_trace_spans_dropped_total";
+/// Langfuse exports that failed (no answer, or a status other than 2xx).
+pub const TRACE_EXPORTS_FAILED: &str = "headroom_trace_exports_failed_total";
 /// Provider responses whose usage could not be read (label `reason`).
 pub const USAGE_MISSING: &str = "headroom_usage_missing_total";
 /// Prompt-cache read tokens (label `provider`).
@@ -326,6 +332,12 @@ pub enum Counter {
     ResponseCacheMisses,
     /// [`RESPONSE_CACHE_STORES`]
     ResponseCacheStores,
+    /// [`TRACE_SPANS_EXPORTED`]
+    TraceSpansExported,
+    /// [`TRACE_SPANS_DROPPED`]
+    TraceSpansDropped,
+    /// [`TRACE_EXPORTS_FAILED`]
+    TraceExportsFailed,
     /// [`USAGE_MISSING`] with its reason.
     UsageMissing(UsageMissing),
     /// [`CACHE_READ_TOKENS`]
@@ -395,6 +407,9 @@ impl Counter {
             Self::ResponseCacheHits,
             Self::ResponseCacheMisses,
             Self::ResponseCacheStores,
+            Self::TraceSpansExported,
+            Self::TraceSpansDropped,
+            Self::TraceExportsFailed,
         ]);
         all.extend(UsageMissing::ALL.map(Self::UsageMissing));
         for provider in Provider::ALL {
@@ -466,6 +481,9 @@ impl Counter {
             Self::ResponseCacheHits => RESPONSE_CACHE_HITS.to_owned(),
             Self::ResponseCacheMisses => RESPONSE_CACHE_MISSES.to_owned(),
             Self::ResponseCacheStores => RESPONSE_CACHE_STORES.to_owned(),
+            Self::TraceSpansExported => TRACE_SPANS_EXPORTED.to_owned(),
+            Self::TraceSpansDropped => TRACE_SPANS_DROPPED.to_owned(),
+            Self::TraceExportsFailed => TRACE_EXPORTS_FAILED.to_owned(),
             Self::UsageMissing(reason) => {
                 labeled_name(USAGE_MISSING, REASON_LABEL, reason.as_str())
             }

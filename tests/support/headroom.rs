@@ -31,6 +31,7 @@ pub fn test_config(upstream: SocketAddr) -> ProxyConfig {
         shutdown_grace: Duration::from_secs(2),
         shared_data: Default::default(),
         hardening: Default::default(),
+        clusters: Vec::new(),
     }
 }
 

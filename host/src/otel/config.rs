@@ -1,5 +1,5 @@
 //! The OTLP metrics exporter's configuration, read from the seed's environment variables
-//! (specs/metrics.md §6), and its `/stats.otel` status.
+//! (docs/upstream.md §6), and its `/stats.otel` status.
 
 use std::time::Duration;
 

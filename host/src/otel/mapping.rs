@@ -4,9 +4,9 @@
 //!
 //! - **The filter's metrics** under the filter's own names (`headroom_requests_total`, …), each
 //!   label an attribute: exactly what Envoy's `envoy.stat_sinks.open_telemetry` sends for the
-//!   same filter (see `envoy/envoy-otel.yaml`), so one backend query serves both hosts. They are
+//!   same filter (see `envoy/otel-stats-sink.yaml`), so one backend query serves both hosts. They are
 //!   read from the host's registry at each export; the table does not list them.
-//! - **The seed's instruments** (`headroom.proxy.*`, `headroom.compression.*`; specs/metrics.md
+//! - **The seed's instruments** (`headroom.proxy.*`, `headroom.compression.*`; docs/upstream.md
 //!   §6) with the seed's attributes. Most are measured from the filter's per-request record
 //!   (provider, model, tokens, cache figures, timings, transforms, fail-open reason); the few
 //!   the record does not carry come from a filter metric ([`FROM_FILTER`]).

@@ -1,5 +1,5 @@
 //! OpenTelemetry metrics from `headroom`: OTLP/HTTP (protobuf) or the console, configured by
-//! the seed's `HEADROOM_OTEL_*` environment variables (specs/metrics.md §6).
+//! the seed's `HEADROOM_OTEL_*` environment variables (docs/upstream.md §6).
 //!
 //! No OpenTelemetry SDK runs here. One thread owns everything: it takes the filter's
 //! per-request records from a bounded queue (a full queue drops and counts; a request never
@@ -14,6 +14,8 @@
 //! - [`aggregate`]: cumulative state, and the registry's families as metrics.
 //! - [`encode`]: cumulative or delta reports, as OTLP protobuf or a JSON line.
 //! - [`export`]: sending it.
+//! - [`langfuse`]: the Langfuse variables, as the filter's `langfuse` block and cluster (the
+//!   filter exports the traces itself).
 //!
 //! `/stats` is the filter's, so the host publishes the `otel` block in shared data under
 //! [`STATS_KEY`] (`{"otel": {…}}`), refreshed after every export, for the filter to merge into
@@ -23,6 +25,7 @@ pub mod aggregate;
 pub mod config;
 pub mod encode;
 pub mod export;
+pub mod langfuse;
 pub mod mapping;
 
 use std::sync::atomic::{AtomicU64, Ordering};

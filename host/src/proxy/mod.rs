@@ -59,6 +59,8 @@ pub struct ProxyConfig {
     pub shared_data: Arc<SharedData>,
     /// The connection limit and the client and upstream timeouts.
     pub hardening: Hardening,
+    /// More `http_call` clusters (name, base URL) beside `openai` and `anthropic`: `langfuse`.
+    pub clusters: Vec<(String, String)>,
 }
 
 /// A running proxy.
@@ -73,13 +75,14 @@ impl Proxy {
     /// Compiles the filter, starts one VM per worker (a filter that refuses its configuration
     /// stops the start here), binds the listener and starts serving.
     pub fn start(config: ProxyConfig) -> Result<Self> {
-        let plugin = PluginShared::headroom(
+        let mut plugin = PluginShared::headroom(
             config.plugin_config.clone(),
             &config.openai_url,
             &config.anthropic_url,
             config.guest_log_level,
             config.shared_data.clone(),
         );
+        plugin.clusters.extend(config.clusters.iter().cloned());
         let runtime = Runtime::new(
             &config.plugin_wasm,
             plugin,

@@ -24,7 +24,7 @@ use crate::flow::{
 };
 use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::operator;
-use crate::pipeline::{ContentHash, compress_request};
+use crate::pipeline::{ContentHash, PipelineHost as _, compress_request};
 use crate::pricing;
 use crate::record;
 use crate::response_cache::{self, CacheKey, CachedResponse, HIT_HEADER};
@@ -297,7 +297,11 @@ impl HeadroomHttp {
         if let Some(scope) = self.scope {
             stores.omitted.scope = scope;
         }
+        let started = stores.now_us();
         let outcome = compress_request(api, body, &shared.config.pipeline, &mut stores);
+        if let (Some(start), Some(end)) = (started, stores.now_us()) {
+            super::traces::record_run(shared, api, start, end, outcome.as_ref().map_err(|r| *r));
+        }
         let samples: Vec<(String, u64)> = stores
             .timed
             .iter()
@@ -1155,6 +1159,15 @@ fn send_stats(shared: &Shared) -> Action {
                 stored.unwrap_or_default(),
                 shared.counters.get(Counter::ResponseCacheHits),
                 shared.counters.get(Counter::ResponseCacheMisses),
+            ),
+        );
+        map.insert(
+            "langfuse".to_owned(),
+            crate::trace::stats_json(
+                shared.config.langfuse.as_ref(),
+                shared.counters.get(Counter::TraceSpansExported),
+                shared.counters.get(Counter::TraceSpansDropped),
+                shared.counters.get(Counter::TraceExportsFailed),
             ),
         );
     }

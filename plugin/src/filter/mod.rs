@@ -8,6 +8,7 @@ mod counters;
 mod http;
 mod root;
 mod shared_store;
+mod traces;
 
 pub use root::HeadroomRoot;
 

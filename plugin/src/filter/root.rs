@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// Models this VM knows have had a response with prompt-cache activity (so the
     /// process-wide set need not be read again for them).
     pub(crate) cache_models_seen: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// This VM's Langfuse exporter, when traces are configured and enabled.
+    pub(crate) traces: Option<super::traces::Traces>,
 }
 
 /// The plugin's root context.
@@ -46,7 +48,19 @@ pub struct HeadroomRoot {
     counters: Option<Rc<Counters>>,
 }
 
-impl Context for HeadroomRoot {}
+impl Context for HeadroomRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(shared) = &self.shared {
+            super::traces::on_response(shared, token_id);
+        }
+    }
+}
 
 impl RootContext for HeadroomRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -89,6 +103,7 @@ impl RootContext for HeadroomRoot {
         let responses = config
             .response_cache
             .map(|cache| SharedStore::responses(cache.max_bytes));
+        let traces = super::traces::Traces::start(config.langfuse.as_ref());
         let shared = Rc::new(Shared {
             config,
             counters,
@@ -97,6 +112,7 @@ impl RootContext for HeadroomRoot {
             prices,
             budget_warned: std::cell::Cell::new(0),
             cache_models_seen: Default::default(),
+            traces,
             started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
         });
         // A ledger the host restored counts in the persistent counters once per process.
@@ -105,6 +121,12 @@ impl RootContext for HeadroomRoot {
         }
         self.shared = Some(shared);
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            super::traces::flush(shared);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -40,5 +40,7 @@ pub(crate) mod tests;
 
 pub use config::PipelineConfig;
 pub use hash::{ContentHash, MarkerKey};
-pub use request::{BlockReport, Decision, MemoryHost, Outcome, PipelineHost, compress_request};
+pub use request::{
+    BlockReport, BlockTiming, Decision, MemoryHost, Outcome, PipelineHost, compress_request,
+};
 pub use store::{OmittedStore, ReplayEntry, ReplayStore};

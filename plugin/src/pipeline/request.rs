@@ -185,6 +185,18 @@ pub struct BlockReport {
     pub tokens_before: Option<u64>,
     /// Tokens of the text sent, when counted.
     pub tokens_after: Option<u64>,
+    /// When the decision on it started and how long it took, µs (when the host has a clock).
+    pub timing: Option<BlockTiming>,
+}
+
+/// When the decision on one tool output started (µs since the Unix epoch, the host's clock)
+/// and how long it took, replay lookup, compression and token counts included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockTiming {
+    /// Start, µs since the Unix epoch.
+    pub start_us: u64,
+    /// Duration, µs.
+    pub elapsed_us: u64,
 }
 
 /// The result of [`compress_request`].
@@ -202,6 +214,8 @@ pub struct Outcome {
     pub bytes_before: u64,
     /// Size of the body sent.
     pub bytes_after: u64,
+    /// Messages (or Responses input items) in the conversation.
+    pub message_count: usize,
     /// A streaming Chat Completions request without `stream_options`: the provider will not
     /// report usage unless `stream_options.include_usage` is set.
     pub stream_without_usage: bool,
@@ -247,6 +261,8 @@ struct Scan {
     queries: Vec<(usize, String)>,
     /// Position of the last message the model produced, if any.
     last_model_turn: Option<usize>,
+    /// Messages (or Responses input items) in the conversation.
+    messages: usize,
 }
 
 impl Scan {
@@ -369,7 +385,8 @@ pub fn compress_request(
         for slot in slots {
             let text = slot.value.decode_str().ok();
             let (query, fingerprint) = queries.at(slot.position);
-            let (report, replacement) = decide(
+            let started = host.now_us();
+            let (mut report, replacement) = decide(
                 &slot,
                 text.as_deref(),
                 config,
@@ -378,6 +395,12 @@ pub fn compress_request(
                 *fingerprint,
                 host,
             );
+            if let (Some(start_us), Some(end)) = (started, host.now_us()) {
+                report.timing = Some(BlockTiming {
+                    start_us,
+                    elapsed_us: end.saturating_sub(start_us),
+                });
+            }
             // New outputs come after the last model turn.
             let fresh = scan.last_model_turn.is_none_or(|turn| slot.position > turn);
             if !fresh && report.decision == Decision::Compressed {
@@ -419,6 +442,7 @@ pub fn compress_request(
         blocks,
         bytes_before: before,
         bytes_after: after,
+        message_count: scan.messages,
         stream_without_usage,
         waste,
         recompressed_history,
@@ -448,6 +472,7 @@ fn decide(
         bytes_after: raw_len.saturating_sub(2),
         tokens_before: None,
         tokens_after: None,
+        timing: None,
     };
     let finish = |mut report: BlockReport, decision: Decision, reason: String| {
         report.decision = decision;
@@ -593,6 +618,7 @@ fn openai_chat<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, Fai
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut scan = Scan::default();
     for (m, message) in messages.enumerate() {
+        scan.messages = m + 1;
         let message = object(message)?;
         let role = string_field(message, "role")?;
         if role.as_deref() == Some("assistant") {
@@ -648,6 +674,7 @@ fn anthropic<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan, FailO
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut scan = Scan::default();
     for (m, message) in messages.enumerate() {
+        scan.messages = m + 1;
         let message = object(message)?;
         let role = string_field(message, "role")?;
         if role.as_deref() == Some("assistant") {
@@ -729,6 +756,7 @@ fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan
                 .map(|s| s.into_owned())
                 .unwrap_or_default();
             scan.user_text(0, text);
+            scan.messages = 1;
             return Ok(scan);
         }
         Kind::Null => return Ok(scan),
@@ -737,6 +765,7 @@ fn openai_responses<'d>(root: Value<'d>, out: &mut Vec<Slot<'d>>) -> Result<Scan
     }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for (i, item) in input.elements().enumerate() {
+        scan.messages = i + 1;
         let item = object(item)?;
         let kind = string_field(item, "type")?;
         if kind.is_none() || kind.as_deref() == Some("message") {

@@ -2,7 +2,8 @@
 """A real OTLP receiver for the tests: decodes what it receives with the official generated
 messages of the PyPI package `opentelemetry-proto` and appends one JSON line per export to a file.
 
-    receiver.py --out FILE            OTLP/HTTP on 127.0.0.1 (POST /v1/metrics, /v1/traces;
+    receiver.py --out FILE            OTLP/HTTP on 127.0.0.1 (POST /v1/metrics, /v1/traces, or
+                                      either under a prefix such as Langfuse's /api/public/otel;
                                       protobuf, or JSON with content-type application/json)
     receiver.py --out FILE --grpc     OTLP/gRPC MetricsService/Export and TraceService/Export
 
@@ -81,9 +82,12 @@ def http_server(out):
         def do_POST(self):
             data = self.body()
             path = self.path.split("?", 1)[0]
-            if path not in SIGNALS:
+            # A collector's /v1/traces, or the same under a prefix (Langfuse's
+            # /api/public/otel/v1/traces).
+            signal = next((SIGNALS[s] for s in SIGNALS if path.endswith(s)), None)
+            if signal is None:
                 return self.answer(404, b"", "text/plain")
-            signal_name, request_type, response_type = SIGNALS[path]
+            signal_name, request_type, response_type = signal
             content_type = (self.headers.get("content-type") or "").split(";")[0].strip()
             request = request_type()
             try:
