@@ -27,6 +27,19 @@ const SECRET_KEY: &str = "sk-lf-sekrit-9191";
 /// base64("pk-lf-test:sk-lf-sekrit-9191"), computed outside this code base (Python's base64).
 const BASIC: &str = "Basic cGstbGYtdGVzdDpzay1sZi1zZWtyaXQtOTE5MQ==";
 
+/// A provider upstream on loopback.
+async fn provider() -> Result<Upstream> {
+    Upstream::start(Reply::Provider {
+        chunk_delay: Duration::ZERO,
+    })
+    .await
+}
+
+/// The `headroom` binary in front of `upstream`, with `env`.
+fn headroom(upstream: &Upstream, env: &[(&str, &str)]) -> Result<Process> {
+    Process::stateless(upstream.addr(), env)
+}
+
 async fn post(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) -> Result<()> {
     let response = client::send(addr, &ClientRequest::post_json(path, body), |_| {}).await?;
     ensure!(response.status == 200, "{path}: {}", response.status);
@@ -139,21 +152,11 @@ fn check_spans(spans: &[(Value, Value)]) -> Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headroom_sends_pipeline_spans_to_langfuse() -> Result<()> {
     let receiver = Receiver::start(false)?;
-    let upstream = Upstream::start(Reply::Provider {
-        chunk_delay: Duration::ZERO,
-    })
-    .await?;
-    let url = format!("http://{}", upstream.addr());
+    let upstream = provider().await?;
     // A self-hosted Langfuse under a path prefix.
     let base = format!("http://127.0.0.1:{}/langfuse/", receiver.port());
-    let proxy = Process::start(
-        &[
-            "--openai-api-url",
-            &url,
-            "--anthropic-api-url",
-            &url,
-            "--stateless",
-        ],
+    let proxy = headroom(
+        &upstream,
         &[
             ("HEADROOM_LANGFUSE_ENABLED", "true"),
             ("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY),
@@ -239,22 +242,12 @@ async fn headroom_sends_pipeline_spans_to_langfuse() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_langfuse_that_is_down_delays_nothing_and_the_loss_is_counted() -> Result<()> {
-    let upstream = Upstream::start(Reply::Provider {
-        chunk_delay: Duration::ZERO,
-    })
-    .await?;
-    let url = format!("http://{}", upstream.addr());
+    let upstream = provider().await?;
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let base = format!("http://{closed}");
-    let proxy = Process::start(
-        &[
-            "--openai-api-url",
-            &url,
-            "--anthropic-api-url",
-            &url,
-            "--stateless",
-        ],
+    let proxy = headroom(
+        &upstream,
         &[
             ("HEADROOM_LANGFUSE_ENABLED", "1"),
             ("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY),
@@ -290,21 +283,8 @@ async fn a_langfuse_that_is_down_delays_nothing_and_the_loss_is_counted() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_langfuse_variables_stats_says_not_configured() -> Result<()> {
-    let upstream = Upstream::start(Reply::Provider {
-        chunk_delay: Duration::ZERO,
-    })
-    .await?;
-    let url = format!("http://{}", upstream.addr());
-    let proxy = Process::start(
-        &[
-            "--openai-api-url",
-            &url,
-            "--anthropic-api-url",
-            &url,
-            "--stateless",
-        ],
-        &[],
-    )?;
+    let upstream = provider().await?;
+    let proxy = headroom(&upstream, &[])?;
     let block = stats(proxy.addr()).await?["langfuse"].clone();
     ensure!(
         block
@@ -333,10 +313,7 @@ fn overlay(port: u16) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_sends_the_same_spans_through_its_langfuse_cluster() -> Result<()> {
     let receiver = Receiver::start(false)?;
-    let upstream = Upstream::start(Reply::Provider {
-        chunk_delay: Duration::ZERO,
-    })
-    .await?;
+    let upstream = provider().await?;
     let port = upstream.addr().port();
     let config = json!({
         "langfuse": {

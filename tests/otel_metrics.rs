@@ -33,17 +33,7 @@ fn anthropic_body() -> Vec<u8> {
 }
 
 async fn start(upstream: &Upstream, env: &[(&str, &str)]) -> Result<Process> {
-    let url = format!("http://{}", upstream.addr());
-    Process::start(
-        &[
-            "--openai-api-url",
-            &url,
-            "--anthropic-api-url",
-            &url,
-            "--stateless",
-        ],
-        env,
-    )
+    Process::stateless(upstream.addr(), env)
 }
 
 async fn post(proxy: &Process, path: &str, body: Vec<u8>) -> Result<()> {

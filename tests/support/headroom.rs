@@ -190,6 +190,21 @@ impl Process {
         }
     }
 
+    /// A stateless `headroom` with both providers at `upstream` and `env` set.
+    pub fn stateless(upstream: SocketAddr, env: &[(&str, &str)]) -> Result<Self> {
+        let url = format!("http://{upstream}");
+        Self::start(
+            &[
+                "--openai-api-url",
+                &url,
+                "--anthropic-api-url",
+                &url,
+                "--stateless",
+            ],
+            env,
+        )
+    }
+
     /// The listener.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -599,13 +599,16 @@ mod tests {
         let outcome = outcome();
         let compressed = &outcome.blocks[0];
         assert!(compressed.decision.replaced(), "{compressed:?}");
-        let spans = pipeline_spans(&PipelineRun {
-            seed: b"run-1",
-            provider: "openai",
-            start_us: 1_000,
-            end_us: 5_000,
-            result: Ok(&outcome),
-        });
+        let run = |seed: &[u8]| {
+            pipeline_spans(&PipelineRun {
+                seed,
+                provider: "openai",
+                start_us: 1_000,
+                end_us: 5_000,
+                result: Ok(&outcome),
+            })
+        };
+        let spans = run(b"run-1");
         let [root, child] = spans.as_slice() else {
             panic!("{spans:?}");
         };
@@ -650,13 +653,7 @@ mod tests {
             Some(&AttrValue::Str(compressed.strategy.into()))
         );
         // Another seed, another trace.
-        let other = pipeline_spans(&PipelineRun {
-            seed: b"run-2",
-            provider: "openai",
-            start_us: 1_000,
-            end_us: 5_000,
-            result: Ok(&outcome),
-        });
+        let other = run(b"run-2");
         assert_ne!(other[0].trace_id, root.trace_id);
     }
 
