@@ -11,12 +11,14 @@
 //!   `headroom compress`.
 //! - [`paths`]: where the savings file and the request database live.
 //! - [`savings_file`]: the savings ledger's file, loaded into shared data and saved back.
-//! - [`records`]: stored per-request metrics (log file, database, their CLI and endpoints).
+//! - [`records`]: stored per-request metrics (log file, database).
+//! - [`operator`]: the record endpoints and the setup checks, on the proxy's endpoint hook.
 //! - [`otel`]: OpenTelemetry metrics (OTLP/HTTP or console) from the records and the registry.
 
 pub mod abi;
 pub mod compress;
 pub mod metrics;
+pub mod operator;
 pub mod otel;
 pub mod paths;
 pub mod proxy;

@@ -11,10 +11,11 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use headroom_host::abi::vm::VmLimits;
 use headroom_host::compress::{Api, Compressed, Compressor, Decision};
+use headroom_host::operator::validate::{self, ValidateConfig};
+use headroom_host::operator::{self, RecordEndpoints};
 use headroom_host::proxy::hardening::Hardening;
 use headroom_host::proxy::{Proxy, ProxyConfig};
 use headroom_host::records::store::{self, Query, Retention};
-use headroom_host::records::validate::{self, ValidateConfig};
 use headroom_host::records::{self, record::Record, time};
 use headroom_host::{paths, savings_file};
 
@@ -650,6 +651,19 @@ fn load_filter(args: &FilterArgs) -> Result<(Vec<u8>, String, Vec<u8>)> {
     Ok((plugin_wasm, source, plugin_config))
 }
 
+/// Hands the filter's per-request record (its `headroom_record` property) to the record
+/// writer and the OTLP exporter when a stream ends: the binary wires the layers together.
+struct RecordHook;
+
+impl headroom_host::abi::state::StreamEndHook for RecordHook {
+    fn stream_ended(&self, properties: &mut std::collections::HashMap<String, Vec<u8>>) {
+        if let Some(record) = properties.remove(records::PROPERTY) {
+            headroom_host::otel::observe(&record);
+            records::submit(record);
+        }
+    }
+}
+
 /// `http_call` clusters beside the providers: (name, base URL).
 type Clusters = Vec<(String, String)>;
 
@@ -701,19 +715,20 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
             days: args.records_retention_days,
             max_rows: args.records_max_rows,
         },
-        validate: Some(ValidateConfig {
-            plugin_wasm: plugin_wasm.as_slice().into(),
-            plugin_source,
-            plugin_config: plugin_config.clone(),
-            openai_url: args.upstreams.openai_api_url.clone(),
-            anthropic_url: args.upstreams.anthropic_api_url.clone(),
-            savings_path: paths::savings_path(&paths::process_env),
-            database_path: database,
-            vm_limits: limits.clone(),
-            cache_dir: cache_dir.clone(),
-            timeout: Duration::from_secs(5),
-        }),
     })?;
+    headroom_host::abi::state::set_stream_end_hook(std::sync::Arc::new(RecordHook));
+    let endpoints = RecordEndpoints::new(Some(ValidateConfig {
+        plugin_wasm: plugin_wasm.as_slice().into(),
+        plugin_source,
+        plugin_config: plugin_config.clone(),
+        openai_url: args.upstreams.openai_api_url.clone(),
+        anthropic_url: args.upstreams.anthropic_api_url.clone(),
+        savings_path: paths::savings_path(&paths::process_env),
+        database_path: database,
+        vm_limits: limits.clone(),
+        cache_dir: cache_dir.clone(),
+        timeout: Duration::from_secs(5),
+    }));
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -740,6 +755,7 @@ fn run_proxy(args: ProxyArgs) -> Result<()> {
         shared_data: shared_data.clone(),
         hardening: args.hardening.limits(),
         clusters,
+        endpoints: Some(std::sync::Arc::new(endpoints)),
     };
     // OpenTelemetry metrics (HEADROOM_OTEL_METRICS_*): started before the proxy listens, so no
     // request's record is missed; `/stats.otel` is published in shared data either way.
@@ -906,7 +922,7 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
         store::summary(&conn, &query).with_context(|| format!("reading {}", path.display()))?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let value = records::http::summary_json(&summary, &query, None);
+        let value = operator::endpoints::summary_json(&summary, &query, None);
         writeln!(stdout, "{value}")?;
     } else {
         let range =

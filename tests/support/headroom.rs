@@ -32,6 +32,9 @@ pub fn test_config(upstream: SocketAddr) -> ProxyConfig {
         shared_data: Default::default(),
         hardening: Default::default(),
         clusters: Vec::new(),
+        endpoints: Some(std::sync::Arc::new(
+            headroom_host::operator::RecordEndpoints::default(),
+        )),
     }
 }
 

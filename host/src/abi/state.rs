@@ -121,9 +121,25 @@ pub struct StreamState {
     pub properties: Properties,
 }
 
-/// A stream's properties. When the stream's state is discarded (after `proxy_on_log` and
-/// `proxy_on_delete`, or with its VM), the filter's per-request record goes to
-/// [`crate::records::submit`].
+/// What the embedder does with a stream's properties when the stream's state is discarded
+/// (after `proxy_on_log` and `proxy_on_delete`, or with its VM): the hook through which this
+/// layer reaches its embedder (the proxy hands the filter's record to the record writer).
+pub trait StreamEndHook: Send + Sync {
+    /// Takes what it wants of the properties the guest set.
+    fn stream_ended(&self, properties: &mut HashMap<String, Vec<u8>>);
+}
+
+/// The installed [`StreamEndHook`]. Process-wide, like the panic hook: states are discarded
+/// deep inside a VM, far from any configuration.
+static STREAM_END_HOOK: std::sync::RwLock<Option<Arc<dyn StreamEndHook>>> =
+    std::sync::RwLock::new(None);
+
+/// Installs `hook` for every stream that ends from now on (replacing any earlier one).
+pub fn set_stream_end_hook(hook: Arc<dyn StreamEndHook>) {
+    *STREAM_END_HOOK.write().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+}
+
+/// A stream's properties; the [`StreamEndHook`] sees them when they are discarded.
 #[derive(Default)]
 pub struct Properties(pub HashMap<String, Vec<u8>>);
 
@@ -142,8 +158,15 @@ impl std::ops::DerefMut for Properties {
 
 impl Drop for Properties {
     fn drop(&mut self) {
-        if let Some(record) = self.0.remove(crate::records::PROPERTY) {
-            crate::records::submit(record);
+        if self.0.is_empty() {
+            return;
+        }
+        let hook = STREAM_END_HOOK
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook.stream_ended(&mut self.0);
         }
     }
 }

@@ -1,5 +1,10 @@
 //! The standalone proxy: one listening socket, a worker thread per core, each with its own
 //! event loop and its own filter VM (Envoy's threading model), graceful shutdown.
+//!
+//! Built on [`crate::abi`]; what is built on it reaches requests through hooks: the
+//! embedder's own endpoints ([`HostEndpoints`], `headroom`'s record endpoints) and, for each
+//! finished stream, [`crate::abi::state::StreamEndHook`] (the binary hands the filter's record
+//! to the record writer and the OTLP exporter).
 
 pub mod body;
 pub mod hardening;
@@ -8,14 +13,16 @@ pub mod upstream;
 pub mod worker;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -61,6 +68,43 @@ pub struct ProxyConfig {
     pub hardening: Hardening,
     /// More `http_call` clusters (name, base URL) beside `openai` and `anthropic`: `langfuse`.
     pub clusters: Vec<(String, String)>,
+    /// Endpoints the embedder answers before the filter (operator endpoints: the filter's
+    /// access rule applies to them).
+    pub endpoints: Option<Arc<dyn HostEndpoints>>,
+}
+
+/// Endpoints the embedder answers itself, before the filter (`headroom`'s record endpoints):
+/// the hook through which the proxy reaches what is built on it.
+pub trait HostEndpoints: Send + Sync + std::fmt::Debug {
+    /// The exact paths it answers; they are operator endpoints (the filter's rule decides who
+    /// may call them).
+    fn paths(&self) -> &[&'static str];
+    /// The answer to a request for one of [`Self::paths`]; `None` passes it to the filter.
+    fn answer<'a>(
+        &'a self,
+        method: &'a Method,
+        uri: &'a Uri,
+    ) -> Pin<Box<dyn Future<Output = Option<Response<ClientBody>>> + 'a>>;
+}
+
+/// The host's own endpoints and the filter's rule for who may call them.
+#[derive(Debug)]
+struct OperatorSurface {
+    /// The filter's configuration (its operator access rule).
+    rule: headroom_plugin::config::Config,
+    /// The embedder's endpoints.
+    endpoints: Option<Arc<dyn HostEndpoints>>,
+}
+
+impl OperatorSurface {
+    /// Whether `path` is an operator endpoint the host answers.
+    fn covers(&self, path: &str) -> bool {
+        path == "/metrics"
+            || self
+                .endpoints
+                .as_ref()
+                .is_some_and(|e| e.paths().contains(&path))
+    }
 }
 
 /// A running proxy.
@@ -92,9 +136,11 @@ impl Proxy {
         let metrics = Arc::new(HostMetrics::new(runtime.plugin().metrics.clone())?);
         // The host's operator endpoints ask the filter's rule, configured as the filter is (a
         // configuration this build cannot read leaves them to loopback clients only).
-        let operator = Arc::new(
-            headroom_plugin::config::Config::from_bytes(&config.plugin_config).unwrap_or_default(),
-        );
+        let operator = Arc::new(OperatorSurface {
+            rule: headroom_plugin::config::Config::from_bytes(&config.plugin_config)
+                .unwrap_or_default(),
+            endpoints: config.endpoints.clone(),
+        });
         let upstreams = Arc::new(Upstreams::with_connect_timeout(
             &config.openai_url,
             &config.anthropic_url,
@@ -188,7 +234,7 @@ impl Proxy {
 /// What one worker's accept loop serves with.
 struct Serving {
     worker: Rc<Worker>,
-    operator: Arc<headroom_plugin::config::Config>,
+    operator: Arc<OperatorSurface>,
     hardening: Hardening,
     connections: Arc<tokio::sync::Semaphore>,
 }
@@ -301,22 +347,14 @@ async fn serve(
     }
 }
 
-/// The host's operator endpoints: `/metrics` and the record endpoints.
-const OPERATOR_PATHS: [&str; 4] = [
-    "/metrics",
-    crate::records::http::METRICS_PATH,
-    crate::records::http::SUMMARY_PATH,
-    crate::records::http::VALIDATE_PATH,
-];
-
 /// The refusal of a request for one of the host's operator endpoints that the filter's rule
 /// ([`headroom_plugin::operator`]) does not allow; `None`: answer it.
 fn operator_refusal(
-    operator: &headroom_plugin::config::Config,
+    operator: &OperatorSurface,
     request: &Request<Incoming>,
     conn: ConnInfo,
 ) -> Option<Response<ClientBody>> {
-    if !OPERATOR_PATHS.contains(&request.uri().path()) {
+    if !operator.covers(request.uri().path()) {
         return None;
     }
     let (source, destination) = (conn.remote.to_string(), conn.local.to_string());
@@ -326,7 +364,7 @@ fn operator_refusal(
         .map(http::HeaderValue::as_bytes)
         .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
     let decision = headroom_plugin::operator::decide(
-        &operator.operator_access(),
+        &operator.rule.operator_access(),
         &headroom_plugin::operator::Request {
             source: Some(source.as_bytes()),
             destination: Some(destination.as_bytes()),
@@ -355,7 +393,7 @@ fn operator_refusal(
 /// The host's own endpoints; everything else goes through the filter.
 async fn route(
     worker: Rc<Worker>,
-    operator: &headroom_plugin::config::Config,
+    operator: &OperatorSurface,
     request: Request<Incoming>,
     conn: ConnInfo,
     hardening: &Hardening,
@@ -370,6 +408,12 @@ async fn route(
             http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
         *response.status_mut() = StatusCode::OK;
+        return response;
+    }
+    if let Some(endpoints) = &operator.endpoints
+        && endpoints.paths().contains(&request.uri().path())
+        && let Some(response) = endpoints.answer(request.method(), request.uri()).await
+    {
         return response;
     }
     stream::serve(worker, request, conn, hardening).await

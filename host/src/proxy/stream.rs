@@ -297,10 +297,6 @@ pub async fn serve(
     conn: ConnInfo,
     limits: &Hardening,
 ) -> Response<ClientBody> {
-    // The host's record endpoints (`/v1/headroom/{metrics,summary,validate}`), before the filter.
-    if let Some(response) = crate::records::http::answer(request.method(), request.uri()).await {
-        return response;
-    }
     let (parts, body) = request.into_parts();
     let mut headers = header_map_of(&parts);
     let request_eos = body.is_end_stream();

@@ -6,18 +6,17 @@
 //! - [`record`]: the record's fields and parsing.
 //! - [`store`]: the database (schema, inserts, retention, queries, corruption recovery).
 //! - [`time`]: RFC 3339, unix seconds and relative durations.
-//! - [`http`]: `GET /v1/headroom/metrics`, `/summary` and `/validate`.
-//! - [`validate`]: the setup checks behind `headroom validate` and `/v1/headroom/validate`.
+//!
+//! The endpoints that read them are [`crate::operator`]'s. This module depends on no other
+//! layer of the host: the proxy hands it records through [`submit`].
 //!
 //! The running proxy's records live in a process-wide slot ([`start`] fills it,
 //! [`Records::shutdown`] empties it): the capture point ([`submit`], called when a stream's
 //! state is discarded after `proxy_on_log`) and the endpoints reach it from any worker.
 
-pub mod http;
 pub mod record;
 pub mod store;
 pub mod time;
-pub mod validate;
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -32,7 +31,6 @@ use rusqlite::Connection;
 
 use record::Record;
 use store::{Readers, Retention};
-use validate::ValidateConfig;
 
 /// The property the filter sets (`wasm.headroom_record` filter state in Envoy).
 pub const PROPERTY: &str = "headroom_record";
@@ -62,8 +60,6 @@ pub struct Config {
     pub database: Option<PathBuf>,
     /// How many rows the database keeps.
     pub retention: Retention,
-    /// What `GET /v1/headroom/validate` checks.
-    pub validate: Option<ValidateConfig>,
 }
 
 /// What the capture point and the endpoints share with the writer.
@@ -74,8 +70,6 @@ struct Shared {
     readers: Option<Arc<Readers>>,
     /// Why there is no database, for the endpoints' 503.
     no_database: String,
-    /// What `/v1/headroom/validate` checks.
-    validate: Option<Arc<ValidateConfig>>,
 }
 
 static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
@@ -119,7 +113,6 @@ pub fn dropped_collector() -> prometheus::Result<Box<dyn prometheus::core::Colle
 /// Hands a finished stream's `headroom_record` value to the writer. Never blocks: when the
 /// queue is full the record is dropped and counted. Without a running writer it is discarded.
 pub fn submit(value: Vec<u8>) {
-    crate::otel::observe(&value);
     let Some(shared) = shared() else {
         return;
     };
@@ -171,7 +164,6 @@ pub fn start(config: Config) -> Result<Records> {
         },
     };
     let readers = db.as_ref().map(|d| Arc::new(Readers::new(d.path.clone())));
-    let validate = config.validate.map(Arc::new);
     let (sender, thread) = if log.is_none() && db.is_none() {
         (None, None)
     } else {
@@ -189,7 +181,6 @@ pub fn start(config: Config) -> Result<Records> {
         sender,
         readers,
         no_database,
-        validate,
     }));
     Ok(Records { thread })
 }
@@ -428,16 +419,12 @@ impl Writer {
 }
 
 /// The database's readers, or why there are none.
-fn readers() -> Result<Arc<Readers>, String> {
+/// The database's readers, or why there are none (for the endpoints' 503).
+pub fn readers() -> Result<Arc<Readers>, String> {
     match shared() {
         Some(s) => s.readers.clone().ok_or_else(|| s.no_database.clone()),
         None => Err("request records are off in this host".into()),
     }
-}
-
-/// What the running proxy's `/v1/headroom/validate` checks.
-fn validate_config() -> Option<Arc<ValidateConfig>> {
-    shared().and_then(|s| s.validate.clone())
 }
 
 #[cfg(test)]
@@ -467,7 +454,6 @@ mod tests {
                 days: 0,
                 max_rows: 2,
             },
-            validate: None,
         })
         .unwrap();
         let models = ["unit-a", "unit-b", "unit-c"];

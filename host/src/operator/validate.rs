@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::store;
 use crate::abi::state::PluginShared;
 use crate::abi::vm::{Runtime, VmLimits};
 use crate::proxy::body::UpstreamBody;
 use crate::proxy::upstream::{Upstream, Upstreams};
+use crate::records::store;
 
 /// What to check.
 #[derive(Clone, Debug)]

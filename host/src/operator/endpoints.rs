@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use http::{Method, Response, StatusCode, Uri};
 
-use super::store::{self, Query, Readers};
-use super::{readers, time, validate, validate_config};
+use super::validate::{self, ValidateConfig};
 use crate::proxy::body::{ClientBody, full};
+use crate::records::store::{self, Query, Readers};
+use crate::records::{readers, time};
 
 /// `GET` the stored records.
 pub const METRICS_PATH: &str = "/v1/headroom/metrics";
@@ -33,8 +34,13 @@ pub const MAX_LIMIT: u64 = 10_000;
 
 const INSTANT_FORM: &str = "an RFC 3339 time (2026-11-27T07:10:14Z) or unix seconds";
 
-/// Answers a request for one of the record endpoints; `None` for any other path.
-pub async fn answer(method: &Method, uri: &Uri) -> Option<Response<ClientBody>> {
+/// Answers a request for one of the record endpoints (`validate`: what `/validate` checks, if
+/// set up); `None` for any other path.
+pub async fn answer(
+    method: &Method,
+    uri: &Uri,
+    validate: Option<Arc<ValidateConfig>>,
+) -> Option<Response<ClientBody>> {
     let path = uri.path();
     if ![METRICS_PATH, SUMMARY_PATH, VALIDATE_PATH].contains(&path) {
         return None;
@@ -55,7 +61,7 @@ pub async fn answer(method: &Method, uri: &Uri) -> Option<Response<ClientBody>> 
     Some(match path {
         METRICS_PATH => metrics(query).await,
         SUMMARY_PATH => summary(query).await,
-        _ => validate_endpoint(query).await,
+        _ => validate_endpoint(query, validate).await,
     })
 }
 
@@ -287,13 +293,16 @@ async fn summary(query: &str) -> Response<ClientBody> {
     match with_db(move |conn| store::summary(conn, &selection)).await {
         Ok(summary) => json_text(
             StatusCode::OK,
-            summary_json(&summary, &query, Some(super::dropped_total())),
+            summary_json(&summary, &query, Some(crate::records::dropped_total())),
         ),
         Err(response) => response,
     }
 }
 
-async fn validate_endpoint(query: &str) -> Response<ClientBody> {
+async fn validate_endpoint(
+    query: &str,
+    config: Option<Arc<ValidateConfig>>,
+) -> Response<ClientBody> {
     if let Some(pair) = query.split('&').find(|p| !p.is_empty()) {
         let name = percent_decode(pair.split('=').next().unwrap_or_default());
         return bad_request(&BadParam {
@@ -301,7 +310,7 @@ async fn validate_endpoint(query: &str) -> Response<ClientBody> {
             param: name,
         });
     }
-    let Some(config) = validate_config() else {
+    let Some(config) = config else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
