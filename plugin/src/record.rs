@@ -6,7 +6,7 @@
 //! A record holds figures and labels only: never message content, headers or credentials. The
 //! path is kept without its query string (a query can carry a key).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::accounting::Costs;
 use crate::api::Api;
@@ -53,31 +53,70 @@ pub struct Exchange<'a> {
     pub fail_open: Option<FailOpen>,
 }
 
-/// The record's JSON (field order as documented in the README).
-#[derive(Serialize)]
-struct Record<'a> {
-    time: String,
-    provider: &'static str,
-    api: &'static str,
-    model: &'a str,
-    stack: &'a str,
-    path: &'a str,
-    status: Option<u32>,
-    stream: bool,
-    tokens_before: Option<u64>,
-    tokens_after: Option<u64>,
-    tokens_saved: u64,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_read_tokens: Option<u64>,
-    cache_write_tokens: Option<u64>,
-    cost_usd: Option<f64>,
-    savings_usd: Option<f64>,
-    latency_ms: Option<f64>,
-    ttfb_ms: Option<f64>,
-    overhead_ms: Option<f64>,
-    transforms: &'a [String],
-    fail_open: Option<&'static str>,
+/// One provider exchange's record, as the filter writes it (one JSON line, fields in this order,
+/// as the README documents) and as hosts read it back (leniently: unknown fields ignored,
+/// missing ones null or zero). `None` is unknown (no usage reported, a model without a price, no
+/// response). It never holds message content, headers or credentials. The one declaration of
+/// the record: `headroom` parses, stores and exports this type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    /// When the exchange ended and the record was written, `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+    pub time: String,
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// `openai_chat`, `openai_responses` or `anthropic_messages`.
+    pub api: String,
+    /// The model the request named, normalised as in the metric labels (`unknown` when none).
+    pub model: Option<String>,
+    /// The `X-Headroom-Stack` bucket (`unknown` when absent).
+    pub stack: String,
+    /// The request path without its query string.
+    pub path: String,
+    /// The response status (`None`: no response).
+    pub status: Option<u16>,
+    /// Whether the response was streamed (SSE).
+    pub stream: bool,
+    /// The prompt's input tokens had nothing been compressed (`input_tokens + tokens_saved`).
+    pub tokens_before: Option<i64>,
+    /// The prompt's input tokens as sent (`input_tokens`).
+    pub tokens_after: Option<i64>,
+    /// Tokens removed from the request.
+    pub tokens_saved: i64,
+    /// Input tokens the provider reported (the whole prompt, cached parts included).
+    pub input_tokens: Option<i64>,
+    /// Output tokens the provider reported.
+    pub output_tokens: Option<i64>,
+    /// Prompt-cache reads the provider reported.
+    pub cache_read_tokens: Option<i64>,
+    /// Prompt-cache writes the provider reported.
+    pub cache_write_tokens: Option<i64>,
+    /// The request's cost in USD.
+    pub cost_usd: Option<f64>,
+    /// Tokens saved × the model's input price, USD.
+    pub savings_usd: Option<f64>,
+    /// Time from the request to the end of the response, ms.
+    pub latency_ms: Option<f64>,
+    /// Time to the response headers, ms.
+    pub ttfb_ms: Option<f64>,
+    /// The filter's own time on the request body, ms.
+    pub overhead_ms: Option<f64>,
+    /// What was done to the request, e.g. `json:smart_crusher`.
+    pub transforms: Vec<String>,
+    /// Why the filter forwarded the request unchanged, if it failed open.
+    pub fail_open: Option<String>,
+}
+
+impl Record {
+    /// The record as one line of JSON (no newline), in the documented field order.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A token count as the record holds it.
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn ms(us: Option<u64>) -> Option<f64> {
@@ -107,27 +146,27 @@ impl Exchange<'_> {
         let input = self.input_tokens();
         let record = Record {
             time: format_rfc3339(now),
-            provider: self.api.provider().as_str(),
-            api: self.api.as_str(),
-            model: self.model,
-            stack: self.stack,
-            path: self.path,
-            status: self.status,
+            provider: self.api.provider().as_str().to_owned(),
+            api: self.api.as_str().to_owned(),
+            model: Some(self.model.to_owned()),
+            stack: self.stack.to_owned(),
+            path: self.path.to_owned(),
+            status: self.status.and_then(|s| u16::try_from(s).ok()),
             stream: self.streamed,
-            tokens_before: input.map(|i| i + self.tokens_saved),
-            tokens_after: input,
-            tokens_saved: self.tokens_saved,
-            input_tokens: input,
-            output_tokens: usage.and_then(|u| u.output_tokens),
-            cache_read_tokens: usage.and_then(|u| u.cache_read_tokens),
-            cache_write_tokens: usage.and_then(|u| u.cache_write_tokens),
+            tokens_before: input.map(|i| count(i + self.tokens_saved)),
+            tokens_after: input.map(count),
+            tokens_saved: count(self.tokens_saved),
+            input_tokens: input.map(count),
+            output_tokens: usage.and_then(|u| u.output_tokens).map(count),
+            cache_read_tokens: usage.and_then(|u| u.cache_read_tokens).map(count),
+            cache_write_tokens: usage.and_then(|u| u.cache_write_tokens).map(count),
             cost_usd: self.costs.map(|c| usd6(c.input_usd + c.output_usd)),
             savings_usd: self.costs.map(|c| usd6(c.savings_usd)),
             latency_ms: ms(self.latency_us),
             ttfb_ms: ms(self.ttfb_us),
             overhead_ms: ms(self.overhead_us),
-            transforms: self.transforms,
-            fail_open: self.fail_open.map(FailOpen::as_str),
+            transforms: self.transforms.to_vec(),
+            fail_open: self.fail_open.map(|f| f.as_str().to_owned()),
         };
         serde_json::to_vec(&record).unwrap_or_default()
     }

@@ -37,7 +37,6 @@ use serde_json::{Value, json};
 
 use crate::abi::shared::SharedData;
 use crate::metrics::HostMetrics;
-use crate::records::record::Record;
 
 pub use config::OtelConfig;
 
@@ -241,7 +240,7 @@ impl Worker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        if let Ok(record) = Record::parse(bytes, now) {
+        if let Ok(record) = crate::records::record::parse(bytes, now) {
             mapping::measure(&record, &mut self.aggregator);
         }
     }

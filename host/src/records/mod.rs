@@ -391,7 +391,7 @@ impl Writer {
         let now = time::now_unix();
         let mut records = Vec::with_capacity(batch.len());
         for value in batch.drain(..) {
-            match Record::parse(&value, now) {
+            match record::parse(&value, now) {
                 Ok(record) => {
                     if let Some(log) = &mut self.log {
                         log.append(&value);
