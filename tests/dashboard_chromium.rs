@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use headroom_plugin::calendar::{self, civil_from_days, days_from_civil};
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
 use headroom_tests::headroom::{Process, get};
@@ -531,44 +532,11 @@ fn file_buckets(file: &Value, series: &str) -> BTreeSet<String> {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds.
 fn iso(t: u64) -> String {
-    let (y, m, d) = civil_from_days((t / 86_400) as i64);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3_600,
-        s / 60 % 60,
-        s % 60
-    )
+    calendar::format_rfc3339(t)
 }
 
 fn parse_iso(s: &str) -> Option<u64> {
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
-    let days = days_from_civil(n(0..4)? as i64, n(5..7)? as u32, n(8..10)? as u32);
-    Some(days as u64 * 86_400 + n(11..13)? * 3_600 + n(14..16)? * 60 + n(17..19)?)
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Howard Hinnant's `days_from_civil`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    u64::try_from(calendar::parse_rfc3339(s)?).ok()
 }
 
 /// The number in a formatted figure ("12,345" → 12345).

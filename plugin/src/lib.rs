@@ -1,7 +1,7 @@
 //! Headroom's proxy-wasm filter: compresses LLM tool outputs in OpenAI and Anthropic requests
 //! in flight and counts what it does, in any proxy-wasm host (Envoy, our wasmtime host, ...).
 //!
-//! The pure modules ([`accounting`], [`api`], [`budget`], [`config`], [`credential`], [`fail_open`], [`flow`],
+//! The pure modules ([`accounting`], [`api`], [`budget`], [`calendar`], [`config`], [`credential`], [`fail_open`], [`flow`],
 //! [`json`], [`metrics`], [`pipeline`], [`pricing`], [`record`], [`response_cache`], [`savings`], [`shape`], [`stack`], [`stats`], [`tokens`],
 //! [`trace`], [`usage`]) take bytes and return decisions; they have no proxy-wasm dependency and are tested
 //! natively. `filter` is the thin glue that talks to the proxy-wasm ABI.
@@ -11,6 +11,7 @@
 pub mod accounting;
 pub mod api;
 pub mod budget;
+pub mod calendar;
 pub mod config;
 pub mod credential;
 pub mod fail_open;

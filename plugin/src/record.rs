@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounting::Costs;
 use crate::api::Api;
-use crate::budget::format_rfc3339;
+use crate::calendar::format_rfc3339;
 use crate::fail_open::FailOpen;
 use crate::savings::{RequestSavings, usd6};
 use crate::usage::Usage;

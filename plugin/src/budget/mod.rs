@@ -44,11 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::Provider;
-
-/// Seconds in a day.
-const DAY: u64 = 86_400;
-/// Seconds in an hour.
-const HOUR: u64 = 3_600;
+use crate::calendar::{DAY, HOUR, civil_from_days, days_from_civil, format_rfc3339};
 
 /// The HTTP status of a budget rejection (upstream's).
 pub const REJECTION_STATUS: u32 = 429;
@@ -276,33 +272,6 @@ impl BudgetConfig {
     }
 }
 
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
-}
-
-/// (year, month 1–12, day 1–31) → days since 1970-01-01 (H. Hinnant's `days_from_civil`).
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = year - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400); // [0, 399]
-    let month = i64::from(month);
-    let mp = if month > 2 { month - 3 } else { month + 9 }; // [0, 11]
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
-
 /// Unix seconds of 00:00 UTC on `days` since the epoch, saturating at both ends of `u64`.
 fn day_start(days: i64) -> u64 {
     u64::try_from(days).map_or(0, |days| days.saturating_mul(DAY))
@@ -355,18 +324,6 @@ pub fn period_end(period: Period, unix_secs: u64) -> u64 {
         Period::Hourly => period_start(period, unix_secs).saturating_add(HOUR),
         _ => day_start(period_days(period, days_of(unix_secs)).1),
     }
-}
-
-/// `unix_secs` as RFC 3339 UTC with second precision: `2026-03-27T09:10:00Z`.
-pub fn format_rfc3339(unix_secs: u64) -> String {
-    let (year, month, day) = civil_from_days(days_of(unix_secs));
-    let secs = unix_secs % DAY;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / HOUR,
-        secs % HOUR / 60,
-        secs % 60
-    )
 }
 
 /// The spend and reservations of one budget's current period. It lives in shared data under
@@ -794,33 +751,6 @@ mod tests {
     /// Unix seconds of a UTC civil time (test helper, via the code under test's inverse).
     fn at(year: i64, month: u32, day: u32, hour: u64, min: u64, sec: u64) -> u64 {
         day_start(days_from_civil(year, month, day)) + hour * HOUR + min * 60 + sec
-    }
-
-    #[test]
-    fn civil_dates_round_trip_and_match_known_values() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-        // 2026-03-27T09:10:00Z, checked with `date -u -d @1774602600`.
-        assert_eq!(at(2026, 3, 27, 9, 10, 0), 1_774_602_600);
-        for days in (-800_000..800_000).step_by(97) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-    }
-
-    #[test]
-    fn formats_rfc3339() {
-        let cases = [
-            (0, "1970-01-01T00:00:00Z"),
-            (1_774_602_600, "2026-03-27T09:10:00Z"),
-            (951_782_400, "2000-02-29T00:00:00Z"),
-            (253_402_300_799, "9999-12-31T23:59:59Z"),
-            (1_735_689_599, "2024-12-31T23:59:59Z"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(format_rfc3339(secs), want);
-        }
     }
 
     #[test]

@@ -1089,7 +1089,9 @@ fn send_probe(shared: &Shared, probe: flow::Probe) -> Action {
     let uptime = now
         .and_then(|now| now.duration_since(shared.started).ok())
         .map_or(0.0, |d| d.as_secs_f64());
-    let timestamp = unix_now().map(budget::format_rfc3339).unwrap_or_default();
+    let timestamp = unix_now()
+        .map(crate::calendar::format_rfc3339)
+        .unwrap_or_default();
     let body = flow::probe_body(probe, &timestamp, uptime);
     send_local(200, "application/json", body.as_bytes(), "probe")
 }

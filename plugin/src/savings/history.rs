@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::{Checkpoint, Ledger, Lifetime, MAX_HISTORY_AGE_DAYS, MAX_HISTORY_POINTS};
 use super::{MAX_RESPONSE_HISTORY_POINTS, SCHEMA_VERSION, SESSION_ROLLOVER_MINUTES};
 use super::{Session, StorageInfo, savings_percent, usd6};
-use crate::budget::{Period, format_rfc3339, period_start};
+use crate::budget::{Period, period_start};
+use crate::calendar::format_rfc3339;
 
 /// `format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
