@@ -8,7 +8,7 @@ use log::{debug, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use super::root::Shared;
+use super::shared::Shared;
 use super::shared_store;
 use crate::api::{Billed, Provider};
 use crate::budget::estimate::{self, Estimate, Pricing};

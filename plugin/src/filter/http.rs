@@ -12,11 +12,10 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::budget_guard::BudgetGuard;
-use super::root::Shared;
+use super::shared::Shared;
 use super::shared_store;
 use crate::accounting::{self, OTHER_MODEL, UNKNOWN_MODEL};
 use crate::api::Api;
-use crate::budget;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
 use crate::fail_open::FailOpen;
 use crate::flow::{

@@ -7,6 +7,7 @@ mod budget_guard;
 mod counters;
 mod http;
 mod root;
+mod shared;
 mod shared_store;
 mod traces;
 

@@ -9,7 +9,7 @@ use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
-use super::root::Shared;
+use super::shared::Shared;
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::metrics::Counter;
