@@ -122,7 +122,7 @@ async fn scoped_retrieval(target: &impl Target, upstream: &Upstream) -> Result<(
     );
     // What a hash never stored answers, for this hash.
     let (_, never_body) =
-        headroom_plugin::flow::retrieve_response(ContentHash::from_hex(&hash), None);
+        headroom_plugin::routing::retrieve_response(ContentHash::from_hex(&hash), None);
     for (who, headers) in [
         ("bob", &bob[..]),
         (

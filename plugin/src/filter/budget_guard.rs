@@ -14,8 +14,8 @@ use crate::api::{Billed, Provider};
 use crate::budget::estimate::{self, Estimate, Pricing};
 use crate::budget::scope::{self, Kind, OVERFLOW, Scope};
 use crate::budget::{self, BudgetConfig, BudgetExceeded, BudgetState, Limit, Refusal};
-use crate::flow::{self, BodyPlan, BodyStep};
 use crate::metrics::{self, Counter};
+use crate::routing::{self, BodyPlan, BodyStep};
 use crate::usage::UsageParser;
 
 /// One budget a request holds a reservation in (possibly of 0 USD: its cost is still
@@ -88,7 +88,7 @@ impl BudgetGuard {
         self.pricing = Some(pricing);
         let content_type = request_header("content-type");
         let content_encoding = request_header("content-encoding");
-        let plan = flow::body_plan(
+        let plan = routing::body_plan(
             content_type.as_deref(),
             content_encoding.as_deref(),
             end_of_stream,
@@ -120,7 +120,7 @@ impl BudgetGuard {
         if !self.wants_body {
             return Action::Continue;
         }
-        match flow::body_step(body_size, end_of_stream, shared.config.max_body_bytes) {
+        match routing::body_step(body_size, end_of_stream, shared.config.max_body_bytes) {
             BodyStep::Wait => Action::Pause,
             BodyStep::TooLarge => {
                 self.body_unreadable(shared);

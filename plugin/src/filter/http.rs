@@ -18,17 +18,17 @@ use crate::accounting::{self, OTHER_MODEL, UNKNOWN_MODEL};
 use crate::api::Api;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
 use crate::fail_open::FailOpen;
-use crate::flow::{
-    self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
-};
 use crate::metrics::{self, Counter, Histogram, UsageMissing};
 use crate::operator;
 use crate::pipeline::{ContentHash, PipelineHost as _, compress_request};
 use crate::pricing;
 use crate::record;
 use crate::response_cache::{self, CacheKey, CachedResponse, HIT_HEADER};
+use crate::routing::{
+    self, BodyPlan, BodyStep, HEALTH_BODY, HEALTH_CONTENT_TYPE, RETRIEVE_CONTENT_TYPE, Route,
+};
 use crate::savings::{self, history};
-use crate::stack;
+use crate::stack_header;
 use crate::stats;
 use crate::usage::{self, UsageParser};
 
@@ -415,7 +415,7 @@ impl HttpContext for HeadroomHttp {
         shared.counters.inc(Counter::InboundRequests);
         let method = request_header(":method");
         let path = request_header(":path");
-        let route = flow::route(&shared.config, method.as_deref(), path.as_deref());
+        let route = routing::route(&shared.config, method.as_deref(), path.as_deref());
         // A retrieval with a provider credential reads only that credential's originals; one
         // without reads those of requests that carried none, which are operators' to see.
         let anonymous_retrieval =
@@ -456,7 +456,8 @@ impl HttpContext for HeadroomHttp {
             .unwrap_or_default();
         self.project = request_header(savings::PROJECT_HEADER)
             .map(|v| String::from_utf8_lossy(&v).into_owned());
-        self.stack = stack::stack_bucket(request_header(stack::STACK_HEADER).as_deref());
+        self.stack =
+            stack_header::stack_bucket(request_header(stack_header::STACK_HEADER).as_deref());
         if let Some(stack) = self.stack.as_deref() {
             // Beyond the bound a new stack is not counted (docs/upstream.md §8).
             inc_bounded(
@@ -492,7 +493,7 @@ impl HttpContext for HeadroomHttp {
         }
         let content_type = request_header("content-type");
         let content_encoding = request_header("content-encoding");
-        match flow::body_plan(
+        match routing::body_plan(
             content_type.as_deref(),
             content_encoding.as_deref(),
             end_of_stream,
@@ -530,7 +531,7 @@ impl HttpContext for HeadroomHttp {
             self.buffering = false;
             return Action::Continue;
         };
-        match flow::body_step(body_size, end_of_stream, shared.config.max_body_bytes) {
+        match routing::body_step(body_size, end_of_stream, shared.config.max_body_bytes) {
             BodyStep::Wait => Action::Pause,
             BodyStep::TooLarge => {
                 // Continue flushes what the host buffered so far and streams the rest.
@@ -909,7 +910,7 @@ impl HeadroomHttp {
             api,
             model: &model,
             project: self.project.as_deref(),
-            stack: self.stack.as_deref().unwrap_or(stack::UNKNOWN),
+            stack: self.stack.as_deref().unwrap_or(stack_header::UNKNOWN),
             path: &self.path,
             status: self.status,
             streamed: self.streamed,
@@ -962,7 +963,7 @@ fn strip_headroom_headers() {
         return;
     };
     for (name, _) in headers {
-        if stack::is_headroom_header(name.as_bytes())
+        if stack_header::is_headroom_header(name.as_bytes())
             && let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name)
         {
             debug!("headroom: cannot remove {name}: {status:?}");
@@ -1083,7 +1084,7 @@ fn send_health() -> Action {
 }
 
 /// Answers `/livez` or `/readyz`.
-fn send_probe(shared: &Shared, probe: flow::Probe) -> Action {
+fn send_probe(shared: &Shared, probe: routing::Probe) -> Action {
     let now = now();
     let uptime = now
         .and_then(|now| now.duration_since(shared.started).ok())
@@ -1091,7 +1092,7 @@ fn send_probe(shared: &Shared, probe: flow::Probe) -> Action {
     let timestamp = unix_now()
         .map(crate::calendar::format_rfc3339)
         .unwrap_or_default();
-    let body = flow::probe_body(probe, &timestamp, uptime);
+    let body = routing::probe_body(probe, &timestamp, uptime);
     send_local(200, "application/json", body.as_bytes(), "probe")
 }
 
@@ -1233,7 +1234,7 @@ fn send_retrieval(shared: &Shared, hash: Option<ContentHash>) -> Action {
     if hash.is_some() {
         shared.counters.inc(Counter::Retrievals(original.is_some()));
     }
-    let (status, body) = flow::retrieve_response(hash, original.as_deref());
+    let (status, body) = routing::retrieve_response(hash, original.as_deref());
     send_local(status, RETRIEVE_CONTENT_TYPE, body.as_bytes(), "retrieval")
 }
 

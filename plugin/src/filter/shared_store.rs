@@ -610,10 +610,10 @@ pub(crate) const MODELS: LabelSet = LabelSet {
     cap: 48,
 };
 
-/// Stack labels (`X-Headroom-Stack`): at most [`MAX_DISTINCT_STACKS`](crate::stack::MAX_DISTINCT_STACKS).
+/// Stack labels (`X-Headroom-Stack`): at most [`MAX_DISTINCT_STACKS`](crate::stack_header::MAX_DISTINCT_STACKS).
 pub(crate) const STACKS: LabelSet = LabelSet {
     key: "headroom.labels.stack",
-    cap: crate::stack::MAX_DISTINCT_STACKS,
+    cap: crate::stack_header::MAX_DISTINCT_STACKS,
 };
 
 /// Models that have had a response with prompt-cache activity (for the bust rule); beyond
