@@ -46,6 +46,23 @@ async fn post(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) -> Result<(
     Ok(())
 }
 
+/// One compressing agent request and one plain chat (both OpenAI, gpt-4o-mini), then the
+/// receiver's exports once both pipeline spans arrived.
+async fn traffic_then_spans(addr: std::net::SocketAddr, receiver: &Receiver) -> Result<Vec<Value>> {
+    post(
+        addr,
+        "/v1/chat/completions",
+        corpus::agent_json_request(300, false),
+    )
+    .await?;
+    post(addr, "/v1/chat/completions", corpus::tiny_chat(false)).await?;
+    receiver
+        .wait_for(Duration::from_secs(30), |got| {
+            named(&spans(got), "headroom.compression.pipeline").len() >= 2
+        })
+        .await
+}
+
 async fn stats(addr: std::net::SocketAddr) -> Result<Value> {
     client::send(addr, &ClientRequest::get("/stats"), |_| {})
         .await?
@@ -169,24 +186,7 @@ async fn headroom_sends_pipeline_spans_to_langfuse() -> Result<()> {
             ),
         ],
     )?;
-    post(
-        proxy.addr(),
-        "/v1/chat/completions",
-        corpus::agent_json_request(300, false),
-    )
-    .await?;
-    post(
-        proxy.addr(),
-        "/v1/chat/completions",
-        corpus::tiny_chat(false),
-    )
-    .await?;
-
-    let got = receiver
-        .wait_for(Duration::from_secs(30), |got| {
-            named(&spans(got), "headroom.compression.pipeline").len() >= 2
-        })
-        .await?;
+    let got = traffic_then_spans(proxy.addr(), &receiver).await?;
     let spans = spans(&got);
     let (export, _) = spans.first().context("no span")?;
     ensure!(
@@ -332,22 +332,7 @@ async fn envoy_sends_the_same_spans_through_its_langfuse_cluster() -> Result<()>
     };
     let overlay = overlay(receiver.port())?;
     let envoy = Envoy::start_with_args(opts, 2, &["--config-yaml", &overlay]).await?;
-    post(
-        envoy.listener_addr,
-        "/v1/chat/completions",
-        corpus::agent_json_request(300, false),
-    )
-    .await?;
-    post(
-        envoy.listener_addr,
-        "/v1/chat/completions",
-        corpus::tiny_chat(false),
-    )
-    .await?;
-    let got = receiver
-        .wait_for(Duration::from_secs(30), |got| {
-            named(&spans(got), "headroom.compression.pipeline").len() >= 2
-        })
+    let got = traffic_then_spans(envoy.listener_addr, &receiver)
         .await
         .with_context(|| envoy.log_tail())?;
     let spans = spans(&got);

@@ -296,9 +296,12 @@ impl HeadroomHttp {
         if let Some(scope) = self.scope {
             stores.omitted.scope = scope;
         }
-        let started = stores.now_us();
+        // The run's clock only when its spans are wanted.
+        let started = shared.traces.as_ref().and_then(|_| stores.now_us());
         let outcome = compress_request(api, body, &shared.config.pipeline, &mut stores);
-        if let (Some(start), Some(end)) = (started, stores.now_us()) {
+        if let Some(start) = started
+            && let Some(end) = stores.now_us()
+        {
             super::traces::record_run(shared, api, start, end, outcome.as_ref().map_err(|r| *r));
         }
         let samples: Vec<(String, u64)> = stores

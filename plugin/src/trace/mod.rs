@@ -256,11 +256,16 @@ pub fn pipeline_spans(run: &PipelineRun<'_>) -> Vec<Span> {
         id
     };
     let root_id = span_id(0);
+    // The request's model as the metrics and the record label it: bounded and sanitised (a
+    // client's megabyte-long model name must not be copied into every span of the queue).
     let model = run
         .result
         .ok()
-        .and_then(|o| o.model.clone())
-        .unwrap_or_else(|| "unknown".to_owned());
+        .and_then(|o| o.model.as_deref())
+        .map_or_else(
+            || "unknown".to_owned(),
+            crate::pricing::normalize_model_label,
+        );
     let common = |attributes: &mut Vec<(&'static str, AttrValue)>| {
         attributes.push(("headroom.model", AttrValue::Str(model.clone())));
         attributes.push(("headroom.provider", AttrValue::Str(run.provider.to_owned())));
@@ -354,6 +359,9 @@ pub fn pipeline_spans(run: &PipelineRun<'_>) -> Vec<Span> {
 #[derive(Debug)]
 pub struct TraceExporter {
     config: LangfuseConfig,
+    /// Every export's headers and resource, derived once from `config`.
+    headers: Vec<(&'static str, String)>,
+    resource: Vec<(String, String)>,
     queue: VecDeque<Span>,
     /// The export in flight: its token and how many spans it carries.
     in_flight: Option<(u32, usize)>,
@@ -375,8 +383,13 @@ pub struct Export {
 impl TraceExporter {
     /// An exporter for `config`, or `None` when it does not export.
     pub fn new(config: &LangfuseConfig) -> Option<Self> {
-        (config.enabled && config.problem().is_none()).then(|| Self {
+        if !config.enabled || config.problem().is_some() {
+            return None;
+        }
+        Some(Self {
             config: config.clone(),
+            headers: config.export_headers()?,
+            resource: config.resource(),
             queue: VecDeque::new(),
             in_flight: None,
             runs: 0,
@@ -414,16 +427,11 @@ impl TraceExporter {
         if self.in_flight.is_some() || self.queue.is_empty() {
             return None;
         }
-        let headers = self.config.export_headers()?;
         let n = self.queue.len().min(self.config.max_batch_spans);
         let batch: Vec<Span> = self.queue.drain(..n).collect();
         Some(Export {
-            headers,
-            body: otlp::export_request(
-                &self.config.resource(),
-                (SCOPE, env!("CARGO_PKG_VERSION")),
-                &batch,
-            ),
+            headers: self.headers.clone(),
+            body: otlp::export_request(&self.resource, (SCOPE, env!("CARGO_PKG_VERSION")), &batch),
             spans: n,
         })
     }
@@ -655,6 +663,31 @@ mod tests {
         // Another seed, another trace.
         let other = run(b"run-2");
         assert_ne!(other[0].trace_id, root.trace_id);
+    }
+
+    /// A hostile model name is the metrics' bounded label in every span, not a copy.
+    #[test]
+    fn a_huge_model_name_is_bounded_in_spans() {
+        let mut outcome = outcome();
+        outcome.model = Some(format!("GPT-4o {}", "x".repeat(1 << 20)));
+        let spans = pipeline_spans(&PipelineRun {
+            seed: b"h",
+            provider: "openai",
+            start_us: 0,
+            end_us: 1,
+            result: Ok(&outcome),
+        });
+        for span in &spans {
+            let Some(AttrValue::Str(model)) = attr(span, "headroom.model") else {
+                panic!("{span:?}");
+            };
+            assert!(
+                model.len() <= crate::pricing::MODEL_LABEL_MAX_LEN,
+                "{}",
+                model.len()
+            );
+            assert!(model.starts_with("gpt-4o_"), "{model}");
+        }
     }
 
     #[test]
