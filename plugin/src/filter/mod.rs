@@ -3,12 +3,10 @@
 //! goes through a `hostcalls::*` function that returns `Result`; errors are logged and the
 //! request fails open.
 
-mod budget_guard;
-mod counters;
 mod http;
+mod proxy_host;
 mod root;
 mod shared;
-mod shared_store;
 mod traces;
 
 pub use root::HeadroomRoot;

@@ -8,21 +8,19 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::counters::Counters;
 use super::http::HeadroomHttp;
+use super::proxy_host::ProxyHost;
 use super::shared::Shared;
-use super::shared_store::{SharedStore, SharedStores};
 use crate::config::Config;
-use crate::credential::{Scope, ScopedStore};
-use crate::pricing::PriceTable;
+use crate::exchange;
 
 /// The plugin's root context.
 #[derive(Debug, Default)]
 pub struct HeadroomRoot {
     /// `None` until `on_configure` succeeds; HTTP contexts without it pass everything through.
     shared: Option<Rc<Shared>>,
-    /// Defined once per root and kept across reconfigurations.
-    counters: Option<Rc<Counters>>,
+    /// The host, with the metrics it defined: once per root, kept across reconfigurations.
+    host: Option<Rc<ProxyHost>>,
 }
 
 impl Context for HeadroomRoot {
@@ -55,9 +53,9 @@ impl RootContext for HeadroomRoot {
                 return false;
             }
         };
-        let counters = Rc::clone(
-            self.counters
-                .get_or_insert_with(|| Rc::new(Counters::define())),
+        let host = Rc::clone(
+            self.host
+                .get_or_insert_with(|| Rc::new(ProxyHost::define())),
         );
         info!(
             "headroom: configured ({} path prefix(es), max_body_bytes={}, compress={})",
@@ -65,37 +63,11 @@ impl RootContext for HeadroomRoot {
             config.max_body_bytes,
             config.compress
         );
-        let stores = SharedStores {
-            omitted: ScopedStore {
-                store: SharedStore::omitted(config.omitted_store_bytes),
-                scope: Scope::of(&config.pipeline.marker_key, [None; 3]),
-            },
-            replay: SharedStore::replay(config.replay_store_bytes),
-            timed: Vec::new(),
-        };
-        // Config::from_bytes has validated the overrides.
-        let prices = PriceTable::builtin()
-            .with_overrides(&config.prices)
-            .unwrap_or_else(|_| PriceTable::builtin());
-        let responses = config
-            .response_cache
-            .map(|cache| SharedStore::responses(cache.max_bytes));
         let traces = super::traces::Traces::start(config.langfuse.as_ref());
         let shared = Rc::new(Shared {
-            config,
-            counters,
-            stores,
-            responses,
-            prices,
-            budget_warned: std::cell::Cell::new(0),
-            cache_models_seen: Default::default(),
+            core: exchange::Shared::configure(config, host),
             traces,
-            started: hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH),
         });
-        // A ledger the host restored counts in the persistent counters once per process.
-        if let Some(lifetime) = crate::savings::claim_metrics_seed(&super::shared_store::ProxyKv) {
-            super::http::add_lifetime(&shared, &lifetime);
-        }
         self.shared = Some(shared);
         true
     }

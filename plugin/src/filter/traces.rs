@@ -75,7 +75,8 @@ pub(crate) fn record_run(
     let dropped = exporter.push(spans);
     if dropped > 0 {
         shared
-            .counters
+            .core
+            .host
             .add(Counter::TraceSpansDropped, dropped as u64);
     }
 }
@@ -102,9 +103,10 @@ pub(crate) fn flush(shared: &Shared) {
         Ok(token) => exporter.sent(token, export.spans),
         Err(status) => {
             warn!("headroom: langfuse export to cluster {cluster:?} not sent: {status:?}");
-            shared.counters.inc(Counter::TraceExportsFailed);
+            shared.core.host.inc(Counter::TraceExportsFailed);
             shared
-                .counters
+                .core
+                .host
                 .add(Counter::TraceSpansDropped, export.spans as u64);
         }
     }
@@ -131,16 +133,18 @@ pub(crate) fn on_response(shared: &Shared, token: u32) {
         .map(|s| String::from_utf8_lossy(&s).into_owned());
     if status.as_deref().is_some_and(|s| s.starts_with('2')) {
         shared
-            .counters
+            .core
+            .host
             .add(Counter::TraceSpansExported, spans as u64);
     } else {
         warn!(
             "headroom: langfuse export of {spans} spans failed (status {})",
             status.as_deref().unwrap_or("none")
         );
-        shared.counters.inc(Counter::TraceExportsFailed);
+        shared.core.host.inc(Counter::TraceExportsFailed);
         shared
-            .counters
+            .core
+            .host
             .add(Counter::TraceSpansDropped, spans as u64);
     }
     flush(shared);

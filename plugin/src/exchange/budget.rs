@@ -1,22 +1,34 @@
-//! The budgets' glue: which budgets apply to a request, the check at its headers, the
-//! reservation of its estimate once its body is known, the 429 when a budget would be
+//! The budgets of one exchange: which budgets apply to a request, the check at its headers,
+//! the reservation of its estimate once its body is known, the refusal when a budget would be
 //! crossed, and the settlement (the reservation replaced by the reported cost, or released)
-//! when the exchange ends. The decisions are [`crate::budget`]'s; this module reads headers,
-//! bodies and shared data for them and sets the budget gauges.
+//! when the exchange ends. The rules are [`crate::budget`]'s; this module keeps their state in
+//! shared data and sets the budget gauges. The glue hands it header values and body bytes and
+//! sends the refusal it returns.
 
 use log::{debug, warn};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType};
 
-use super::shared::Shared;
-use super::shared_store;
+use super::{LocalReply, Shared};
 use crate::api::{Billed, Provider};
 use crate::budget::estimate::{self, Estimate, Pricing};
 use crate::budget::scope::{self, Kind, OVERFLOW, Scope};
-use crate::budget::{self, BudgetConfig, BudgetExceeded, BudgetState, Limit, Refusal};
+use crate::budget::{self, BudgetConfig, BudgetExceeded, BudgetState, Refusal};
 use crate::metrics::{self, Counter};
 use crate::routing::{self, BodyPlan, BodyStep};
+use crate::shared_store;
 use crate::usage::UsageParser;
+
+/// What the budgets read from a request's headers (before the `x-headroom-*` ones go).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestFacts<'a> {
+    /// `content-type`.
+    pub(crate) content_type: Option<&'a [u8]>,
+    /// `content-encoding`.
+    pub(crate) content_encoding: Option<&'a [u8]>,
+    /// `X-Headroom-Project`.
+    pub(crate) project: Option<&'a [u8]>,
+    /// The credential headers ([`scope::CREDENTIAL_HEADERS`]), in order.
+    pub(crate) credentials: [Option<&'a [u8]>; 3],
+}
 
 /// One budget a request holds a reservation in (possibly of 0 USD: its cost is still
 /// charged there when the exchange ends).
@@ -33,7 +45,7 @@ struct Ticket {
 /// A request's standing with the budgets, from its headers to its end.
 #[derive(Debug, Default)]
 pub(crate) struct BudgetGuard {
-    /// The provider (for the 429's shape); `None`: no budget applies to this request.
+    /// The provider (for the refusal's shape); `None`: no budget applies to this request.
     provider: Option<Provider>,
     /// How the request is priced before it runs.
     pricing: Option<Pricing>,
@@ -54,24 +66,25 @@ pub(crate) struct BudgetGuard {
 }
 
 impl BudgetGuard {
-    /// Checks a provider request at its headers (before `x-headroom-*` headers are
-    /// stripped): a budget already spent gets the 429 here (`Some(action)`); otherwise the
-    /// guard decides whether it needs the body for an estimate, and admits a request without
-    /// one now. `billed` is set for the endpoints the filter does not compress.
+    /// Checks a provider request at its headers: a budget already spent refuses it here
+    /// (`Some(reply)`); otherwise the guard decides whether it needs the body for an estimate,
+    /// and admits a request without one now. `billed` is set for the endpoints the filter does
+    /// not compress.
     pub(crate) fn on_request_headers(
         &mut self,
         shared: &Shared,
         provider: Provider,
         billed: Option<Billed>,
+        facts: &RequestFacts<'_>,
         end_of_stream: bool,
-    ) -> Option<Action> {
+    ) -> Option<LocalReply> {
         let config = shared.config.budget.as_ref()?;
-        let now = unix_now()?;
+        let now = shared.host.unix_now()?;
         self.provider = Some(provider);
         self.billed = billed;
-        self.scopes = scopes_of(config);
+        self.scopes = scopes_of(shared, config, facts);
         for scope in &self.scopes {
-            let state = shared_store::budget_state(&scope.state_key());
+            let state = shared_store::budget_state(&*shared.host, &scope.state_key());
             if let budget::BudgetVerdict::Exceeded(exceeded) =
                 budget::check(&scope.limit, &state, now)
             {
@@ -86,78 +99,58 @@ impl BudgetGuard {
             None => Pricing::Tokens { output: true },
         };
         self.pricing = Some(pricing);
-        let content_type = request_header("content-type");
-        let content_encoding = request_header("content-encoding");
-        let plan = routing::body_plan(
-            content_type.as_deref(),
-            content_encoding.as_deref(),
-            end_of_stream,
-        );
+        let plan = routing::body_plan(facts.content_type, facts.content_encoding, end_of_stream);
         if pricing != Pricing::Unestimable && plan == BodyPlan::Buffer {
             self.wants_body = true;
         } else {
             self.admit_unestimated(shared, now);
         }
-        if billed.is_some_and(|b| b.usage_api().is_some()) && shared.config.read_usage {
-            // Responses must arrive readable for their usage report (see Config::read_usage).
-            if let Err(status) =
-                hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding")
-            {
-                debug!("headroom: cannot remove accept-encoding: {status:?}");
-            }
-        }
         None
     }
 
-    /// A request body callback while the compressing path is not buffering: buffers the body
-    /// when the estimate needs it, then reserves (or refuses).
-    pub(crate) fn on_request_body(
+    /// Whether the billed endpoint's response must arrive readable (unencoded) for its usage.
+    pub(crate) fn wants_readable_response(&self, shared: &Shared) -> bool {
+        self.provider.is_some()
+            && self.billed.is_some_and(|b| b.usage_api().is_some())
+            && shared.config.read_usage
+    }
+
+    /// Whether the estimate still needs the request body.
+    pub(crate) fn wants_body(&self) -> bool {
+        self.wants_body
+    }
+
+    /// What a request body callback should do while the compressing path is not buffering.
+    pub(crate) fn body_step(
         &mut self,
         shared: &Shared,
         body_size: usize,
         end_of_stream: bool,
-    ) -> Action {
-        if !self.wants_body {
-            return Action::Continue;
-        }
-        match routing::body_step(body_size, end_of_stream, shared.config.max_body_bytes) {
-            BodyStep::Wait => Action::Pause,
-            BodyStep::TooLarge => {
-                self.body_unreadable(shared);
-                Action::Continue
-            }
-            BodyStep::Complete => self
-                .reserve_from_buffer(shared, body_size)
-                .unwrap_or(Action::Continue),
-        }
-    }
-
-    /// The whole request body is buffered (by the compressing path or the guard): reads it,
-    /// estimates and reserves; `Some(action)` when the request was refused.
-    pub(crate) fn reserve_from_buffer(
-        &mut self,
-        shared: &Shared,
-        body_size: usize,
-    ) -> Option<Action> {
+    ) -> Option<BodyStep> {
         if !self.wants_body {
             return None;
         }
-        self.wants_body = false;
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-                Ok(Some(body)) => body,
-                _ => {
-                    debug!("headroom: budget: cannot read the request body");
-                    self.admit_unestimated(shared, unix_now()?);
-                    return None;
-                }
-            }
+        let step = routing::body_step(body_size, end_of_stream, shared.config.max_body_bytes);
+        if step == BodyStep::TooLarge {
+            self.body_unreadable(shared);
+        }
+        Some(step)
+    }
+
+    /// The whole request body (`None`: it could not be read): estimates and reserves;
+    /// `Some(reply)` when the request was refused.
+    pub(crate) fn reserve(&mut self, shared: &Shared, body: Option<&[u8]>) -> Option<LocalReply> {
+        if !std::mem::take(&mut self.wants_body) {
+            return None;
+        }
+        let now = shared.host.unix_now()?;
+        let Some(body) = body else {
+            debug!("headroom: budget: cannot read the request body");
+            self.admit_unestimated(shared, now);
+            return None;
         };
         let config = shared.config.budget.as_ref()?;
-        let now = unix_now()?;
-        let facts = estimate::request_facts(&body);
+        let facts = estimate::request_facts(body);
         self.model.clone_from(&facts.model);
         let pricing = self.pricing.unwrap_or(Pricing::Unestimable);
         match estimate::estimate(config, &shared.prices, pricing, &facts) {
@@ -178,7 +171,7 @@ impl BudgetGuard {
     /// The body cannot be read for an estimate (too large, trailers): admitted without one.
     pub(crate) fn body_unreadable(&mut self, shared: &Shared) {
         if std::mem::take(&mut self.wants_body)
-            && let Some(now) = unix_now()
+            && let Some(now) = shared.host.unix_now()
         {
             self.admit_unestimated(shared, now);
         }
@@ -188,8 +181,13 @@ impl BudgetGuard {
     /// reservations already made are released.
     fn admit(&mut self, shared: &Shared, estimate_usd: f64, now: u64) -> Result<(), Refusal> {
         for scope in self.scopes.clone() {
-            match shared_store::budget_reserve(&scope.state_key(), &scope.limit, estimate_usd, now)
-            {
+            match shared_store::budget_reserve(
+                &*shared.host,
+                &scope.state_key(),
+                &scope.limit,
+                estimate_usd,
+                now,
+            ) {
                 Ok(Some((reserved_in, state))) => {
                     set_gauges(shared, &scope, &state, now);
                     self.tickets.push(Ticket {
@@ -246,7 +244,7 @@ impl BudgetGuard {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        let Some(now) = unix_now() else {
+        let Some(now) = shared.host.unix_now() else {
             return;
         };
         for ticket in std::mem::take(&mut self.tickets) {
@@ -265,39 +263,41 @@ impl BudgetGuard {
         estimate::charge(config, &shared.prices, model, usage, costs)
     }
 
-    /// A billed endpoint's response headers: starts reading its usage when it reports one.
-    pub(crate) fn on_response_headers(&mut self, shared: &Shared) {
+    /// A billed endpoint's response headers: starts reading its usage when it reports one
+    /// (`encoded`: the body is content-encoded, so unreadable).
+    pub(crate) fn on_response_headers(
+        &mut self,
+        shared: &Shared,
+        encoded: bool,
+        content_type: &[u8],
+    ) {
         let Some(api) = self.billed.and_then(Billed::usage_api) else {
             return;
         };
-        if self.tickets.is_empty() || !shared.config.read_usage {
+        if self.tickets.is_empty() || !shared.config.read_usage || encoded {
             return;
         }
-        let encoded = response_header("content-encoding")
-            .as_deref()
-            .map(<[u8]>::trim_ascii)
-            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"));
-        if !encoded {
-            let content_type = response_header("content-type").unwrap_or_default();
-            self.usage = Some(UsageParser::for_content_type(api, &content_type));
-        }
+        self.usage = Some(UsageParser::for_content_type(api, content_type));
     }
 
-    /// A billed endpoint's response chunk: reads its usage; at the end, settles.
-    pub(crate) fn on_response_body(&mut self, shared: &Shared, body_size: usize, end: bool) {
+    /// Whether the guard reads the response body (a billed endpoint's usage).
+    pub(crate) fn reads_response(&self) -> bool {
+        self.billed.is_some() && self.usage.is_some()
+    }
+
+    /// A billed endpoint's response chunk (`None`: it could not be read, so the usage is
+    /// lost); at the end, settles.
+    pub(crate) fn on_response_body(&mut self, shared: &Shared, chunk: Option<&[u8]>, end: bool) {
         if self.billed.is_none() {
             return;
         }
-        if let Some(parser) = self.usage.as_mut()
-            && body_size > 0
-        {
-            match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
-                Ok(chunk) => parser.feed(&chunk.unwrap_or_default()),
-                Err(status) => {
-                    debug!("headroom: budget: cannot read a response chunk: {status:?}");
-                    self.usage = None;
-                }
+        match (self.usage.as_mut(), chunk) {
+            (Some(parser), Some(chunk)) => parser.feed(chunk),
+            (Some(_), None) => {
+                debug!("headroom: budget: cannot read a response chunk");
+                self.usage = None;
             }
+            (None, _) => {}
         }
         if end {
             self.finish_billed(shared);
@@ -316,8 +316,8 @@ impl BudgetGuard {
         self.settle(shared, cost);
     }
 
-    /// The stream's end (`on_log`): a billed exchange not settled yet (its response never
-    /// ended) is settled from what was read; anything else still held is released.
+    /// The stream's end: a billed exchange not settled yet (its response never ended) is
+    /// settled from what was read; anything else still held is released.
     pub(crate) fn on_log(&mut self, shared: &Shared) {
         if self.billed.is_some() && !self.settled {
             self.finish_billed(shared);
@@ -325,11 +325,11 @@ impl BudgetGuard {
         self.settle(shared, None);
     }
 
-    /// Sends the 429 in the provider's error shape; the request goes no further.
-    fn refuse(&mut self, shared: &Shared, refusal: &Refusal, now: u64) -> Action {
+    /// The refusal (a 429 in the provider's error shape); the request goes no further.
+    fn refuse(&mut self, shared: &Shared, refusal: &Refusal, now: u64) -> LocalReply {
         self.wants_body = false;
         self.settled = true;
-        shared.counters.inc(Counter::BudgetRejected);
+        shared.host.inc(Counter::BudgetRejected);
         // The first rejection of each period is logged (per VM).
         let period = match refusal {
             Refusal::Exceeded { exceeded, .. } => exceeded.resets_at,
@@ -339,19 +339,14 @@ impl BudgetGuard {
             warn!("headroom: {}", budget::rejection_message(refusal));
         }
         let provider = self.provider.unwrap_or(Provider::OpenAi);
-        let body = budget::rejection_body(provider, refusal);
-        let headers = budget::rejection_headers(refusal, now);
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match hostcalls::send_http_response(
-            budget::REJECTION_STATUS,
-            headers,
-            Some(body.as_bytes()),
-        ) {
-            Ok(()) => Action::Pause,
-            Err(status) => {
-                warn!("headroom: cannot send the budget rejection: {status:?}");
-                Action::Continue
-            }
+        LocalReply {
+            status: budget::REJECTION_STATUS,
+            headers: budget::rejection_headers(refusal, now)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            body: budget::rejection_body(provider, refusal).into_bytes(),
+            what: "budget rejection",
         }
     }
 }
@@ -367,6 +362,7 @@ fn refusal(scope: &Scope, exceeded: BudgetExceeded) -> Refusal {
 /// Settles one ticket and updates its gauges.
 fn settle_ticket(shared: &Shared, ticket: &Ticket, cost_usd: Option<f64>, now: u64) {
     if let Some(state) = shared_store::budget_settle(
+        &*shared.host,
         &ticket.scope.state_key(),
         ticket.scope.limit.period,
         ticket.reserved_in,
@@ -388,7 +384,7 @@ fn set_gauges(shared: &Shared, scope: &Scope, state: &BudgetState, now: u64) {
         (metrics::BUDGET_SPENT, current.spent_usd),
         (metrics::BUDGET_REMAINING, remaining),
     ] {
-        shared.counters.set_gauge_named(
+        shared.host.set_gauge_named(
             &metrics::budget_gauge(base, kind, &scope.id),
             crate::accounting::nano_usd(usd),
         );
@@ -396,30 +392,33 @@ fn set_gauges(shared: &Shared, scope: &Scope, state: &BudgetState, now: u64) {
 }
 
 /// The budgets that apply to the request at hand: the global one, its API key's and its
-/// project's (read from the request headers).
-fn scopes_of(config: &BudgetConfig) -> Vec<Scope> {
+/// project's.
+fn scopes_of(shared: &Shared, config: &BudgetConfig, facts: &RequestFacts<'_>) -> Vec<Scope> {
+    let data = &*shared.host;
     let mut scopes = vec![Scope {
         kind: Kind::Global,
         id: "global".to_owned(),
         limit: config.global(),
     }];
     if let Some(limit) = config.per_key
-        && let Some(id) = key_of(config)
+        && let Some(id) = key_of(shared, config, facts)
     {
-        let tracked = shared_store::budget_keys(config.max_keys).admit(&id);
+        let tracked = shared_store::budget_keys(config.max_keys).admit(data, &id);
         scopes.push(Scope {
             kind: Kind::Key,
             id: if tracked { id } else { OVERFLOW.to_owned() },
             limit,
         });
     }
-    let project = request_header(crate::savings::PROJECT_HEADER)
-        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let project = facts
+        .project
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     if let Some((id, limit, configured)) = project
         .as_deref()
         .and_then(|name| scope::project_limit(config, name))
     {
-        let tracked = configured || shared_store::budget_projects(config.max_projects).admit(&id);
+        let tracked =
+            configured || shared_store::budget_projects(config.max_projects).admit(data, &id);
         scopes.push(Scope {
             kind: Kind::Project,
             id: if tracked { id } else { OVERFLOW.to_owned() },
@@ -430,97 +429,66 @@ fn scopes_of(config: &BudgetConfig) -> Vec<Scope> {
 }
 
 /// The id of the request's API key; `None` without a credential or a secret.
-fn key_of(config: &BudgetConfig) -> Option<String> {
+fn key_of(shared: &Shared, config: &BudgetConfig, facts: &RequestFacts<'_>) -> Option<String> {
     let secret = match &config.key_secret {
         Some(secret) => secret.as_bytes().to_vec(),
-        None => shared_store::budget_secret()?,
+        None => shared_store::budget_secret(&*shared.host)?,
     };
-    let values = scope::CREDENTIAL_HEADERS.map(request_header);
-    let [a, b, c] = &values;
-    scope::key_id(&secret, [a.as_deref(), b.as_deref(), c.as_deref()])
+    scope::key_id(&secret, facts.credentials)
 }
 
 /// The `budget` block of `/stats`: every budget's state as shared data holds it.
 pub(crate) fn stats_block(shared: &Shared) -> serde_json::Value {
-    let now = unix_now().unwrap_or(0);
+    let data = &*shared.host;
+    let now = shared.host.unix_now().unwrap_or(0);
     let Some(config) = shared.config.budget.as_ref() else {
         return budget::budget_json(None, &budget::States::default(), now);
     };
-    let state_of = |kind, id: &str, limit: Limit| {
-        let scope = Scope {
-            kind,
-            id: id.to_owned(),
-            limit,
-        };
-        shared_store::budget_state(&scope.state_key())
-    };
-    let exists = |kind, id: &str| {
-        let scope = Scope {
+    let key_of = |kind, id: &str| {
+        Scope {
             kind,
             id: id.to_owned(),
             limit: config.global(),
-        };
-        matches!(
-            hostcalls::get_shared_data(&scope.state_key()),
-            Ok((Some(_), _))
-        )
+        }
+        .state_key()
     };
+    let state_of = |kind, id: &str| shared_store::budget_state(data, &key_of(kind, id));
     let mut states = budget::States {
-        global: shared_store::budget_state("headroom.budget"),
+        global: shared_store::budget_state(data, "headroom.budget"),
         ..budget::States::default()
     };
-    if let Some(limit) = config.per_key {
-        let mut ids = shared_store::budget_keys(config.max_keys).values();
-        if exists(Kind::Key, OVERFLOW) {
+    let listed = |set: shared_store::LabelSet, kind| {
+        let mut ids = set.values(data);
+        if shared_store::exists(data, &key_of(kind, OVERFLOW)) {
             ids.push(OVERFLOW.to_owned());
         }
-        states.keys = ids
+        ids
+    };
+    if let Some(limit) = config.per_key {
+        states.keys = listed(shared_store::budget_keys(config.max_keys), Kind::Key)
             .into_iter()
             .map(|id| {
-                let state = state_of(Kind::Key, &id, limit);
+                let state = state_of(Kind::Key, &id);
                 (id, limit, state)
             })
             .collect();
     }
     for (name, limit) in &config.projects {
         let id = scope::project_id(name);
-        let state = state_of(Kind::Project, &id, *limit);
+        let state = state_of(Kind::Project, &id);
         states.projects.push((id, *limit, state));
     }
     if let Some(limit) = config.default_project {
-        let mut ids = shared_store::budget_projects(config.max_projects).values();
-        if exists(Kind::Project, OVERFLOW) {
-            ids.push(OVERFLOW.to_owned());
-        }
+        let ids = listed(
+            shared_store::budget_projects(config.max_projects),
+            Kind::Project,
+        );
         for id in ids {
             if states.projects.iter().all(|(known, _, _)| *known != id) {
-                let state = state_of(Kind::Project, &id, limit);
+                let state = state_of(Kind::Project, &id);
                 states.projects.push((id, limit, state));
             }
         }
     }
     budget::budget_json(Some(config), &states, now)
-}
-
-/// Unix seconds now.
-fn unix_now() -> Option<u64> {
-    hostcalls::get_current_time()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
-}
-
-/// A request header's value as bytes; errors count as absent.
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
-/// A response header's value as bytes; errors count as absent.
-fn response_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
 }

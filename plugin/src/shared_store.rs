@@ -24,11 +24,12 @@
 //! absent and skips the write: a store is a cache, and losing an entry only costs a later
 //! recompression.
 
+use std::rc::Rc;
+
 use log::debug;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
 
 use crate::credential::ScopedStore;
+use crate::host::{Clock, HostError, LedgerData, SharedData};
 use crate::pipeline::store::ENTRY_OVERHEAD;
 use crate::pipeline::{ContentHash, OmittedStore, PipelineHost, ReplayStore};
 use crate::response_cache;
@@ -40,50 +41,6 @@ const CAS_ATTEMPTS: usize = 8;
 /// missing key, and a key created meanwhile carries another token (unless its last write drew
 /// exactly this one from Envoy's process-wide counter).
 const EXPECT_ABSENT: u32 = u32::MAX;
-
-/// A shared-data failure (the host answered neither OK, NOT_FOUND nor CAS_MISMATCH).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HostError;
-
-/// Shared data as the stores use it: proxy-wasm shared data in the filter ([`ProxyMap`]), a map
-/// in the tests. There is no delete: proxy-wasm 0.2.1 has none.
-pub(crate) trait SharedMap {
-    /// The value and CAS token under `key`, `None` when absent.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
-    /// Writes `value` when `cas` is `None` or the key's token (or the key is absent); `false`
-    /// on a CAS mismatch.
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
-}
-
-/// Proxy-wasm shared data.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ProxyMap;
-
-impl SharedMap for ProxyMap {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
-        match hostcalls::get_shared_data(key) {
-            // An empty value comes back as no bytes with a token: present.
-            Ok((value, Some(cas))) => Ok(Some((value.unwrap_or_default(), cas))),
-            Ok((Some(value), None)) => Ok(Some((value, 0))),
-            Ok((None, None)) => Ok(None),
-            Err(status) => {
-                debug!("headroom: cannot read {key}: {status:?}");
-                Err(HostError)
-            }
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(true),
-            Err(Status::CasMismatch) => Ok(false),
-            Err(status) => {
-                debug!("headroom: cannot write {key}: {status:?}");
-                Err(HostError)
-            }
-        }
-    }
-}
 
 /// The head record of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +224,7 @@ impl SharedStore {
 
     /// The head and its token; `None` when the store is empty. A corrupt head is an error (the
     /// store then reads absent and takes no writes).
-    fn read_head(&self, map: &impl SharedMap) -> Result<Option<(Head, u32)>, HostError> {
+    fn read_head(&self, map: &dyn SharedData) -> Result<Option<(Head, u32)>, HostError> {
         match map.get(&self.head_key())? {
             None => Ok(None),
             Some((bytes, cas)) => match Head::decode(&bytes) {
@@ -281,8 +238,8 @@ impl SharedStore {
     }
 
     /// Entries held and bytes charged for them (both 0 when empty or unreadable).
-    pub(crate) fn occupancy(&self) -> response_cache::Occupancy {
-        match self.read_head(&ProxyMap) {
+    pub(crate) fn occupancy(&self, map: &dyn SharedData) -> response_cache::Occupancy {
+        match self.read_head(map) {
             Ok(Some((head, _))) => response_cache::Occupancy {
                 entries: head.next - head.first,
                 bytes: head.used,
@@ -291,19 +248,14 @@ impl SharedStore {
         }
     }
 
-    /// The value under `hash` in proxy-wasm shared data, absent on any failure.
-    pub(crate) fn read(&self, hash: ContentHash) -> Option<Vec<u8>> {
-        self.read_in(&ProxyMap, hash)
-    }
-
     /// The value under `hash` in `map`, absent on any failure.
-    pub(crate) fn read_in(&self, map: &impl SharedMap, hash: ContentHash) -> Option<Vec<u8>> {
+    pub(crate) fn read_in(&self, map: &dyn SharedData, hash: ContentHash) -> Option<Vec<u8>> {
         self.lookup(map, hash).ok().flatten()
     }
 
     fn lookup(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         hash: ContentHash,
     ) -> Result<Option<Vec<u8>>, HostError> {
         let Some((head, _)) = self.read_head(map)? else {
@@ -335,7 +287,7 @@ impl SharedStore {
 
     /// Stores `value` under `hash` unless an entry exists (first write wins); an entry larger
     /// than the whole budget is not kept.
-    pub(crate) fn write_in(&self, map: &impl SharedMap, hash: ContentHash, value: &[u8]) {
+    pub(crate) fn write_in(&self, map: &dyn SharedData, hash: ContentHash, value: &[u8]) {
         if self.insert(map, hash, value).is_err() {
             debug!("headroom: {} entry not stored", self.namespace);
         }
@@ -343,7 +295,7 @@ impl SharedStore {
 
     fn insert(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         hash: ContentHash,
         value: &[u8],
     ) -> Result<(), HostError> {
@@ -405,7 +357,7 @@ impl SharedStore {
     #[allow(clippy::type_complexity)]
     fn evict_for(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         head: &Head,
         charge: u32,
     ) -> Result<Option<(Head, Vec<(u64, ContentHash)>)>, HostError> {
@@ -437,7 +389,7 @@ impl SharedStore {
     /// newer position (the caller's head is stale).
     fn ensure_ring(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         head: &Head,
         pos: u64,
         charge: u32,
@@ -463,7 +415,7 @@ impl SharedStore {
     /// Writes the value of `pos` unless its slot already holds `pos` or a newer position.
     fn put_value(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         head: &Head,
         pos: u64,
         hash: ContentHash,
@@ -488,7 +440,7 @@ impl SharedStore {
     /// Replaces the value of the evicted `pos` with its tombstone (if the slot still holds it).
     fn tombstone(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         head: &Head,
         pos: u64,
         hash: ContentHash,
@@ -512,7 +464,7 @@ impl SharedStore {
     /// Drops the bucket's evicted pairs (older than `head.first`) and adds `(hash, pos)`.
     fn update_bucket(
         &self,
-        map: &impl SharedMap,
+        map: &dyn SharedData,
         head: &Head,
         hash: ContentHash,
         add: Option<u64>,
@@ -540,9 +492,44 @@ impl SharedStore {
     }
 }
 
-impl OmittedStore for SharedStore {
+/// A [`SharedStore`] with the shared data it lives in: what the pipeline and the response
+/// cache hold (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct HostedStore {
+    /// The store's layout.
+    pub(crate) store: SharedStore,
+    /// Where it lives.
+    pub(crate) data: Rc<dyn SharedData>,
+}
+
+impl std::fmt::Debug for HostedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostedStore")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostedStore {
+    /// The value under `hash`, absent on any failure.
+    pub(crate) fn read(&self, hash: ContentHash) -> Option<Vec<u8>> {
+        self.store.read_in(&*self.data, hash)
+    }
+
+    /// Stores `value` under `hash` unless an entry exists.
+    pub(crate) fn write(&self, hash: ContentHash, value: &[u8]) {
+        self.store.write_in(&*self.data, hash, value);
+    }
+
+    /// Entries held and bytes charged for them.
+    pub(crate) fn occupancy(&self) -> response_cache::Occupancy {
+        self.store.occupancy(&*self.data)
+    }
+}
+
+impl OmittedStore for HostedStore {
     fn put(&mut self, hash: ContentHash, original: &[u8]) {
-        self.write_in(&ProxyMap, hash, original);
+        self.write(hash, original);
     }
 
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
@@ -550,26 +537,39 @@ impl OmittedStore for SharedStore {
     }
 }
 
-impl ReplayStore for SharedStore {
+impl ReplayStore for HostedStore {
     fn get(&self, key: ContentHash) -> Option<Vec<u8>> {
         self.read(key)
     }
 
     fn put(&mut self, key: ContentHash, entry: &[u8]) {
-        self.write_in(&ProxyMap, key, entry);
+        self.write(key, entry);
     }
 }
 
-/// The [`PipelineHost`] of the filter: both stores in shared data.
-#[derive(Debug, Clone)]
+/// The [`PipelineHost`] of the filter: both stores in shared data, and the host's clock for
+/// transform timings.
+#[derive(Clone)]
 pub(crate) struct SharedStores {
     /// Originals of lossy compressions, served by the retrieval endpoint, each under the
     /// scope of the credential of the request that sent it (set per request).
-    pub(crate) omitted: ScopedStore<SharedStore>,
+    pub(crate) omitted: ScopedStore<HostedStore>,
     /// Decisions replayed on later turns.
-    pub(crate) replay: SharedStore,
+    pub(crate) replay: HostedStore,
     /// Transform timings of the request being compressed (transform, µs).
     pub(crate) timed: Vec<(&'static str, u64)>,
+    /// The clock of those timings.
+    pub(crate) clock: Rc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SharedStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStores")
+            .field("omitted", &self.omitted)
+            .field("replay", &self.replay)
+            .field("timed", &self.timed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PipelineHost for SharedStores {
@@ -582,9 +582,7 @@ impl PipelineHost for SharedStores {
     }
 
     fn now_us(&self) -> Option<u64> {
-        let now = hostcalls::get_current_time().ok()?;
-        let since = now.duration_since(std::time::UNIX_EPOCH).ok()?;
-        u64::try_from(since.as_micros()).ok()
+        self.clock.now_us()
     }
 
     fn timed(&mut self, transform: &'static str, us: u64) {
@@ -641,15 +639,12 @@ enum Insert {
 
 impl LabelSet {
     /// Adds `value` if it is absent and there is room (compare-and-swap, retried).
-    fn insert(self, value: &str) -> Insert {
+    fn insert(self, data: &dyn SharedData, value: &str) -> Insert {
         for _ in 0..CAS_ATTEMPTS {
-            let (stored, cas) = match hostcalls::get_shared_data(self.key) {
-                Ok(found) => found,
-                Err(status) => {
-                    debug!("headroom: cannot read {}: {status:?}", self.key);
-                    return Insert::Failed;
-                }
+            let Ok(found) = data.get(self.key) else {
+                return Insert::Failed;
             };
+            let (stored, cas) = found.unzip();
             let (admitted, update) = crate::accounting::admit_label(
                 stored.as_deref().unwrap_or_default(),
                 value,
@@ -662,33 +657,30 @@ impl LabelSet {
                     Insert::Full
                 };
             };
-            match hostcalls::set_shared_data(self.key, Some(&update), cas) {
-                Ok(()) => return Insert::Added,
-                Err(Status::CasMismatch) => continue,
-                Err(status) => {
-                    debug!("headroom: cannot write {}: {status:?}", self.key);
-                    return Insert::Failed;
-                }
+            match data.set(self.key, &update, cas) {
+                Ok(true) => return Insert::Added,
+                Ok(false) => continue,
+                Err(HostError) => return Insert::Failed,
             }
         }
         Insert::Failed
     }
 
     /// Whether `value` has (or now gets) its own label.
-    pub(crate) fn admit(self, value: &str) -> bool {
-        matches!(self.insert(value), Insert::Present | Insert::Added)
+    pub(crate) fn admit(self, data: &dyn SharedData, value: &str) -> bool {
+        matches!(self.insert(data, value), Insert::Present | Insert::Added)
     }
 
     /// Whether `value` was in the set before this call (it is added when there is room; a full
     /// set, or a shared-data failure, answers true).
-    pub(crate) fn seen_before(self, value: &str) -> bool {
-        self.insert(value) != Insert::Added
+    pub(crate) fn seen_before(self, data: &dyn SharedData, value: &str) -> bool {
+        self.insert(data, value) != Insert::Added
     }
 
     /// Every value admitted so far, in order of first use.
-    pub(crate) fn values(self) -> Vec<String> {
-        match hostcalls::get_shared_data(self.key) {
-            Ok((Some(stored), _)) => crate::accounting::stored_labels(&stored),
+    pub(crate) fn values(self, data: &dyn SharedData) -> Vec<String> {
+        match data.get(self.key) {
+            Ok(Some((stored, _))) => crate::accounting::stored_labels(&stored),
             _ => Vec::new(),
         }
     }
@@ -696,12 +688,17 @@ impl LabelSet {
 
 /// The [`BudgetState`](crate::budget::BudgetState) stored under `key` (a fresh one when
 /// absent or unreadable: never an error).
-pub(crate) fn budget_state(key: &str) -> crate::budget::BudgetState {
-    let stored = match hostcalls::get_shared_data(key) {
-        Ok((Some(stored), _)) => crate::budget::BudgetState::decode(&stored),
+pub(crate) fn budget_state(data: &dyn SharedData, key: &str) -> crate::budget::BudgetState {
+    let stored = match data.get(key) {
+        Ok(Some((stored, _))) => crate::budget::BudgetState::decode(&stored),
         _ => None,
     };
     stored.unwrap_or_default()
+}
+
+/// Whether a value is stored under `key`.
+pub(crate) fn exists(data: &dyn SharedData, key: &str) -> bool {
+    matches!(data.get(key), Ok(Some(_)))
 }
 
 /// Reserves `estimate_usd` in the budget stored under `key` (compare-and-swap): `Ok(Some(
@@ -709,6 +706,7 @@ pub(crate) fn budget_state(key: &str) -> crate::budget::BudgetState {
 /// `Ok(None)` when shared data failed or kept changing (the request is admitted without a
 /// reservation: fail open).
 pub(crate) fn budget_reserve(
+    data: &dyn SharedData,
     key: &str,
     limit: &crate::budget::Limit,
     estimate_usd: f64,
@@ -716,7 +714,7 @@ pub(crate) fn budget_reserve(
 ) -> Result<Option<(u64, crate::budget::BudgetState)>, crate::budget::BudgetExceeded> {
     let mut outcome = Ok(0);
     let mut after = crate::budget::BudgetState::default();
-    let written = update_shared(key, |stored| {
+    let written = update_shared(data, key, |stored| {
         let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
         outcome = state.reserve(limit, estimate_usd, now);
         after = state;
@@ -732,6 +730,7 @@ pub(crate) fn budget_reserve(
 /// Replaces a reservation in the budget stored under `key` by the exchange's cost
 /// ([`BudgetState::settle`](crate::budget::BudgetState::settle)); returns the state written.
 pub(crate) fn budget_settle(
+    data: &dyn SharedData,
     key: &str,
     period: crate::budget::Period,
     reserved_in: u64,
@@ -740,7 +739,7 @@ pub(crate) fn budget_settle(
     now: u64,
 ) -> Option<crate::budget::BudgetState> {
     let mut after = None;
-    update_shared(key, |stored| {
+    update_shared(data, key, |stored| {
         let mut state = crate::budget::BudgetState::decode(stored).unwrap_or_default();
         state.settle(period, reserved_in, reserved_usd, cost_usd, now);
         after = Some(state);
@@ -754,20 +753,17 @@ const BUDGET_SECRET_KEY: &str = "headroom.budget.secret";
 
 /// The per-process secret keying API-key ids: drawn at random by the first VM that needs it
 /// and shared by every VM since (`None` when shared data fails).
-pub(crate) fn budget_secret() -> Option<Vec<u8>> {
+pub(crate) fn budget_secret(data: &dyn SharedData) -> Option<Vec<u8>> {
     for _ in 0..CAS_ATTEMPTS {
-        let (stored, cas) = hostcalls::get_shared_data(BUDGET_SECRET_KEY).ok()?;
+        let (stored, cas) = data.get(BUDGET_SECRET_KEY).ok()?.unzip();
         if let Some(secret) = stored.filter(|s| s.len() == 16) {
             return Some(secret);
         }
         let secret = random_secret();
-        match hostcalls::set_shared_data(BUDGET_SECRET_KEY, Some(&secret), cas) {
-            Ok(()) => return Some(secret),
-            Err(Status::CasMismatch) => continue,
-            Err(status) => {
-                debug!("headroom: cannot write {BUDGET_SECRET_KEY}: {status:?}");
-                return None;
-            }
+        match data.set(BUDGET_SECRET_KEY, &secret, cas) {
+            Ok(true) => return Some(secret),
+            Ok(false) => continue,
+            Err(HostError) => return None,
         }
     }
     None
@@ -805,17 +801,18 @@ pub(crate) fn budget_projects(cap: usize) -> LabelSet {
 /// Rewrites the value under `key` with `update` (given the stored bytes, empty when absent)
 /// by compare-and-swap, retried on a conflict. Returns the value written, or `None` when
 /// shared data failed or kept changing (a lost update only blurs a statistic).
-fn update_shared(key: &str, mut update: impl FnMut(&[u8]) -> Vec<u8>) -> Option<Vec<u8>> {
+fn update_shared(
+    data: &dyn SharedData,
+    key: &str,
+    mut update: impl FnMut(&[u8]) -> Vec<u8>,
+) -> Option<Vec<u8>> {
     for _ in 0..CAS_ATTEMPTS {
-        let (stored, cas) = hostcalls::get_shared_data(key).ok()?;
+        let (stored, cas) = data.get(key).ok()?.unzip();
         let value = update(stored.as_deref().unwrap_or_default());
-        match hostcalls::set_shared_data(key, Some(&value), cas) {
-            Ok(()) => return Some(value),
-            Err(Status::CasMismatch) => continue,
-            Err(status) => {
-                debug!("headroom: cannot write {key}: {status:?}");
-                return None;
-            }
+        match data.set(key, &value, cas) {
+            Ok(true) => return Some(value),
+            Ok(false) => continue,
+            Err(HostError) => return None,
         }
     }
     debug!("headroom: {key} kept changing; update dropped");
@@ -828,10 +825,11 @@ const TIMINGS_KEY: &str = "headroom.timings";
 /// Adds one exchange's samples (microseconds, per histogram) to the process-wide timings in a
 /// single compare-and-swap, and returns the timings as they now stand.
 pub(crate) fn record_timings(
+    data: &dyn SharedData,
     samples: &[(crate::metrics::Histogram, u64)],
 ) -> Option<crate::stats::Timings> {
     let mut latest = crate::stats::Timings::default();
-    update_shared(TIMINGS_KEY, |stored| {
+    update_shared(data, TIMINGS_KEY, |stored| {
         latest = crate::stats::Timings::decode(stored);
         for &(histogram, us) in samples {
             latest.get_mut(histogram).record(us);
@@ -845,11 +843,11 @@ pub(crate) fn record_timings(
 const TRANSFORM_TIMINGS_KEY: &str = "headroom.timings.transforms";
 
 /// Adds per-transform samples to the process-wide record (one CAS update per request).
-pub(crate) fn record_transform_timings(samples: &[(String, u64)]) {
+pub(crate) fn record_transform_timings(data: &dyn SharedData, samples: &[(String, u64)]) {
     if samples.is_empty() {
         return;
     }
-    update_shared(TRANSFORM_TIMINGS_KEY, |stored| {
+    update_shared(data, TRANSFORM_TIMINGS_KEY, |stored| {
         let mut timings = crate::stats::TransformTimings::decode(stored);
         for (transform, us) in samples {
             timings.record(transform, *us);
@@ -859,54 +857,30 @@ pub(crate) fn record_transform_timings(samples: &[(String, u64)]) {
 }
 
 /// The process-wide per-transform timings.
-pub(crate) fn transform_timings() -> crate::stats::TransformTimings {
-    match hostcalls::get_shared_data(TRANSFORM_TIMINGS_KEY) {
-        Ok((Some(stored), _)) => crate::stats::TransformTimings::decode(&stored),
+pub(crate) fn transform_timings(data: &dyn SharedData) -> crate::stats::TransformTimings {
+    match data.get(TRANSFORM_TIMINGS_KEY) {
+        Ok(Some((stored, _))) => crate::stats::TransformTimings::decode(&stored),
         _ => crate::stats::TransformTimings::default(),
     }
 }
 
 /// The process-wide timings.
-pub(crate) fn timings() -> crate::stats::Timings {
-    match hostcalls::get_shared_data(TIMINGS_KEY) {
-        Ok((Some(stored), _)) => crate::stats::Timings::decode(&stored),
+pub(crate) fn timings(data: &dyn SharedData) -> crate::stats::Timings {
+    match data.get(TIMINGS_KEY) {
+        Ok(Some((stored, _))) => crate::stats::Timings::decode(&stored),
         _ => crate::stats::Timings::default(),
-    }
-}
-
-/// Proxy-wasm shared data as the savings ledger's [`KeyValue`](crate::savings::KeyValue):
-/// host errors read as absent and as a failed write.
-pub(crate) struct ProxyKv;
-
-impl crate::savings::KeyValue for ProxyKv {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Some((value, cas)),
-            Ok(_) => None,
-            Err(status) => {
-                debug!("headroom: cannot read {key}: {status:?}");
-                None
-            }
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => true,
-            Err(Status::CasMismatch) => false,
-            Err(status) => {
-                debug!("headroom: cannot write {key}: {status:?}");
-                false
-            }
-        }
     }
 }
 
 /// The savings ledger (the head and at most the newest `points` checkpoints) and where the
 /// host keeps it.
-pub(crate) fn savings(points: u64) -> (crate::savings::Ledger, crate::savings::StorageInfo) {
-    let ledger = crate::savings::read_shared_tail(&ProxyKv, points);
-    let storage = crate::savings::KeyValue::get(&ProxyKv, crate::savings::STORAGE_KEY)
+pub(crate) fn savings(
+    data: &dyn SharedData,
+    points: u64,
+) -> (crate::savings::Ledger, crate::savings::StorageInfo) {
+    let kv = LedgerData(data);
+    let ledger = crate::savings::read_shared_tail(&kv, points);
+    let storage = crate::savings::KeyValue::get(&kv, crate::savings::STORAGE_KEY)
         .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     (ledger, storage)
@@ -973,7 +947,7 @@ mod tests {
         }
     }
 
-    impl SharedMap for Mock<'_> {
+    impl SharedData for Mock<'_> {
         fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
             self.step()?;
             Ok(self.data.borrow().get(key).cloned())

@@ -1,19 +1,23 @@
-//! Metric ids: defines every [`Counter`] and [`Histogram`] once per VM, defines open-ended
-//! label values (models) on first use, and updates them, never failing a request because of a
-//! metric.
+//! The proxy-wasm host behind the [`crate::host`] traits: shared data and the clock through
+//! `hostcalls`, and the metrics — every [`Counter`] and [`Histogram`] defined once per VM,
+//! open-ended label values (models) on first use — updated without ever failing a request
+//! because of a metric.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use log::{debug, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use proxy_wasm::types::{MetricType, Status};
 
+use crate::host::{Clock, HostError, Metrics, SharedData};
 use crate::metrics::{Counter, Histogram};
 
-/// The host ids of the filter's metrics (absent where the host refused a definition).
+/// The proxy-wasm host: the host ids of the filter's metrics (absent where the host refused a
+/// definition); shared data and the clock need no state.
 #[derive(Debug)]
-pub(crate) struct Counters {
+pub(crate) struct ProxyHost {
     ids: HashMap<Counter, u32>,
     histograms: HashMap<Histogram, u32>,
     /// The `_min` and `_max` gauges of each histogram.
@@ -22,7 +26,7 @@ pub(crate) struct Counters {
     dynamic: RefCell<HashMap<String, Option<u32>>>,
 }
 
-impl Counters {
+impl ProxyHost {
     /// Defines every fixed metric. Hosts return the same id for the same name, so defining
     /// again after a reconfiguration is harmless.
     pub(crate) fn define() -> Self {
@@ -46,25 +50,6 @@ impl Counters {
         }
     }
 
-    /// Adds one to `counter`.
-    pub(crate) fn inc(&self, counter: Counter) {
-        self.add(counter, 1);
-    }
-
-    /// Adds `delta` to `counter`; 0 is skipped (Envoy rejects it with BAD_ARGUMENT).
-    pub(crate) fn add(&self, counter: Counter, delta: u64) {
-        if let Some(&id) = self.ids.get(&counter) {
-            increment(id, delta, &counter.name());
-        }
-    }
-
-    /// Whether this VM has defined the counter called `name` (so its label was admitted).
-    pub(crate) fn has_named(&self, name: &str) -> bool {
-        self.dynamic
-            .try_borrow()
-            .is_ok_and(|d| d.get(name).is_some_and(Option::is_some))
-    }
-
     /// The id of the metric called `name`, defined as `kind` on first use (`None` when the host
     /// refused it).
     fn named_id(&self, name: &str, kind: MetricType) -> Option<u32> {
@@ -73,14 +58,22 @@ impl Counters {
             .entry(name.to_owned())
             .or_insert_with(|| define(kind, name))
     }
+}
 
-    /// Adds one to the counter called `name`, defining it on first use.
-    pub(crate) fn inc_named(&self, name: &str) {
-        self.add_named(name, 1);
+impl Metrics for ProxyHost {
+    fn add(&self, counter: Counter, delta: u64) {
+        if let Some(&id) = self.ids.get(&counter) {
+            increment(id, delta, &counter.name());
+        }
     }
 
-    /// Adds `delta` to the counter called `name`, defining it on first use.
-    pub(crate) fn add_named(&self, name: &str, delta: u64) {
+    fn has_named(&self, name: &str) -> bool {
+        self.dynamic
+            .try_borrow()
+            .is_ok_and(|d| d.get(name).is_some_and(Option::is_some))
+    }
+
+    fn add_named(&self, name: &str, delta: u64) {
         if delta == 0 {
             return;
         }
@@ -89,24 +82,20 @@ impl Counters {
         }
     }
 
-    /// The current value of `counter`, summed over every VM of the process.
-    pub(crate) fn get(&self, counter: Counter) -> u64 {
+    fn value(&self, counter: Counter) -> u64 {
         self.ids
             .get(&counter)
             .and_then(|&id| hostcalls::get_metric(id).ok())
             .unwrap_or(0)
     }
 
-    /// The current value of the counter called `name` (0 when never defined).
-    pub(crate) fn get_named(&self, name: &str) -> u64 {
+    fn value_named(&self, name: &str) -> u64 {
         self.named_id(name, MetricType::Counter)
             .and_then(|id| hostcalls::get_metric(id).ok())
             .unwrap_or(0)
     }
 
-    /// Sets the `_min` and `_max` gauges of `histogram` (process-wide values, so every VM
-    /// writes the same figures).
-    pub(crate) fn set_extremes(&self, histogram: Histogram, min: u64, max: u64) {
+    fn set_extremes(&self, histogram: Histogram, min: u64, max: u64) {
         let Some(ids) = self.extremes.get(&histogram) else {
             return;
         };
@@ -122,8 +111,7 @@ impl Counters {
         }
     }
 
-    /// Sets the gauge called `name` to `value`, defining it on first use.
-    pub(crate) fn set_gauge_named(&self, name: &str, value: u64) {
+    fn set_gauge_named(&self, name: &str, value: u64) {
         if let Some(id) = self.named_id(name, MetricType::Gauge)
             && let Err(status) = hostcalls::record_metric(id, value)
         {
@@ -131,8 +119,7 @@ impl Counters {
         }
     }
 
-    /// Records one sample of the histogram called `name`, defining it on first use.
-    pub(crate) fn record_named(&self, name: &str, value: u64) {
+    fn record_named(&self, name: &str, value: u64) {
         if let Some(id) = self.named_id(name, MetricType::Histogram)
             && let Err(status) = hostcalls::record_metric(id, value)
         {
@@ -140,13 +127,44 @@ impl Counters {
         }
     }
 
-    /// Records one sample of `histogram`.
-    pub(crate) fn record(&self, histogram: Histogram, value: u64) {
+    fn record(&self, histogram: Histogram, value: u64) {
         if let Some(&id) = self.histograms.get(&histogram)
             && let Err(status) = hostcalls::record_metric(id, value)
         {
             debug!("headroom: cannot record {}: {status:?}", histogram.name());
         }
+    }
+}
+
+impl SharedData for ProxyHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        match hostcalls::get_shared_data(key) {
+            // An empty value comes back as no bytes with a token: present.
+            Ok((value, Some(cas))) => Ok(Some((value.unwrap_or_default(), cas))),
+            Ok((Some(value), None)) => Ok(Some((value, 0))),
+            Ok((None, None)) => Ok(None),
+            Err(status) => {
+                debug!("headroom: cannot read {key}: {status:?}");
+                Err(HostError)
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(true),
+            Err(Status::CasMismatch) => Ok(false),
+            Err(status) => {
+                debug!("headroom: cannot write {key}: {status:?}");
+                Err(HostError)
+            }
+        }
+    }
+}
+
+impl Clock for ProxyHost {
+    fn now(&self) -> Option<SystemTime> {
+        hostcalls::get_current_time().ok()
     }
 }
 
