@@ -1,7 +1,6 @@
 //! The Envoy configurations in envoy/ against a real Envoy 1.40 (`envoy/install.sh`).
 //!
 //! - every config passes `envoy --mode validate` (which also starts the filter's VM);
-//! - envoy.yaml and the test template carry the same stats_tags;
 //! - a live Envoy from the template routes by path, answers unknown paths with the JSON 404, lets
 //!   the filter answer `GET /health`, and exports the filter's `name.label.value` metrics with
 //!   Prometheus labels.
@@ -26,51 +25,6 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// The label names that envoy.yaml's stats_tags turn into Prometheus labels.
-const LABELS: &[&str] = &[
-    "provider",
-    "reason",
-    "model",
-    "stack",
-    "transform",
-    "strategy",
-    "stage",
-    "path",
-    "ttl",
-    "signal",
-    "cause",
-    "status",
-    "kind",
-    "tool",
-    "decision",
-    "scope",
-    "budget",
-];
-
-#[test]
-fn every_label_the_filter_emits_has_a_stats_tag() {
-    use headroom_plugin::metrics::{
-        BUDGET_LIMIT, BUDGET_REMAINING, BUDGET_SPENT, Counter, budget_gauge, requests_by_model,
-        requests_by_stack,
-    };
-    let mut names: Vec<String> = Counter::all().iter().map(|c| c.name()).collect();
-    names.push(requests_by_model("gpt-4o"));
-    names.push(requests_by_stack("wrap_claude"));
-    for base in [BUDGET_LIMIT, BUDGET_SPENT, BUDGET_REMAINING] {
-        names.push(budget_gauge(base, "key", "0123456789abcdef"));
-    }
-    for name in names {
-        let parts: Vec<&str> = name.split('.').skip(1).collect();
-        for pair in parts.chunks(2) {
-            assert!(
-                LABELS.contains(&pair[0]),
-                "{name}: label {} has no stats_tag",
-                pair[0]
-            );
-        }
-    }
-}
-
 fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "headroom-envoy-configs-{}-{name}",
@@ -83,29 +37,19 @@ fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The `stats_tags` entries of a bootstrap, as written.
-fn stats_tag_lines(yaml: &str) -> Vec<String> {
-    yaml.lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("- {tag_name:"))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn stats_tags_are_the_same_in_envoy_yaml_and_the_template() {
-    let production = fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-    let template = fs::read_to_string(repo_root().join("envoy/envoy-local.yaml.in")).unwrap();
-    let tags = stats_tag_lines(&production);
-    assert_eq!(tags, stats_tag_lines(&template));
-    let names: Vec<String> = tags
-        .iter()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("- {tag_name: ")?;
-            Some(rest.split(',').next()?.to_owned())
+/// The label names envoy.yaml's stats_tags turn into Prometheus labels. (plugin/src/metrics.rs's
+/// unit tests check that they cover every declared label and that every config has the same.)
+fn stats_tag_names() -> anyhow::Result<Vec<String>> {
+    let production = fs::read_to_string(repo_root().join("envoy/envoy.yaml"))?;
+    let names: Vec<String> = production
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("- {tag_name: ")?;
+            Some(rest.split(',').next()?.trim().to_owned())
         })
         .collect();
-    assert_eq!(names, LABELS);
+    anyhow::ensure!(!names.is_empty(), "no stats_tags in envoy/envoy.yaml");
+    Ok(names)
 }
 
 #[test]
@@ -446,12 +390,13 @@ async fn live_envoy_with_the_filter() -> anyhow::Result<()> {
 
     // stats_tags touch nothing but our metrics: no Envoy stat carries one of our labels.
     let prometheus = envoy.prometheus().await?;
+    let labels = stats_tag_names()?;
     let mut offenders = BTreeSet::new();
     for line in prometheus.lines().filter(|l| !l.starts_with('#')) {
         if line.starts_with("headroom_") {
             continue;
         }
-        if LABELS.iter().any(|label| {
+        if labels.iter().any(|label| {
             line.contains(&format!("{{{label}=\"")) || line.contains(&format!(",{label}=\""))
         }) {
             offenders.insert(line.to_owned());

@@ -5,123 +5,228 @@
 //! (`headroom_requests_by_provider.provider.openai`). Envoy turns it into a Prometheus label
 //! with a `stats_tags` regex such as `(\.provider\.([^.]+))`, and the standalone host decodes it
 //! the same way; hence label values are restricted to `[a-z0-9_-]` and never contain `.`.
+//!
+//! Every metric is declared once, in the `declare_metrics!` table below (name, kind, labels,
+//! help), which makes its `pub const` and its [`METRICS`] entry. To add one: a line there, a
+//! row in README.md's metrics table, and what the unit tests in `metrics/declaration_tests.rs`
+//! then ask for (a [`Counter`] variant, a `stats_tags` line in every Envoy config, …).
 
 use crate::api::Provider;
 use crate::fail_open::FailOpen;
 use crate::pipeline::Decision;
 use crate::pipeline::waste::WasteSignal;
 
-/// Every request the filter sees.
-pub const INBOUND_REQUESTS: &str = "headroom_inbound_requests_total";
-/// Requests to a provider API path.
-pub const REQUESTS: &str = "headroom_requests_total";
-/// Provider requests by provider (label `provider`).
-pub const REQUESTS_BY_PROVIDER: &str = "headroom_requests_by_provider";
-/// Provider requests that got no upstream response.
-pub const REQUESTS_FAILED: &str = "headroom_requests_failed_total";
-/// Provider requests forwarded unchanged because of a surprise (label `reason`).
-pub const FAIL_OPEN: &str = "headroom_fail_open_total";
-/// Bytes removed from request bodies.
-pub const BYTES_SAVED: &str = "headroom_bytes_saved_total";
-/// Tokens removed from request bodies (exact for OpenAI models, estimated for Anthropic).
-pub const TOKENS_SAVED: &str = "headroom_tokens_saved_total";
-/// Tool outputs seen, by what the pipeline decided for each (label `decision`).
-pub const TOOL_OUTPUTS: &str = "headroom_tool_outputs_total";
-/// Lookups on the retrieval endpoint (label `status`: `found` or `missing`).
-pub const RETRIEVALS: &str = "headroom_retrievals_total";
-/// Provider requests by model (label `model`, bounded).
-pub const REQUESTS_BY_MODEL: &str = "headroom_requests_by_model";
-/// Provider requests by `X-Headroom-Stack` bucket (label `stack`, bounded).
-pub const REQUESTS_BY_STACK: &str = "headroom_requests_by_stack";
-/// Input tokens the provider reported (the whole prompt, cached parts included).
-pub const TOKENS_INPUT: &str = "headroom_tokens_input_total";
-/// Output tokens the provider reported.
-pub const TOKENS_OUTPUT: &str = "headroom_tokens_output_total";
-/// Requests whose usage shows a prompt-cache read.
-pub const REQUESTS_CACHED: &str = "headroom_requests_cached_total";
-/// Provider requests answered from the response cache.
-pub const RESPONSE_CACHE_HITS: &str = "headroom_response_cache_hits_total";
-/// Cacheable provider requests the response cache could not answer.
-pub const RESPONSE_CACHE_MISSES: &str = "headroom_response_cache_misses_total";
-/// Responses stored into the response cache.
-pub const RESPONSE_CACHE_STORES: &str = "headroom_response_cache_stores_total";
-/// Langfuse spans of the pipeline accepted by the trace endpoint.
-pub const TRACE_SPANS_EXPORTED: &str = "headroom_trace_spans_exported_total";
-/// Langfuse spans lost: the queue was full, or their export failed.
-pub const TRACE_SPANS_DROPPED: &str = "headroom_trace_spans_dropped_total";
-/// Langfuse exports that failed (no answer, or a status other than 2xx).
-pub const TRACE_EXPORTS_FAILED: &str = "headroom_trace_exports_failed_total";
-/// Provider responses whose usage could not be read (label `reason`).
-pub const USAGE_MISSING: &str = "headroom_usage_missing_total";
-/// Prompt-cache read tokens (label `provider`).
-pub const CACHE_READ_TOKENS: &str = "headroom_cache_read_tokens_total";
-/// Prompt-cache write tokens (label `provider`).
-pub const CACHE_WRITE_TOKENS: &str = "headroom_cache_write_tokens_total";
-/// Prompt-cache write tokens by TTL bucket (labels `provider`, `ttl`).
-pub const CACHE_WRITE_TTL_TOKENS: &str = "headroom_cache_write_ttl_tokens_total";
-/// Requests that wrote to a TTL bucket (labels `provider`, `ttl`).
-pub const CACHE_WRITE_TTL_REQUESTS: &str = "headroom_cache_write_ttl_requests_total";
-/// Input tokens neither read from nor written to the prompt cache (label `provider`).
-pub const UNCACHED_INPUT_TOKENS: &str = "headroom_uncached_input_tokens_total";
-/// Requests with prompt-cache activity (label `provider`).
-pub const PROVIDER_CACHE_REQUESTS: &str = "headroom_provider_cache_requests_total";
-/// Requests that read from the prompt cache (label `provider`).
-pub const PROVIDER_CACHE_HIT_REQUESTS: &str = "headroom_provider_cache_hit_requests_total";
+/// How a metric is defined through the proxy-wasm ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// Only ever grows (proxy-wasm COUNTER).
+    Counter,
+    /// Set to a value (proxy-wasm GAUGE).
+    Gauge,
+    /// Samples in buckets (proxy-wasm HISTOGRAM; Prometheus shows `_bucket`, `_sum`, `_count`).
+    Histogram,
+}
 
-/// Anthropic requests that rewrote most of a model's cached prefix (label `provider`).
-pub const PROVIDER_CACHE_BUST: &str = "headroom_provider_cache_bust_total";
-/// Tokens written by those requests (label `provider`).
-pub const PROVIDER_CACHE_BUST_WRITE_TOKENS: &str =
-    "headroom_provider_cache_bust_write_tokens_total";
+/// One declared metric: everything about it but its label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The name without labels: the Prometheus family name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// The label names, in the order the full name carries them (`name.label.value…`).
+    pub labels: &'static [&'static str],
+    /// What it measures (also the doc comment of its constant).
+    pub help: &'static str,
+}
 
-/// Requests that compressed afresh a tool output already in the conversation (no replay record
-/// of what was sent for it before): compression may have broken the prompt cache there.
-pub const CACHE_BUST: &str = "headroom_cache_bust_total";
-/// Input tokens the provider did not read from its prompt cache on those requests.
-pub const CACHE_BUST_TOKENS_LOST: &str = "headroom_cache_bust_tokens_lost_total";
+/// Declares every metric in one table: each line `IDENT: kind "name" [LABEL_CONST, …] "help";`
+/// makes `pub const IDENT: &str = "name"` (documented with the help text) and its [`METRICS`]
+/// entry, so a metric's name, kind, labels and help cannot be written twice.
+macro_rules! declare_metrics {
+    (@kind counter) => { MetricKind::Counter };
+    (@kind gauge) => { MetricKind::Gauge };
+    (@kind histogram) => { MetricKind::Histogram };
+    ($($ident:ident: $kind:ident $name:literal [$($label:ident),*] $help:literal;)+) => {
+        $(
+            #[doc = $help]
+            pub const $ident: &str = $name;
+        )+
 
-/// Input-side cost (uncached input, cache reads and writes) in nano-USD.
-pub const COST_INPUT: &str = "headroom_cost_input_nanousd_total";
-/// Output cost in nano-USD.
-pub const COST_OUTPUT: &str = "headroom_cost_output_nanousd_total";
-/// Compression savings (tokens saved × the model's input price) in nano-USD.
-pub const SAVINGS: &str = "headroom_compression_savings_nanousd_total";
-/// Responses whose cost was priced.
-pub const COST_KNOWN: &str = "headroom_cost_priced_requests_total";
-/// Responses of a model without a price: their cost is unknown.
-pub const COST_UNKNOWN: &str = "headroom_cost_unknown_model_requests_total";
-/// Provider requests refused because the budget was spent.
-pub const BUDGET_REJECTED: &str = "headroom_budget_rejected_total";
+        /// Every metric the filter defines, in declaration order. README.md's metrics table and
+        /// the `stats_tags` of every Envoy configuration are tested against it.
+        pub const METRICS: &[MetricDef] = &[$(
+            MetricDef {
+                name: $ident,
+                kind: declare_metrics!(@kind $kind),
+                labels: &[$($label),*],
+                help: $help,
+            },
+        )+];
+    };
+}
 
-/// Lifetime requests of the savings ledger (starts from the savings file; survives restarts).
-pub const PERSISTENT_REQUESTS: &str = "headroom_persistent_savings_requests_total";
-/// Lifetime tokens saved of the savings ledger.
-pub const PERSISTENT_TOKENS_SAVED: &str = "headroom_persistent_savings_tokens_saved_total";
-/// Lifetime input tokens of the savings ledger.
-pub const PERSISTENT_INPUT_TOKENS: &str = "headroom_persistent_savings_input_tokens_total";
-/// Lifetime input cost of the savings ledger, nano-USD.
-pub const PERSISTENT_INPUT_COST: &str = "headroom_persistent_savings_input_cost_nanousd_total";
-/// Lifetime compression savings of the savings ledger, nano-USD.
-pub const PERSISTENT_SAVINGS: &str =
-    "headroom_persistent_savings_compression_savings_nanousd_total";
-/// Tool outputs replaced, by strategy (label `strategy`).
-pub const COMPRESSIONS_BY_STRATEGY: &str = "headroom_compressions_by_strategy_total";
-/// Tokens saved, by strategy (label `strategy`).
-pub const TOKENS_SAVED_BY_STRATEGY: &str = "headroom_tokens_saved_by_strategy_total";
-/// Cost (input side and output) by model, nano-USD (label `model`, bounded like
-/// [`REQUESTS_BY_MODEL`]).
-pub const COST_BY_MODEL: &str = "headroom_cost_by_model_nanousd_total";
-/// Compression savings by model, nano-USD (label `model`).
-pub const SAVINGS_BY_MODEL: &str = "headroom_compression_savings_by_model_nanousd_total";
+declare_metrics! {
+    INBOUND_REQUESTS: counter "headroom_inbound_requests_total" []
+        "Every request the filter sees.";
+    REQUESTS: counter "headroom_requests_total" []
+        "Requests to a provider API path.";
+    REQUESTS_BY_PROVIDER: counter "headroom_requests_by_provider" [PROVIDER_LABEL]
+        "Provider requests by provider (label `provider`).";
+    REQUESTS_FAILED: counter "headroom_requests_failed_total" []
+        "Provider requests that got no upstream response.";
+    FAIL_OPEN: counter "headroom_fail_open_total" [REASON_LABEL]
+        "Provider requests forwarded unchanged because of a surprise (label `reason`).";
+    BYTES_SAVED: counter "headroom_bytes_saved_total" []
+        "Bytes removed from request bodies.";
+    TOKENS_SAVED: counter "headroom_tokens_saved_total" []
+        "Tokens removed from request bodies (exact for OpenAI models, estimated for Anthropic).";
+    TOOL_OUTPUTS: counter "headroom_tool_outputs_total" [DECISION_LABEL]
+        "Tool outputs seen, by what the pipeline decided for each (label `decision`).";
+    RETRIEVALS: counter "headroom_retrievals_total" [STATUS_LABEL]
+        "Lookups on the retrieval endpoint (label `status`: `found` or `missing`).";
+    REQUESTS_BY_MODEL: counter "headroom_requests_by_model" [MODEL_LABEL]
+        "Provider requests by model (label `model`, bounded).";
+    REQUESTS_BY_STACK: counter "headroom_requests_by_stack" [STACK_LABEL]
+        "Provider requests by `X-Headroom-Stack` bucket (label `stack`, bounded).";
+    TOKENS_INPUT: counter "headroom_tokens_input_total" []
+        "Input tokens the provider reported (the whole prompt, cached parts included).";
+    TOKENS_OUTPUT: counter "headroom_tokens_output_total" []
+        "Output tokens the provider reported.";
+    REQUESTS_CACHED: counter "headroom_requests_cached_total" []
+        "Requests whose usage shows a prompt-cache read.";
+    RESPONSE_CACHE_HITS: counter "headroom_response_cache_hits_total" []
+        "Provider requests answered from the response cache.";
+    RESPONSE_CACHE_MISSES: counter "headroom_response_cache_misses_total" []
+        "Cacheable provider requests the response cache could not answer.";
+    RESPONSE_CACHE_STORES: counter "headroom_response_cache_stores_total" []
+        "Responses stored into the response cache.";
+    TRACE_SPANS_EXPORTED: counter "headroom_trace_spans_exported_total" []
+        "Langfuse spans of the pipeline accepted by the trace endpoint.";
+    TRACE_SPANS_DROPPED: counter "headroom_trace_spans_dropped_total" []
+        "Langfuse spans lost: the queue was full, or their export failed.";
+    TRACE_EXPORTS_FAILED: counter "headroom_trace_exports_failed_total" []
+        "Langfuse exports that failed (no answer, or a status other than 2xx).";
+    USAGE_MISSING: counter "headroom_usage_missing_total" [REASON_LABEL]
+        "Provider responses whose usage could not be read (label `reason`).";
+    CACHE_READ_TOKENS: counter "headroom_cache_read_tokens_total" [PROVIDER_LABEL]
+        "Prompt-cache read tokens (label `provider`).";
+    CACHE_WRITE_TOKENS: counter "headroom_cache_write_tokens_total" [PROVIDER_LABEL]
+        "Prompt-cache write tokens (label `provider`).";
+    CACHE_WRITE_TTL_TOKENS: counter "headroom_cache_write_ttl_tokens_total"
+        [PROVIDER_LABEL, TTL_LABEL]
+        "Prompt-cache write tokens by TTL bucket (labels `provider`, `ttl`).";
+    CACHE_WRITE_TTL_REQUESTS: counter "headroom_cache_write_ttl_requests_total"
+        [PROVIDER_LABEL, TTL_LABEL]
+        "Requests that wrote to a TTL bucket (labels `provider`, `ttl`).";
+    UNCACHED_INPUT_TOKENS: counter "headroom_uncached_input_tokens_total" [PROVIDER_LABEL]
+        "Input tokens neither read from nor written to the prompt cache (label `provider`).";
+    PROVIDER_CACHE_REQUESTS: counter "headroom_provider_cache_requests_total" [PROVIDER_LABEL]
+        "Requests with prompt-cache activity (label `provider`).";
+    PROVIDER_CACHE_HIT_REQUESTS: counter "headroom_provider_cache_hit_requests_total"
+        [PROVIDER_LABEL]
+        "Requests that read from the prompt cache (label `provider`).";
+    PROVIDER_CACHE_BUST: counter "headroom_provider_cache_bust_total" [PROVIDER_LABEL]
+        "Anthropic requests that rewrote most of a model's cached prefix (label `provider`).";
+    PROVIDER_CACHE_BUST_WRITE_TOKENS: counter "headroom_provider_cache_bust_write_tokens_total"
+        [PROVIDER_LABEL]
+        "Tokens written by those requests (label `provider`).";
+    CACHE_BUST: counter "headroom_cache_bust_total" []
+        "Requests that compressed afresh a tool output already in the conversation (no replay \
+         record of what was sent for it before): compression may have broken the prompt cache \
+         there.";
+    CACHE_BUST_TOKENS_LOST: counter "headroom_cache_bust_tokens_lost_total" []
+        "Input tokens the provider did not read from its prompt cache on those requests.";
+    COST_INPUT: counter "headroom_cost_input_nanousd_total" []
+        "Input-side cost (uncached input, cache reads and writes) in nano-USD.";
+    COST_OUTPUT: counter "headroom_cost_output_nanousd_total" []
+        "Output cost in nano-USD.";
+    SAVINGS: counter "headroom_compression_savings_nanousd_total" []
+        "Compression savings (tokens saved × the model's input price) in nano-USD.";
+    COST_KNOWN: counter "headroom_cost_priced_requests_total" []
+        "Responses whose cost was priced.";
+    COST_UNKNOWN: counter "headroom_cost_unknown_model_requests_total" []
+        "Responses of a model without a price: their cost is unknown.";
+    BUDGET_REJECTED: counter "headroom_budget_rejected_total" []
+        "Provider requests refused because the budget was spent.";
+    PERSISTENT_REQUESTS: counter "headroom_persistent_savings_requests_total" []
+        "Lifetime requests of the savings ledger (starts from the savings file; survives \
+         restarts).";
+    PERSISTENT_TOKENS_SAVED: counter "headroom_persistent_savings_tokens_saved_total" []
+        "Lifetime tokens saved of the savings ledger.";
+    PERSISTENT_INPUT_TOKENS: counter "headroom_persistent_savings_input_tokens_total" []
+        "Lifetime input tokens of the savings ledger.";
+    PERSISTENT_INPUT_COST: counter "headroom_persistent_savings_input_cost_nanousd_total" []
+        "Lifetime input cost of the savings ledger, nano-USD.";
+    PERSISTENT_SAVINGS: counter "headroom_persistent_savings_compression_savings_nanousd_total"
+        []
+        "Lifetime compression savings of the savings ledger, nano-USD.";
+    COMPRESSIONS_BY_STRATEGY: counter "headroom_compressions_by_strategy_total" [STRATEGY_LABEL]
+        "Tool outputs replaced, by strategy (label `strategy`).";
+    TOKENS_SAVED_BY_STRATEGY: counter "headroom_tokens_saved_by_strategy_total" [STRATEGY_LABEL]
+        "Tokens saved, by strategy (label `strategy`).";
+    COST_BY_MODEL: counter "headroom_cost_by_model_nanousd_total" [MODEL_LABEL]
+        "Cost (input side and output) by model, nano-USD (label `model`, bounded like \
+         `headroom_requests_by_model`).";
+    SAVINGS_BY_MODEL: counter "headroom_compression_savings_by_model_nanousd_total" [MODEL_LABEL]
+        "Compression savings by model, nano-USD (label `model`).";
+    WASTE_SIGNAL_TOKENS: counter "headroom_waste_signal_tokens_total" [SIGNAL_LABEL]
+        "Tokens of new tool outputs spent on a kind of waste (label `signal`; see \
+         `pipeline::waste`).";
+    TRANSFORM_TIMING: histogram "headroom_transform_timing_ms" [TRANSFORM_LABEL]
+        "Time one transform took on one tool output, ms (histogram; label `transform`).";
+    BUDGET_LIMIT: gauge "headroom_budget_limit_nanousd" [SCOPE_LABEL, BUDGET_LABEL]
+        "A budget's limit in nano-USD (gauge; labels `scope`: `global`, `key` or `project`, and \
+         `budget`: the key hash, project id, `overflow` or `global`).";
+    BUDGET_SPENT: gauge "headroom_budget_spent_nanousd" [SCOPE_LABEL, BUDGET_LABEL]
+        "USD spent in a budget's current period, in nano-USD (gauge; labels `scope`, `budget`).";
+    BUDGET_REMAINING: gauge "headroom_budget_remaining_nanousd" [SCOPE_LABEL, BUDGET_LABEL]
+        "What a budget can still admit (limit − spent − reserved, ≥ 0), in nano-USD (gauge; \
+         labels `scope`, `budget`).";
+    LATENCY_MS: histogram "headroom_latency_ms" []
+        "Request start to the end of the response, per provider request, ms.";
+    TTFB_MS: histogram "headroom_ttfb_ms" []
+        "Request start to the response headers, ms.";
+    OVERHEAD_MS: histogram "headroom_overhead_ms" []
+        "Time the filter itself spent on the request body, ms.";
+    LATENCY_MS_MIN: gauge "headroom_latency_ms_min" []
+        "Smallest `headroom_latency_ms` sample so far, process-wide, whole ms.";
+    LATENCY_MS_MAX: gauge "headroom_latency_ms_max" []
+        "Largest `headroom_latency_ms` sample so far, process-wide, whole ms.";
+    TTFB_MS_MIN: gauge "headroom_ttfb_ms_min" []
+        "Smallest `headroom_ttfb_ms` sample so far, process-wide, whole ms.";
+    TTFB_MS_MAX: gauge "headroom_ttfb_ms_max" []
+        "Largest `headroom_ttfb_ms` sample so far, process-wide, whole ms.";
+    OVERHEAD_MS_MIN: gauge "headroom_overhead_ms_min" []
+        "Smallest `headroom_overhead_ms` sample so far, process-wide, whole ms.";
+    OVERHEAD_MS_MAX: gauge "headroom_overhead_ms_max" []
+        "Largest `headroom_overhead_ms` sample so far, process-wide, whole ms.";
+}
 
-/// Tokens of new tool outputs spent on a kind of waste (label `signal`; see
-/// [`crate::pipeline::waste`]).
-pub const WASTE_SIGNAL_TOKENS: &str = "headroom_waste_signal_tokens_total";
+/// Label of [`REQUESTS_BY_PROVIDER`] and the prompt-cache families.
+pub const PROVIDER_LABEL: &str = "provider";
+/// Label of [`FAIL_OPEN`] and [`USAGE_MISSING`].
+pub const REASON_LABEL: &str = "reason";
+/// Label of [`TOOL_OUTPUTS`].
+pub const DECISION_LABEL: &str = "decision";
+/// Label of [`RETRIEVALS`].
+pub const STATUS_LABEL: &str = "status";
+/// Label of [`REQUESTS_BY_MODEL`], [`COST_BY_MODEL`] and [`SAVINGS_BY_MODEL`].
+pub const MODEL_LABEL: &str = "model";
+/// Label of [`REQUESTS_BY_STACK`].
+pub const STACK_LABEL: &str = "stack";
+/// Label of the TTL families.
+pub const TTL_LABEL: &str = "ttl";
 /// Label of [`WASTE_SIGNAL_TOKENS`].
 pub const SIGNAL_LABEL: &str = "signal";
-
 /// Label of [`COMPRESSIONS_BY_STRATEGY`] and [`TOKENS_SAVED_BY_STRATEGY`].
 pub const STRATEGY_LABEL: &str = "strategy";
+/// Label of [`TRANSFORM_TIMING`].
+pub const TRANSFORM_LABEL: &str = "transform";
+/// First label of the budget gauges: `global`, `key` or `project`.
+pub const SCOPE_LABEL: &str = "scope";
+/// Second label of the budget gauges: the budget's id.
+pub const BUDGET_LABEL: &str = "budget";
 
 /// What replaced a tool output: the pipeline's strategy names (`json:select`, …) as label
 /// values (`json_select`, …).
@@ -204,28 +309,16 @@ impl Strategy {
     }
 }
 
-/// Time one transform took on one tool output, ms (histogram; label `transform`).
-pub const TRANSFORM_TIMING: &str = "headroom_transform_timing_ms";
-
 /// The name of the [`TRANSFORM_TIMING`] histogram of `transform`.
 pub fn transform_timing(transform: &str) -> String {
-    labeled_name(TRANSFORM_TIMING, "transform", transform)
+    labeled_name(TRANSFORM_TIMING, TRANSFORM_LABEL, transform)
 }
-
-/// A budget's limit in nano-USD (gauge; labels `scope`: `global`, `key` or `project`, and
-/// `budget`: the key hash, project id, `overflow` or `global`).
-pub const BUDGET_LIMIT: &str = "headroom_budget_limit_nanousd";
-/// USD spent in a budget's current period, in nano-USD (gauge; labels `scope`, `budget`).
-pub const BUDGET_SPENT: &str = "headroom_budget_spent_nanousd";
-/// What a budget can still admit (limit − spent − reserved, ≥ 0), in nano-USD (gauge; labels
-/// `scope`, `budget`).
-pub const BUDGET_REMAINING: &str = "headroom_budget_remaining_nanousd";
 
 /// The name of the budget gauge `base` ([`BUDGET_LIMIT`], [`BUDGET_SPENT`] or
 /// [`BUDGET_REMAINING`]) of the budget `id` of kind `scope`.
 pub fn budget_gauge(base: &str, scope: &str, id: &str) -> String {
     format!(
-        "{base}.scope.{}.budget.{}",
+        "{base}.{SCOPE_LABEL}.{}.{BUDGET_LABEL}.{}",
         sanitize_label_value(scope),
         sanitize_label_value(id)
     )
@@ -240,19 +333,6 @@ pub fn cost_by_model(model: &str) -> String {
 pub fn savings_by_model(model: &str) -> String {
     labeled_name(SAVINGS_BY_MODEL, MODEL_LABEL, model)
 }
-
-/// Label of [`REQUESTS_BY_PROVIDER`] and the prompt-cache families.
-pub const PROVIDER_LABEL: &str = "provider";
-/// Label of [`FAIL_OPEN`] and [`USAGE_MISSING`].
-pub const REASON_LABEL: &str = "reason";
-/// Label of [`TOOL_OUTPUTS`].
-pub const DECISION_LABEL: &str = "decision";
-/// Label of [`RETRIEVALS`].
-pub const STATUS_LABEL: &str = "status";
-/// Label of [`REQUESTS_BY_MODEL`].
-pub const MODEL_LABEL: &str = "model";
-/// Label of the TTL families.
-pub const TTL_LABEL: &str = "ttl";
 
 /// A prompt-cache TTL bucket (Anthropic's `ephemeral_5m` / `ephemeral_1h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -529,11 +609,11 @@ impl Counter {
 /// under the names upstream Headroom exports as counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Histogram {
-    /// `headroom_latency_ms`: request start to the end of the response, per provider request.
+    /// [`LATENCY_MS`]
     LatencyMs,
-    /// `headroom_ttfb_ms`: request start to the response headers.
+    /// [`TTFB_MS`]
     TtfbMs,
-    /// `headroom_overhead_ms`: time the filter itself spent on the request body.
+    /// [`OVERHEAD_MS`]
     OverheadMs,
 }
 
@@ -544,19 +624,21 @@ impl Histogram {
     /// The metric name.
     pub fn name(self) -> &'static str {
         match self {
-            Self::LatencyMs => "headroom_latency_ms",
-            Self::TtfbMs => "headroom_ttfb_ms",
-            Self::OverheadMs => "headroom_overhead_ms",
+            Self::LatencyMs => LATENCY_MS,
+            Self::TtfbMs => TTFB_MS,
+            Self::OverheadMs => OVERHEAD_MS,
         }
     }
 
     /// The names of the gauges holding the smallest and largest sample so far, process-wide
     /// (`<name>_min`, `<name>_max`, as upstream Headroom exports them).
     pub fn extreme_names(self) -> [String; 2] {
-        [
-            format!("{}_min", self.name()),
-            format!("{}_max", self.name()),
-        ]
+        match self {
+            Self::LatencyMs => [LATENCY_MS_MIN, LATENCY_MS_MAX],
+            Self::TtfbMs => [TTFB_MS_MIN, TTFB_MS_MAX],
+            Self::OverheadMs => [OVERHEAD_MS_MIN, OVERHEAD_MS_MAX],
+        }
+        .map(str::to_owned)
     }
 }
 
@@ -567,7 +649,7 @@ pub fn requests_by_model(model: &str) -> String {
 
 /// The name of the [`REQUESTS_BY_STACK`] counter of `stack` (sanitised here).
 pub fn requests_by_stack(stack: &str) -> String {
-    labeled_name(REQUESTS_BY_STACK, "stack", stack)
+    labeled_name(REQUESTS_BY_STACK, STACK_LABEL, stack)
 }
 
 /// `base.label.value` with `value` sanitised by [`sanitize_label_value`].
@@ -700,3 +782,6 @@ mod tests {
         assert!(request_failed(Some(500), None));
     }
 }
+
+#[cfg(test)]
+mod declaration_tests;
