@@ -83,8 +83,52 @@ pub(crate) fn capture_limit(
     Some(max)
 }
 
-/// Stores a response that ended whole under `key`.
-pub(crate) fn store(shared: &Shared, key: &CacheKey, content_type: String, body: Vec<u8>) {
+/// A response on its way into the response cache, as the client receives it.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    /// Its `content-type`.
+    content_type: String,
+    /// The bytes forwarded so far.
+    body: Vec<u8>,
+    /// The most it may hold; beyond, nothing is kept.
+    max: usize,
+    /// Set once the response outgrew `max`.
+    too_large: bool,
+}
+
+impl Capture {
+    /// An empty capture of a response of `content_type`, kept up to `max` bytes.
+    pub(crate) fn new(content_type: String, max: usize) -> Self {
+        Self {
+            content_type,
+            body: Vec::new(),
+            max,
+            too_large: false,
+        }
+    }
+
+    /// Appends forwarded bytes, giving up past the limit.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if self.too_large || self.body.len().saturating_add(bytes.len()) > self.max {
+            self.too_large = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Stores a response that ended whole under `key` (nothing when it outgrew its limit).
+pub(crate) fn store(shared: &Shared, key: &CacheKey, capture: Capture) {
+    let Capture {
+        content_type,
+        body,
+        too_large,
+        ..
+    } = capture;
+    if too_large {
+        return;
+    }
     let (Some(config), Some(store), Some(now)) = (
         shared.config.response_cache.as_ref(),
         shared.responses.as_ref(),

@@ -376,12 +376,17 @@ fn the_response_cache_misses_stores_then_answers() {
         "an encoded response is not kept"
     );
     assert!(cache::capture_limit(&shared, Some(200), false, Some(100)).is_some());
-    cache::store(
-        &shared,
-        &key,
-        "application/json".to_owned(),
-        RESPONSE.to_vec(),
-    );
+    let mut too_large = cache::Capture::new("application/json".to_owned(), 10);
+    too_large.push(RESPONSE);
+    cache::store(&shared, &key, too_large);
+    assert!(matches!(
+        cache::lookup(&shared, scope, Api::OpenAiChat, body),
+        Lookup::Miss(_)
+    ));
+    let mut capture = cache::Capture::new("application/json".to_owned(), 1 << 20);
+    capture.push(&RESPONSE[..10]);
+    capture.push(&RESPONSE[10..]);
+    cache::store(&shared, &key, capture);
     host.advance(Duration::from_secs(5));
     let Lookup::Hit(reply) = cache::lookup(&shared, scope, Api::OpenAiChat, body) else {
         panic!("stored, so answered");
@@ -398,7 +403,7 @@ fn the_response_cache_misses_stores_then_answers() {
         Lookup::Miss(_)
     ));
     assert_eq!(host.counter(&Counter::ResponseCacheHits.name()), 1);
-    assert_eq!(host.counter(&Counter::ResponseCacheMisses.name()), 2);
+    assert_eq!(host.counter(&Counter::ResponseCacheMisses.name()), 3);
     let stats: serde_json::Value = serde_json::from_slice(&stats(&shared).body).unwrap();
     assert_eq!(stats["cache"]["entries"], 1, "{}", stats["cache"]);
 }

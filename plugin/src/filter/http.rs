@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::shared::Shared;
 use crate::api::Api;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
+use crate::exchange::cache::Capture;
 use crate::exchange::cache::{self, Lookup};
 use crate::exchange::{self, ExchangeState, LocalReply, ProviderHeaders, RequestFacts};
 use crate::fail_open::FailOpen;
@@ -24,6 +25,7 @@ use crate::response_cache::CacheKey;
 use crate::routing::{self, BodyPlan, BodyStep, Route};
 use crate::savings;
 use crate::stack_header;
+use crate::usage::strip::{Forward, UsageStrip};
 use crate::usage::{self, UsageParser};
 
 /// Per-request state: the exchange's, and what only the glue needs.
@@ -43,41 +45,6 @@ pub(crate) struct HeadroomHttp {
     cache_key: Option<CacheKey>,
     /// The response being kept for the cache, as the client receives it.
     capture: Option<Capture>,
-}
-
-/// A response on its way into the response cache.
-struct Capture {
-    /// Its `content-type`.
-    content_type: String,
-    /// The bytes forwarded so far.
-    body: Vec<u8>,
-    /// The most it may hold; beyond, nothing is kept.
-    max: usize,
-    /// Set once the response outgrew `max`.
-    too_large: bool,
-}
-
-impl Capture {
-    /// Appends forwarded bytes, giving up past the limit.
-    fn push(&mut self, bytes: &[u8]) {
-        if self.too_large || self.body.len().saturating_add(bytes.len()) > self.max {
-            self.too_large = true;
-            self.body = Vec::new();
-        } else {
-            self.body.extend_from_slice(bytes);
-        }
-    }
-}
-
-/// The response bytes held back while a usage-only chunk may still be forming: an SSE event
-/// is forwarded once it is complete (and dropped if it is the usage-only chunk), so only an
-/// incomplete event's bytes ever wait, until the next chunk completes it.
-#[derive(Default)]
-struct UsageStrip {
-    /// Bytes received but not forwarded yet.
-    held: Vec<u8>,
-    /// Offset in the response body of `held[0]`.
-    held_from: u64,
 }
 
 impl HeadroomHttp {
@@ -186,20 +153,13 @@ impl HeadroomHttp {
         let content_type = response_header("content-type")
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or_else(|| "application/json".to_owned());
-        self.capture = Some(Capture {
-            content_type,
-            body: Vec::new(),
-            max,
-            too_large: false,
-        });
+        self.capture = Some(Capture::new(content_type, max));
     }
 
     /// Stores the response kept for the cache, once it has ended whole.
     fn store_capture(&mut self, shared: &Shared) {
-        if let (Some(capture), Some(key)) = (self.capture.take(), self.cache_key.take())
-            && !capture.too_large
-        {
-            cache::store(&shared.core, &key, capture.content_type, capture.body);
+        if let (Some(capture), Some(key)) = (self.capture.take(), self.cache_key.take()) {
+            cache::store(&shared.core, &key, capture);
         }
     }
 
@@ -562,55 +522,32 @@ impl HeadroomHttp {
             }
             return Action::Continue;
         };
-        let mut drop_ranges = Vec::new();
-        parser.feed_with(&chunk, |event| {
-            if event.openai_usage_only {
-                drop_ranges.push(event.range.clone());
+        let forward = match strip.process(parser, &chunk, end_of_stream) {
+            Forward::Chunk => chunk,
+            Forward::Bytes(bytes) => {
+                if let Err(status) =
+                    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &bytes)
+                {
+                    warn!("headroom: cannot rewrite a response chunk: {status:?}");
+                    self.capture = None;
+                }
+                bytes
             }
-        });
-        let was_holding = !strip.held.is_empty();
-        strip.held.extend_from_slice(&chunk);
-        let end = strip.held_from + strip.held.len() as u64;
-        let cut = if end_of_stream {
-            end
-        } else {
-            parser
-                .pending_event_start()
-                .unwrap_or(end)
-                .max(strip.held_from)
-                .min(end)
         };
-        let split = usize::try_from(cut - strip.held_from).unwrap_or(0);
-        let rest = strip.held.split_off(split.min(strip.held.len()));
-        let ready = std::mem::replace(&mut strip.held, rest);
-        let ready_from = strip.held_from;
-        strip.held_from = cut;
-        let untouched = !was_holding && cut == end && drop_ranges.is_empty();
-        if untouched {
-            // `ready` is this very chunk.
-            if let Some(capture) = self.capture.as_mut() {
-                capture.push(&ready);
-            }
-        } else {
-            let forward = usage::without_ranges(&ready, ready_from, &drop_ranges);
-            if let Err(status) =
-                hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &forward)
-            {
-                warn!("headroom: cannot rewrite a response chunk: {status:?}");
-                self.capture = None;
-            } else if let Some(capture) = self.capture.as_mut() {
-                capture.push(&forward);
-            }
+        if let Some(capture) = self.capture.as_mut() {
+            capture.push(&forward);
         }
         Action::Continue
     }
 
     /// Stops stripping: the bytes held back go out ahead of the current chunk.
     fn flush_held(&mut self, body_size: usize) {
-        if let Some(strip) = self.strip.take()
-            && !strip.held.is_empty()
-        {
-            let mut out = strip.held;
+        let mut out = self
+            .strip
+            .take()
+            .map(UsageStrip::release)
+            .unwrap_or_default();
+        if !out.is_empty() {
             if let Ok(Some(chunk)) =
                 hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
             {

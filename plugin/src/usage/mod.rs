@@ -53,6 +53,7 @@
 
 mod scan;
 mod sse;
+pub mod strip;
 #[cfg(test)]
 mod tests;
 
