@@ -343,6 +343,30 @@ impl ExchangeState {
         record_histogram(shared, Histogram::TtfbMs, self.ttfb_us);
     }
 
+    /// The response headers say how its usage will be read (`encoded`: the body is
+    /// content-encoded, so it cannot be). Returns whether the usage-only chunk the filter asked
+    /// for (`strip_requested`) can be removed: only from a stream whose usage is read.
+    pub(crate) fn read_usage(
+        &mut self,
+        shared: &Shared,
+        api: Api,
+        encoded: bool,
+        content_type: &[u8],
+        strip_requested: bool,
+    ) -> bool {
+        if !shared.config.read_usage {
+            return false;
+        }
+        if encoded {
+            self.usage_missing = Some(UsageMissing::Encoded);
+            return false;
+        }
+        let parser = UsageParser::for_content_type(api, content_type);
+        self.streamed = parser.is_streaming();
+        self.usage = Some(parser);
+        strip_requested && self.streamed
+    }
+
     /// Records the exchange once (at the end of the response, else at the end of the stream):
     /// its timings, the provider's usage, cost and savings, the budgets' settlement, the
     /// bounded model labels and the savings ledger. Returns the request record (JSON) the

@@ -10,6 +10,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
+use super::abi::{
+    property, remove_request_header, request_body, request_header, response_code, response_encoded,
+    response_header, send, strip_headroom_headers,
+};
 use super::shared::Shared;
 use crate::api::Api;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
@@ -17,7 +21,6 @@ use crate::exchange::cache::Capture;
 use crate::exchange::cache::{self, Lookup};
 use crate::exchange::{self, ExchangeState, LocalReply, ProviderHeaders, RequestFacts};
 use crate::fail_open::FailOpen;
-use crate::metrics::UsageMissing;
 use crate::operator;
 use crate::pipeline::compress_request;
 use crate::record;
@@ -25,8 +28,8 @@ use crate::response_cache::CacheKey;
 use crate::routing::{self, BodyPlan, BodyStep, Route};
 use crate::savings;
 use crate::stack_header;
+use crate::usage;
 use crate::usage::strip::{Forward, UsageStrip};
-use crate::usage::{self, UsageParser};
 
 /// Per-request state: the exchange's, and what only the glue needs.
 pub(crate) struct HeadroomHttp {
@@ -454,7 +457,8 @@ impl HeadroomHttp {
             .map(|refusal| send(&refusal))
     }
 
-    /// Reads the response headers: how the usage report will be read.
+    /// Starts reading the response's usage; keeps stripping the usage-only chunk only from a
+    /// stream whose body the host lets the filter re-frame.
     fn read_response_headers(
         &mut self,
         core: &exchange::Shared,
@@ -462,28 +466,15 @@ impl HeadroomHttp {
         encoded: bool,
         content_type: &[u8],
     ) {
-        if !core.config.read_usage {
-            return;
-        }
-        if encoded {
-            self.exchange.usage_missing = Some(UsageMissing::Encoded);
-        } else {
-            let parser = UsageParser::for_content_type(api, content_type);
-            self.exchange.streamed = parser.is_streaming();
-            if parser.is_streaming() && self.strip.is_some() {
-                // The body may shrink by the usage-only chunk: let the host re-frame it.
-                if let Err(status) =
-                    hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length")
-                {
-                    debug!("headroom: cannot remove content-length: {status:?}");
-                    self.strip = None;
-                }
-            } else {
-                self.strip = None;
-            }
-            self.exchange.usage = Some(parser);
-        }
-        if self.exchange.usage.is_none() {
+        let strip =
+            self.exchange
+                .read_usage(core, api, encoded, content_type, self.strip.is_some());
+        // The body may shrink by the usage-only chunk: let the host re-frame it.
+        if !strip
+            || hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length")
+                .map_err(|status| debug!("headroom: cannot remove content-length: {status:?}"))
+                .is_err()
+        {
             self.strip = None;
         }
     }
@@ -562,103 +553,6 @@ impl HeadroomHttp {
     }
 }
 
-/// The response code (`None` inside: there was no response) and, for a 5xx, its details
-/// (whether it came from upstream); `None` when the host cannot tell.
-fn response_code() -> Option<(Option<u64>, Option<Vec<u8>>)> {
-    let code = match hostcalls::get_property(vec!["response", "code"]) {
-        Ok(Some(bytes)) => match crate::metrics::decode_u64_property(&bytes) {
-            Some(code) => Some(code),
-            None => {
-                debug!(
-                    "headroom: malformed response.code property ({} bytes)",
-                    bytes.len()
-                );
-                return None;
-            }
-        },
-        Ok(None) => None,
-        Err(status) => {
-            debug!("headroom: cannot read response.code: {status:?}");
-            return None;
-        }
-    };
-    // Only a 5xx needs to know whether it came from upstream.
-    let details = match code {
-        Some(code) if code >= 500 => property(&["response", "code_details"]),
-        _ => None,
-    };
-    Some((code, details))
-}
-
-/// The buffered request body (`body_size` bytes); `None` when the host cannot give it whole.
-fn request_body(body_size: usize) -> Option<Vec<u8>> {
-    if body_size == 0 {
-        return Some(Vec::new());
-    }
-    match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-        Ok(Some(body)) if body.len() == body_size => Some(body),
-        Ok(other) => {
-            let got = other.map_or(0, |body| body.len());
-            warn!("headroom: request body read returned {got} of {body_size} bytes");
-            None
-        }
-        Err(status) => {
-            warn!("headroom: cannot read the request body: {status:?}");
-            None
-        }
-    }
-}
-
-/// Removes every `x-headroom-*` request header: they are for the filter, not the provider.
-fn strip_headroom_headers() {
-    let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
-        return;
-    };
-    for (name, _) in headers {
-        if stack_header::is_headroom_header(name.as_bytes()) {
-            remove_request_header(&name);
-        }
-    }
-}
-
-/// Removes a request header; a refusal is only logged.
-fn remove_request_header(name: &str) {
-    if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
-        debug!("headroom: cannot remove {name}: {status:?}");
-    }
-}
-
-/// Whether the response body is content-encoded (anything but absent, empty or `identity`).
-fn response_encoded() -> bool {
-    response_header("content-encoding")
-        .as_deref()
-        .map(<[u8]>::trim_ascii)
-        .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
-}
-
-/// A response header's value as bytes; errors count as absent.
-fn response_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
-}
-
-/// A request header's value as bytes (values need not be UTF-8); errors count as absent.
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-        Ok(value) => value,
-        Err(status) => {
-            debug!("headroom: cannot read request header {name}: {status:?}");
-            None
-        }
-    }
-}
-
-/// A property's value; errors count as absent.
-fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
-}
-
 /// The refusal of an operator endpoint request (client from `source.address`, the listener
 /// from `destination.address`); `None`: answer it.
 fn operator_refusal(core: &exchange::Shared) -> Option<LocalReply> {
@@ -685,26 +579,4 @@ fn credential_scope(core: &exchange::Shared) -> Scope {
         &core.config.pipeline.marker_key,
         [a.as_deref(), b.as_deref(), c.as_deref()],
     )
-}
-
-/// Sends a local reply; if the host refuses, lets the request through.
-fn send(reply: &LocalReply) -> Action {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    match hostcalls::send_http_response(reply.status, headers, Some(&reply.body)) {
-        Ok(()) => {
-            debug!("headroom: answered {} ({})", reply.what, reply.status);
-            Action::Pause
-        }
-        Err(status) => {
-            warn!(
-                "headroom: cannot send the {} response: {status:?}",
-                reply.what
-            );
-            Action::Continue
-        }
-    }
 }

@@ -3,6 +3,7 @@
 //! goes through a `hostcalls::*` function that returns `Result`; errors are logged and the
 //! request fails open.
 
+mod abi;
 mod http;
 mod proxy_host;
 mod root;
