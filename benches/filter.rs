@@ -13,6 +13,10 @@
 //! - `abi_passthrough/100KB`: a 100 KB body on a path the filter does not buffer: the ABI's
 //!   fixed cost (context creation, headers and body callbacks, done/log/delete).
 //!
+//! - `pipeline_wasm_alt/<kind>/<size>`, `replay_wasm_alt/<size>`: with `HEADROOM_BENCH_ALT_WASM`
+//!   naming another build of the filter (other code-generation flags, say), the same
+//!   measurements on it, in the same run, so the two builds are compared side by side.
+//!
 //! Run: `cargo bench --bench filter` (add `-- --quick` for a fast pass).
 
 use std::sync::Arc;
@@ -35,6 +39,16 @@ const SIZES: &[(&str, usize)] = &[
 ];
 
 fn runtime(configuration: &[u8]) -> Arc<Runtime> {
+    runtime_of(headroom_host::EMBEDDED_PLUGIN, configuration)
+}
+
+/// The other build of the filter named by `HEADROOM_BENCH_ALT_WASM`, if any.
+fn alt_wasm() -> Option<Vec<u8>> {
+    let path = std::env::var_os("HEADROOM_BENCH_ALT_WASM")?;
+    Some(std::fs::read(&path).expect("HEADROOM_BENCH_ALT_WASM names a readable file"))
+}
+
+fn runtime_of(wasm: &[u8], configuration: &[u8]) -> Arc<Runtime> {
     let plugin = PluginShared {
         name: "headroom".into(),
         root_id: "headroom".into(),
@@ -46,13 +60,7 @@ fn runtime(configuration: &[u8]) -> Arc<Runtime> {
         shared_data: Default::default(),
         metrics: Arc::new(Metrics::default()),
     };
-    Runtime::new(
-        headroom_host::EMBEDDED_PLUGIN,
-        plugin,
-        VmLimits::default(),
-        None,
-    )
-    .expect("the embedded filter loads")
+    Runtime::new(wasm, plugin, VmLimits::default(), None).expect("the embedded filter loads")
 }
 
 /// One request through the VM, as the proxy drives it; returns the body the upstream would get.
@@ -155,6 +163,18 @@ fn pipeline(c: &mut Criterion) {
         });
     }
     wasm.finish();
+    let alt = alt_wasm();
+    if let Some(alt) = &alt {
+        let mut vm = runtime_of(alt, NO_STORES).instantiate().expect("a VM");
+        let mut group = c.benchmark_group("pipeline_wasm_alt");
+        for (kind, size_label, body) in bodies() {
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(BenchmarkId::new(kind, size_label), &body, |b, body| {
+                b.iter(|| through_vm(&mut vm, "/v1/chat/completions", body))
+            });
+        }
+        group.finish();
+    }
     let mut replay = c.benchmark_group("replay_native");
     for (label, size) in SIZES {
         let body = corpus::sized_request(*size);
@@ -183,6 +203,19 @@ fn pipeline(c: &mut Criterion) {
         });
     }
     replay.finish();
+    if let Some(alt) = &alt {
+        let mut vm = runtime_of(alt, b"{}").instantiate().expect("a VM");
+        let mut group = c.benchmark_group("replay_wasm_alt");
+        for (label, size) in SIZES {
+            let body = corpus::sized_request(*size);
+            through_vm(&mut vm, "/v1/chat/completions", &body);
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+                b.iter(|| through_vm(&mut vm, "/v1/chat/completions", body))
+            });
+        }
+        group.finish();
+    }
     let body = corpus::sized_request(100_000);
     c.bench_function("abi_passthrough/100KB", |b| {
         b.iter(|| through_vm(&mut vm, "/v1/embeddings", &body))

@@ -45,7 +45,12 @@ const GUESTS: [Guest; 2] = [
         prebuilt_env: "HEADROOM_PLUGIN_WASM_PREBUILT",
         embedded: "headroom.wasm",
         embed_env: "HEADROOM_PLUGIN_WASM",
-        inputs: &["plugin/src", "plugin/assets", "plugin/Cargo.toml"],
+        inputs: &[
+            "plugin/src",
+            "plugin/assets",
+            "plugin/Cargo.toml",
+            ".cargo/config.toml",
+        ],
     },
     Guest {
         package: "headroom-component",
@@ -61,6 +66,7 @@ const GUESTS: [Guest; 2] = [
             "wit",
             "plugin/src",
             "plugin/Cargo.toml",
+            ".cargo/config.toml",
         ],
     },
 ];

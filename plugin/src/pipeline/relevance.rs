@@ -19,11 +19,61 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     raw_words(text).map(str::to_lowercase)
 }
 
-/// The words of [`words`] before lowercasing.
-pub(crate) fn raw_words(text: &str) -> impl Iterator<Item = &str> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| w.chars().count() >= 2 || w.chars().all(|c| c.is_ascii_digit()))
-        .filter(|w| !w.is_empty())
+/// The words of [`words`] before lowercasing: the runs between characters that are neither
+/// alphanumeric nor `_`, of at least 2 characters or one ASCII digit.
+pub(crate) fn raw_words(text: &str) -> RawWords<'_> {
+    RawWords { text, pos: 0 }
+}
+
+/// The iterator of [`raw_words`]. It walks bytes and decodes a character only where a byte is
+/// not ASCII: tool outputs are mostly ASCII, and this loop runs over every item twice (BM25
+/// and novelty), so it must not pay `char` decoding per byte.
+pub(crate) struct RawWords<'t> {
+    text: &'t str,
+    pos: usize,
+}
+
+impl<'t> Iterator for RawWords<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let bytes = self.text.as_bytes();
+        while self.pos < bytes.len() {
+            let start = self.pos;
+            let mut i = start;
+            let mut chars = 0usize;
+            let mut all_digits = true;
+            // The word: the longest run of word characters from `start`.
+            let separator_len = loop {
+                match bytes.get(i) {
+                    None => break 0,
+                    Some(&b) if b < 0x80 => {
+                        if b.is_ascii_alphanumeric() || b == b'_' {
+                            all_digits &= b.is_ascii_digit();
+                            chars += 1;
+                            i += 1;
+                        } else {
+                            break 1;
+                        }
+                    }
+                    Some(_) => match self.text.get(i..).and_then(|rest| rest.chars().next()) {
+                        Some(c) if c.is_alphanumeric() => {
+                            all_digits = false;
+                            chars += 1;
+                            i += c.len_utf8();
+                        }
+                        Some(c) => break c.len_utf8(),
+                        None => break 1,
+                    },
+                }
+            };
+            self.pos = i + separator_len;
+            if chars >= 2 || (chars == 1 && all_digits) {
+                return self.text.get(start..i);
+            }
+        }
+        None
+    }
 }
 
 /// Calls `each` with every word of [`words`] (lowercased into a reused buffer: no allocation
@@ -119,12 +169,34 @@ impl Query {
         let mut hits: Vec<usize> = Vec::new();
         // Document frequency per term that occurs at all (few terms do, per call).
         let mut df: HashMap<usize, usize, BuildHasherDefault<DefaultHasher>> = HashMap::default();
+        // Most words are no term: a word whose length (capped at 63) and first byte no term
+        // has is not looked up (exact: the filter only skips searches that would fail).
+        let mut lengths_seen = 0u64;
+        let mut firsts_seen = [0u64; 4];
+        for term in &self.terms {
+            lengths_seen |= 1 << term.len().min(63);
+            if let Some(&b) = term.as_bytes().first()
+                && let Some(slot) = firsts_seen.get_mut(usize::from(b >> 6))
+            {
+                *slot |= 1 << (b & 63);
+            }
+        }
+        let may_be_term = |word: &str| {
+            lengths_seen & (1 << word.len().min(63)) != 0
+                && word.as_bytes().first().is_some_and(|&b| {
+                    firsts_seen
+                        .get(usize::from(b >> 6))
+                        .is_some_and(|slot| slot & (1 << (b & 63)) != 0)
+                })
+        };
         for doc in docs {
             let mut length = 0usize;
             hits.clear();
             for_each_word(doc.as_ref(), &mut buf, |word| {
                 length += 1;
-                if let Ok(t) = self.terms.binary_search_by(|term| term.as_str().cmp(word)) {
+                if may_be_term(word)
+                    && let Ok(t) = self.terms.binary_search_by(|term| term.as_str().cmp(word))
+                {
                     hits.push(t);
                 }
             });
@@ -219,6 +291,56 @@ impl Query {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// The definition [`raw_words`] implements without decoding every character.
+    fn reference_words(text: &str) -> Vec<&str> {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| w.chars().count() >= 2 || w.chars().all(|c| c.is_ascii_digit()))
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn raw_words_match_their_definition() {
+        let texts = [
+            "",
+            "a",
+            "7",
+            "ab",
+            " a b 1 22 _ __ x_y ",
+            "caf\u{e9} na\u{ef}ve \u{e9} \u{4e2d}\u{6587} \u{4e2d} x\u{2014}y \u{1F600}ok\u{1F600}",
+            "id=42,name:\"foo-bar\"\n\tstatus: ERROR 500; path=/a/b_c.rs:12",
+            "\u{663}\u{664} \u{663} \u{2163}\u{2163} \u{a0}nbsp\u{a0}",
+            "trailing separator.",
+            "\u{e9}",
+            "5\u{e9}",
+        ];
+        for text in texts {
+            assert_eq!(
+                raw_words(text).collect::<Vec<_>>(),
+                reference_words(text),
+                "{text:?}"
+            );
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet: Vec<char> = "aZ09_ -.\u{e9}\u{4e2d}\u{663}\u{a0}\u{1F600}\n"
+            .chars()
+            .collect();
+        for _ in 0..500 {
+            let mut text = String::new();
+            for _ in 0..(state % 40) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            assert_eq!(
+                raw_words(&text).collect::<Vec<_>>(),
+                reference_words(&text),
+                "{text:?}"
+            );
+        }
+    }
 
     /// The scoring before issue 12 (a linear search of the document's terms per word), kept
     /// as the reference the linear version must equal bit for bit.

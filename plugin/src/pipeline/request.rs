@@ -31,7 +31,7 @@ use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
 use super::signals::distinct_error_roots;
-use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_key};
+use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_key, waste_key};
 use super::waste::{RereadTracker, WasteTokens, content_signals};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
@@ -384,16 +384,17 @@ pub fn compress_request(
         let mut rereads = RereadTracker::default();
         for slot in slots {
             let text = slot.value.decode_str().ok();
-            let (query, fingerprint) = queries.at(slot.position);
+            let query = queries.at(slot.position);
             let started = host.now_us();
+            let mut key = None;
             let (mut report, replacement) = decide(
                 &slot,
                 text.as_deref(),
                 config,
                 query,
                 tokenizer,
-                *fingerprint,
                 host,
+                &mut key,
             );
             if let (Some(start_us), Some(end)) = (started, host.now_us()) {
                 report.timing = Some(BlockTiming {
@@ -415,10 +416,28 @@ pub fn compress_request(
                     }),
                 );
                 if fresh {
-                    let found = timed(host, "waste_signals", || {
-                        let parsed_json = report.kind == Some(ContentKind::Json);
-                        content_signals(text, tokenizer, counted, parsed_json)
-                    });
+                    // A replayed output's signals were kept when it was first replayed as new.
+                    let replayed = matches!(
+                        report.decision,
+                        Decision::Replayed | Decision::ReplayedUnchanged
+                    );
+                    let cache = key.filter(|_| replayed).map(waste_key);
+                    let cached = cache
+                        .and_then(|k| host.replay().get(k))
+                        .and_then(|entry| WasteTokens::decode(&entry));
+                    let found = match cached {
+                        Some(found) => found,
+                        None => {
+                            let found = timed(host, "waste_signals", || {
+                                let parsed_json = report.kind == Some(ContentKind::Json);
+                                content_signals(text, tokenizer, counted, parsed_json)
+                            });
+                            if let Some(cache) = cache {
+                                host.replay().put(cache, &found.encode());
+                            }
+                            found
+                        }
+                    };
                     waste.merge(&found);
                 }
             }
@@ -449,15 +468,17 @@ pub fn compress_request(
     })
 }
 
-/// Decides one tool output; returns its report and the replacement text, if any.
+/// Decides one tool output under its relevance query and replay fingerprint; returns its
+/// report and the replacement text, if any, and sets `key_out` to its replay key when it got
+/// that far.
 fn decide(
     slot: &Slot<'_>,
     text: Option<&str>,
     config: &PipelineConfig,
-    query: &Query,
+    (query, fingerprint): &(Query, ContentHash),
     tokenizer: Tokenizer,
-    fingerprint: ContentHash,
     host: &mut dyn PipelineHost,
+    key_out: &mut Option<ContentHash>,
 ) -> (BlockReport, Option<String>) {
     let raw_len = slot.value.raw().len();
     let mut report = BlockReport {
@@ -502,7 +523,8 @@ fn decide(
         let reason = format!("tool {tool} is protected");
         return finish(report, Decision::ProtectedTool, reason);
     }
-    let key = replay_key(fingerprint, &digest);
+    let key = replay_key(*fingerprint, &digest);
+    *key_out = Some(key);
     match host.replay().get(key).and_then(|e| ReplayEntry::decode(&e)) {
         Some(ReplayEntry::Unchanged) => {
             return finish(

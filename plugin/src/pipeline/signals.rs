@@ -96,7 +96,17 @@ pub fn distinct_error_roots(text: &str) -> usize {
     // lowercasing, so the text is taken chunk by chunk between them: an ASCII chunk is one
     // word (lowercased in place), anything else goes through Unicode lowercasing as a whole.
     let mut buf = String::new();
-    for chunk in text.split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric()) {
+    // Split on bytes: an ASCII byte is never part of a longer UTF-8 sequence, so this is the
+    // same split as by characters without decoding each one.
+    let chunks = text
+        .as_bytes()
+        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric())
+        .scan(0usize, |at, chunk| {
+            let start = *at;
+            *at = start + chunk.len() + 1;
+            Some(text.get(start..start + chunk.len()).unwrap_or_default())
+        });
+    for chunk in chunks {
         if chunk.len() < 4 {
             // Every root has four ASCII letters or more, each lowercased from a byte or more.
             continue;

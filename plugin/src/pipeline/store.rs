@@ -93,6 +93,15 @@ pub fn replay_key(config_fingerprint: ContentHash, digest: &[u8; 32]) -> Content
     ContentHash::of_parts(&[b"headroom-replay-v2", &config_fingerprint.0, digest])
 }
 
+/// The key under which the waste signals of a replayed tool output are kept
+/// ([`super::waste::WasteTokens::encode`]), derived from its [`replay_key`]: a request that
+/// resends an output as new (a retry) looks its signals up instead of examining the text
+/// again. They are a function of the text, the tokenizer and the replayed token count, all of
+/// which the replay key fixes.
+pub fn waste_key(replay_key: ContentHash) -> ContentHash {
+    ContentHash::of_parts(&[b"headroom-waste-v1", &replay_key.0])
+}
+
 /// Bytes charged per entry on top of its value, so a store of many tiny entries stays bounded
 /// by its budget too: in shared data an entry takes three keys (its value slot, its ring slot
 /// and a share of a bucket; `filter::shared_store`), about 400 bytes with Envoy's per-key

@@ -111,6 +111,32 @@ impl WasteTokens {
     pub fn is_empty(&self) -> bool {
         self.iter().all(|(_, tokens)| tokens == 0)
     }
+
+    /// The stored form (a store entry): `W` and each signal's tokens as u64 little-endian, in
+    /// [`WasteSignal::ALL`] order.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 8 * self.0.len());
+        out.push(b'W');
+        for tokens in self.0 {
+            out.extend_from_slice(&tokens.to_le_bytes());
+        }
+        out
+    }
+
+    /// Parses [`WasteTokens::encode`]'s form; anything else is `None` (treated as absent).
+    pub fn decode(bytes: &[u8]) -> Option<WasteTokens> {
+        let (b'W', rest) = bytes.split_first()? else {
+            return None;
+        };
+        if rest.len() != 8 * WasteSignal::ALL.len() {
+            return None;
+        }
+        let mut out = WasteTokens::default();
+        for (slot, chunk) in out.0.iter_mut().zip(rest.chunks_exact(8)) {
+            *slot = u64::from_le_bytes(chunk.try_into().ok()?);
+        }
+        Some(out)
+    }
 }
 
 /// The content signals of one tool output (everything but the re-reads, which compare
@@ -381,6 +407,17 @@ impl RereadTracker {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waste_tokens_round_trip_as_store_entries() {
+        let mut tokens = WasteTokens::default();
+        tokens.add(WasteSignal::Whitespace, 7);
+        tokens.add(WasteSignal::RereadCompressed, u64::MAX);
+        assert_eq!(WasteTokens::decode(&tokens.encode()), Some(tokens));
+        assert_eq!(WasteTokens::decode(b"W"), None);
+        assert_eq!(WasteTokens::decode(b"U"), None);
+        assert_eq!(WasteTokens::decode(&[]), None);
+    }
     use crate::tokens::Encoding;
 
     const O200K: Tokenizer = Tokenizer::OpenAi(Encoding::O200kBase);
