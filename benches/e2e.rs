@@ -7,10 +7,14 @@
 //! measured in interleaved rounds (direct, headroom, Envoy, Envoy + filter, order rotated each
 //! round) so machine noise hits them alike; results are medians and ratios, never lone times.
 //!
-//! Every request repeats a body the filter has seen; to measure compression rather than the
-//! replay lookup (which a later agent turn gets), both filter targets run with the replay map
-//! off (`replay_store_bytes: 0`): each request is compressed from scratch, the worst case.
-//! `cargo bench --bench filter` measures the replay path (`replay_wasm/*`) on its own.
+//! Every request repeats a body the filter has seen. To measure compression rather than the
+//! replay lookup, the cold workloads go to filter targets with the replay map off
+//! (`replay_store_bytes: 0`): each request is compressed from scratch, the worst case (the
+//! first sight of a tool output). The *later turn* workloads are what an agent's next turn
+//! costs: the same conversation resent, its tool outputs decided before. They go to a second
+//! `headroom` and a second Envoy + filter with the default configuration (replay on), primed
+//! with one request; the filter still parses the body, finds every output, looks its decision
+//! up and splices the bytes it sent before.
 //!
 //! Run: `scripts/bench` (installs Envoy, builds, runs this). Options after `--`:
 //! `--quick` (fewer rounds), `--rounds N`, `--concurrency N`, `--chunk-delay-ms N`,
@@ -35,8 +39,12 @@ use headroom_tests::envoy::{Envoy, LocalConfig, plugin_wasm};
 use headroom_tests::headroom::Process;
 use headroom_tests::upstream::{Reply, Upstream};
 
-/// The filter's configuration in both hosts: no replay, so every request compresses afresh.
+/// The filter's configuration in both hosts for the cold workloads: no replay, so every
+/// request compresses afresh.
 const FILTER_CONFIG: &str = r#"{"replay_store_bytes":0}"#;
+
+/// The filter's configuration for the later-turn workloads: the defaults (replay on).
+const WARM_FILTER_CONFIG: &str = "{}";
 
 #[derive(Clone)]
 struct Options {
@@ -93,6 +101,8 @@ struct Workload {
     stream: bool,
     /// Requests per target per round at concurrency 1 (scaled up at higher concurrency).
     per_round: usize,
+    /// A later turn: sent to the filter targets with replay on, after one priming request.
+    later_turn: bool,
 }
 
 fn workloads() -> Vec<Workload> {
@@ -103,6 +113,7 @@ fn workloads() -> Vec<Workload> {
             body: corpus::tiny_chat(false),
             stream: false,
             per_round: 60,
+            later_turn: false,
         },
         Workload {
             name: "agent 110 KB, 300-record JSON tool output",
@@ -110,6 +121,7 @@ fn workloads() -> Vec<Workload> {
             body: corpus::agent_json_request(300, false),
             stream: false,
             per_round: 30,
+            later_turn: false,
         },
         Workload {
             name: "agent 165 KB log tool output",
@@ -117,6 +129,7 @@ fn workloads() -> Vec<Workload> {
             body: corpus::agent_log_request(155_000),
             stream: false,
             per_round: 30,
+            later_turn: false,
         },
         Workload {
             name: "agent 325 KB, four tool results",
@@ -124,6 +137,23 @@ fn workloads() -> Vec<Workload> {
             body: corpus::agent_multi_request(),
             stream: false,
             per_round: 20,
+            later_turn: false,
+        },
+        Workload {
+            name: "agent 110 KB later turn (JSON output decided before)",
+            path: "/v1/chat/completions",
+            body: corpus::agent_json_request(300, false),
+            stream: false,
+            per_round: 30,
+            later_turn: true,
+        },
+        Workload {
+            name: "agent 325 KB later turn (four outputs decided before)",
+            path: "/v1/chat/completions",
+            body: corpus::agent_multi_request(),
+            stream: false,
+            per_round: 20,
+            later_turn: true,
         },
         Workload {
             name: "streaming tiny chat (SSE)",
@@ -131,6 +161,7 @@ fn workloads() -> Vec<Workload> {
             body: corpus::tiny_chat(true),
             stream: true,
             per_round: 20,
+            later_turn: false,
         },
         Workload {
             name: "streaming agent 110 KB (compressed, SSE)",
@@ -138,6 +169,7 @@ fn workloads() -> Vec<Workload> {
             body: corpus::agent_json_request(300, true),
             stream: true,
             per_round: 20,
+            later_turn: false,
         },
     ]
 }
@@ -178,7 +210,19 @@ struct Target {
     name: &'static str,
     addr: SocketAddr,
     pid: Option<Pid>,
+    /// Where later turns go (a filter target with replay on), when it differs from `addr`.
+    later_turn: Option<(SocketAddr, Pid)>,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Target {
+    /// The address and process that serve `w`.
+    fn serving(&self, w: &Workload) -> (SocketAddr, Option<Pid>) {
+        match self.later_turn {
+            Some((addr, pid)) if w.later_turn => (addr, Some(pid)),
+            _ => (self.addr, self.pid),
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -193,7 +237,7 @@ struct Samples {
 async fn one_request(target: &Target, w: &Workload) -> Result<(f64, f64)> {
     let request = hyper::Request::builder()
         .method("POST")
-        .uri(format!("http://{}{}", target.addr, w.path))
+        .uri(format!("http://{}{}", target.serving(w).0, w.path))
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-bench")
         .body(Full::new(Bytes::from(w.body.clone())))?;
@@ -228,7 +272,8 @@ async fn batch(
     requests: usize,
     concurrency: usize,
 ) -> Result<Samples> {
-    let cpu0 = target.pid.map(Pid::cpu_seconds).unwrap_or(0.0);
+    let pid = target.serving(w).1;
+    let cpu0 = pid.map(Pid::cpu_seconds).unwrap_or(0.0);
     let start = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -251,7 +296,7 @@ async fn batch(
     }
     samples.wall_s = start.elapsed().as_secs_f64();
     samples.requests = requests;
-    samples.cpu_s = target.pid.map(Pid::cpu_seconds).unwrap_or(0.0) - cpu0;
+    samples.cpu_s = pid.map(Pid::cpu_seconds).unwrap_or(0.0) - cpu0;
     Ok(samples)
 }
 
@@ -281,58 +326,77 @@ async fn main() -> Result<()> {
     let up = upstream.addr();
     let url = format!("http://{up}");
 
-    let host = Process::start(
-        &[
-            "--workers",
-            "2",
-            "--openai-api-url",
-            &url,
-            "--anthropic-api-url",
-            &url,
-            "--plugin-config",
-            FILTER_CONFIG,
-            // Quiet, but for the line that says where it listens.
-            "--log-level",
-            "warn,headroom_host::proxy=info",
-        ],
-        &[],
-    )?;
+    // A module cache of this run's own: the first host compiles the filter into it, the
+    // second loads the artifact (what every later start of `headroom` does).
+    let cache_dir = o.out.join("module-cache");
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    let cache = cache_dir.to_string_lossy().into_owned();
+    let start_host = |config: &str| {
+        Process::start(
+            &[
+                "--workers",
+                "2",
+                "--openai-api-url",
+                &url,
+                "--anthropic-api-url",
+                &url,
+                "--plugin-config",
+                config,
+                // Quiet, but for the line that says where it listens.
+                "--log-level",
+                "warn,headroom_host::proxy=info",
+            ],
+            &[("HEADROOM_CACHE_DIR", cache.as_str())],
+        )
+    };
+    let host = start_host(FILTER_CONFIG)?;
+    let host_warm = start_host(WARM_FILTER_CONFIG)?;
     let host_pid = Pid(host.pid());
     let wasm = plugin_wasm()?;
-    let local = |wasm_path: Option<PathBuf>| LocalConfig {
+    let local_with = |wasm_path: Option<PathBuf>, config: &str| LocalConfig {
         listener_port: 0,
         admin_port: 0,
         openai_upstream_port: up.port(),
         anthropic_upstream_port: up.port(),
         wasm_path,
-        plugin_config_json: FILTER_CONFIG.into(),
+        plugin_config_json: config.into(),
     };
+    let local = |wasm_path: Option<PathBuf>| local_with(wasm_path, FILTER_CONFIG);
     let envoy_plain = Envoy::start(local(None), 2).await?;
     let envoy_filter = Envoy::start(local(Some(wasm.clone())), 2).await?;
+    let envoy_filter_warm =
+        Envoy::start(local_with(Some(wasm.clone()), WARM_FILTER_CONFIG), 2).await?;
 
     let targets: Vec<Arc<Target>> = vec![
         Arc::new(Target {
             name: "direct",
             addr: up,
             pid: None,
+            later_turn: None,
             client: client(),
         }),
         Arc::new(Target {
             name: "headroom",
             addr: host.addr(),
             pid: Some(host_pid),
+            later_turn: Some((host_warm.addr(), Pid(host_warm.pid()))),
             client: client(),
         }),
         Arc::new(Target {
             name: "envoy",
             addr: envoy_plain.listener_addr,
             pid: Some(Pid(envoy_plain.pid())),
+            later_turn: None,
             client: client(),
         }),
         Arc::new(Target {
             name: "envoy+filter",
             addr: envoy_filter.listener_addr,
             pid: Some(Pid(envoy_filter.pid())),
+            later_turn: Some((
+                envoy_filter_warm.listener_addr,
+                Pid(envoy_filter_warm.pid()),
+            )),
             client: client(),
         }),
     ];
@@ -345,6 +409,7 @@ async fn main() -> Result<()> {
         body: corpus::tiny_chat(false),
         stream: false,
         per_round: 1,
+        later_turn: false,
     });
     for t in &targets {
         batch(t, &tiny, 4, 1)
@@ -353,6 +418,9 @@ async fn main() -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let host_idle_rss_kb = host_pid.status_kb("VmRSS:");
+    // The second host started after the first had compiled the module: it loaded the cached
+    // artifact, as every start after the first does.
+    let host_cached_idle_rss_kb = Pid(host_warm.pid()).status_kb("VmRSS:");
     let mut rss_by_workers = BTreeMap::new();
     for workers in [1u32, 4] {
         let e = Envoy::start(local(Some(wasm.clone())), workers).await?;
@@ -366,6 +434,14 @@ async fn main() -> Result<()> {
     let mut results = Vec::new();
     for w in workloads() {
         let w = Arc::new(w);
+        if w.later_turn {
+            // The turn that first sent these outputs: afterwards every request is a later turn.
+            for t in &targets {
+                batch(t, &w, 1, 1)
+                    .await
+                    .with_context(|| format!("priming {} via {}", w.name, t.name))?;
+            }
+        }
         for concurrency in [1, o.concurrency] {
             let per_round = if concurrency == 1 {
                 w.per_round
@@ -418,6 +494,7 @@ async fn main() -> Result<()> {
         "chunk_delay_ms": o.chunk_delay_ms,
         "memory": {
             "headroom_idle_rss_mb": host_idle_rss_kb as f64 / 1024.0,
+            "headroom_cached_idle_rss_mb": host_cached_idle_rss_kb as f64 / 1024.0,
             "headroom_peak_rss_mb": host_peak_kb as f64 / 1024.0,
             "envoy_rss_mb": plain_rss_kb as f64 / 1024.0,
             "envoy_filter_rss_mb": filter_rss_kb as f64 / 1024.0,
@@ -447,6 +524,7 @@ async fn main() -> Result<()> {
         eprintln!("updated {}", path.display());
     }
     drop(host);
+    drop(host_warm);
     Ok(())
 }
 
@@ -511,8 +589,9 @@ fn markdown(report: &Value) -> String {
     }
     let m = &report["memory"];
     md.push_str(&format!(
-        "\nMemory: headroom idle RSS {:.1} MB (peak {:.1} MB during the run); Envoy {:.1} MB without the filter, {:.1} MB with it (2 workers); each extra Envoy worker VM {:.2} MB (RSS at 1 and 4 workers: {}).\n",
+        "\nMemory: headroom idle RSS {:.1} MB after compiling the module, {:.1} MB when it loaded the compiled module from its cache (peak {:.1} MB during the run); Envoy {:.1} MB without the filter, {:.1} MB with it (2 workers); each extra Envoy worker VM {:.2} MB (RSS at 1 and 4 workers: {}).\n",
         m["headroom_idle_rss_mb"].as_f64().unwrap_or(f64::NAN),
+        m["headroom_cached_idle_rss_mb"].as_f64().unwrap_or(f64::NAN),
         m["headroom_peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
         m["envoy_rss_mb"].as_f64().unwrap_or(f64::NAN),
         m["envoy_filter_rss_mb"].as_f64().unwrap_or(f64::NAN),

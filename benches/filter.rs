@@ -7,6 +7,9 @@
 //! - `pipeline_wasm/<kind>/<size>`: the same body through the proxy-wasm ABI in our host (headers
 //!   callback, buffered body callbacks, the pipeline in wasm, the body handed back), the
 //!   filter configured with zero-budget stores too: no network.
+//! - `pipeline_wasm_no_call_limit/<kind>/<size>` (up to 1 MB): the same in a runtime with no
+//!   call time limit (`--vm-call-timeout-ms 0`), whose module has no epoch checks: what the
+//!   limit costs.
 //! - `replay_native/<size>`, `replay_wasm/<size>`: the same body again with the default stores:
 //!   what a later turn that resends an already-compressed tool output costs (parse, hash,
 //!   store lookup, splice).
@@ -49,6 +52,20 @@ fn alt_wasm() -> Option<Vec<u8>> {
 }
 
 fn runtime_of(wasm: &[u8], configuration: &[u8]) -> Arc<Runtime> {
+    runtime_with(wasm, configuration, VmLimits::default())
+}
+
+/// The embedded filter with no call time limit (`--vm-call-timeout-ms 0`): compiled without
+/// wasmtime's epoch checks, the way Envoy runs it.
+fn unlimited_runtime(configuration: &[u8]) -> Arc<Runtime> {
+    let limits = VmLimits {
+        call_timeout: None,
+        ..VmLimits::default()
+    };
+    runtime_with(headroom_host::EMBEDDED_PLUGIN, configuration, limits)
+}
+
+fn runtime_with(wasm: &[u8], configuration: &[u8], limits: VmLimits) -> Arc<Runtime> {
     let plugin = PluginShared {
         name: "headroom".into(),
         root_id: "headroom".into(),
@@ -60,7 +77,7 @@ fn runtime_of(wasm: &[u8], configuration: &[u8]) -> Arc<Runtime> {
         shared_data: Default::default(),
         metrics: Arc::new(Metrics::default()),
     };
-    Runtime::new(wasm, plugin, VmLimits::default(), None).expect("the embedded filter loads")
+    Runtime::new(wasm, plugin, limits, None).expect("the embedded filter loads")
 }
 
 /// One request through the VM, as the proxy drives it; returns the body the upstream would get.
@@ -163,6 +180,15 @@ fn pipeline(c: &mut Criterion) {
         });
     }
     wasm.finish();
+    let mut unlimited = unlimited_runtime(NO_STORES).instantiate().expect("a VM");
+    let mut group = c.benchmark_group("pipeline_wasm_no_call_limit");
+    for (kind, size_label, body) in bodies().into_iter().filter(|(_, size, _)| *size != "10MB") {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new(kind, size_label), &body, |b, body| {
+            b.iter(|| through_vm(&mut unlimited, "/v1/chat/completions", body))
+        });
+    }
+    group.finish();
     let alt = alt_wasm();
     if let Some(alt) = &alt {
         let mut vm = runtime_of(alt, NO_STORES).instantiate().expect("a VM");

@@ -94,12 +94,27 @@ fn compile<T: Compiled>(engine: &Engine, wasm: &[u8]) -> Result<T> {
     let started = std::time::Instant::now();
     let what = T::WHAT;
     let compiled = T::compile(engine, wasm).map_err(|e| anyhow!("compiling the {what}: {e:#}"))?;
+    return_freed_heap();
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         bytes = wasm.len(),
         "compiled the {what}"
     );
     Ok(compiled)
+}
+
+/// Gives the heap that compilation used and freed back to the system. Cranelift's working
+/// memory (~40 MB for the filter) is freed when it returns, but glibc keeps freed pages in its
+/// arenas: without this, a process that compiled the module idled at 69 MB RSS, with it at
+/// 42 MB (the rest is the compiler's pages of the binary and a fragmented heap), against the
+/// 28 MB of every later start, which loads the cached artifact.
+fn return_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas; it touches no
+    // live allocation and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn artifact_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {

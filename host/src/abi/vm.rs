@@ -22,15 +22,23 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct VmLimits {
     /// Linear memory one VM may grow to; beyond it allocations fail and the guest traps.
     pub memory_bytes: usize,
-    /// CPU time one guest call may take before it is interrupted (a trap).
-    pub call_timeout: Duration,
+    /// Wall time one guest call may take before it is interrupted (a trap: the request fails
+    /// open and the VM is replaced), or `None` for no limit.
+    ///
+    /// The limit is wasmtime's epoch interruption: the compiled guest checks a counter at every
+    /// function entry and loop back-edge. Those checks cost about a quarter of the filter's
+    /// time on a compressing request (BENCHMARKS.md). Without a limit the host runs the filter
+    /// the way Envoy's runtimes do, which have none: the filter bounds its own work (every
+    /// compressor is linear with deterministic limits), and the limit only guards against a
+    /// bug in it, or in another module loaded with `--filter`.
+    pub call_timeout: Option<Duration>,
 }
 
 impl Default for VmLimits {
     fn default() -> Self {
         Self {
             memory_bytes: 512 << 20,
-            call_timeout: Duration::from_secs(10),
+            call_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -65,7 +73,8 @@ impl Runtime {
         cache_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>> {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        // Compiled in only when calls are limited: the checks are not free (see VmLimits).
+        config.epoch_interruption(limits.call_timeout.is_some());
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e:#}"))?;
         let module = super::module_cache::load(&engine, wasm, cache_dir)?;
@@ -75,16 +84,18 @@ impl Runtime {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| anyhow!("linking the filter's imports: {e:#}"))?;
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("headroom-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        if limits.call_timeout.is_some() {
+            let ticker = engine.weak();
+            std::thread::Builder::new()
+                .name("headroom-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = ticker.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })?;
+        }
         Ok(Arc::new(Self {
             engine,
             pre,
@@ -121,8 +132,11 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
-        store.epoch_deadline_trap();
+        let deadline = self.deadline_ticks();
+        if let Some(ticks) = deadline {
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -134,7 +148,7 @@ impl Runtime {
             exports,
             memory,
             next_context_id: ROOT_CONTEXT_ID + 1,
-            deadline: self.deadline_ticks(),
+            deadline,
         };
         if let Some(init) = vm.exports.initialize.clone() {
             vm.call(ROOT_CONTEXT_ID, Phase::Other, |s| init.call(s, ()))
@@ -181,8 +195,11 @@ impl Runtime {
         Ok(vm)
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    /// The call limit in epoch ticks, when calls are limited.
+    fn deadline_ticks(&self) -> Option<u64> {
+        self.limits
+            .call_timeout
+            .map(|limit| (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64)
     }
 }
 
@@ -260,7 +277,8 @@ pub struct Vm {
     exports: Exports,
     memory: Option<wasmtime::Memory>,
     next_context_id: u32,
-    deadline: u64,
+    /// Epoch ticks one call may take, when calls are limited.
+    deadline: Option<u64>,
 }
 
 impl Vm {
@@ -275,7 +293,9 @@ impl Vm {
             state.effective_context = context;
             state.phase = phase;
         }
-        self.store.set_epoch_deadline(self.deadline);
+        if let Some(ticks) = self.deadline {
+            self.store.set_epoch_deadline(ticks);
+        }
         let result = f(&mut self.store);
         let state = self.store.data_mut();
         state.phase = Phase::Other;

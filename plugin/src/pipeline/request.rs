@@ -554,8 +554,10 @@ fn decide(
         }
         None => {}
     }
-    let error_like = slot.is_error || distinct_error_roots(text) >= 2;
-    if error_like && text.len() <= config.protect_errors_below_bytes {
+    // The size test first: error roots are a scan of the whole text, and only outputs small
+    // enough to be protected need it.
+    let protected_size = text.len() <= config.protect_errors_below_bytes;
+    if protected_size && (slot.is_error || distinct_error_roots(text) >= 2) {
         let reason = format!(
             "error output of {} bytes <= {}",
             text.len(),

@@ -26,9 +26,34 @@ pub const ERROR_WORDS: [&str; 16] = [
 
 /// Whether `text` contains an error word (case-insensitive, whole words).
 pub fn has_error_word(text: &str) -> bool {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() >= 4)
-        .any(|w| ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e)))
+    any_word(text, |w| {
+        w.len() >= 4 && ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e))
+    })
+}
+
+/// Whether `test` holds for one of the words `text.split(|c: char| !c.is_alphanumeric())`
+/// gives, found without decoding every character: an ASCII byte is never part of a longer
+/// UTF-8 sequence, so the text is split on ASCII separators as bytes first, and only a chunk
+/// holding non-ASCII characters is split again by characters (the separators left in it).
+/// Tool outputs are mostly ASCII and these tests run on every item of every array.
+fn any_word(text: &str, mut test: impl FnMut(&str) -> bool) -> bool {
+    let mut start = 0usize;
+    for chunk in text
+        .as_bytes()
+        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric())
+    {
+        let word = text.get(start..start + chunk.len()).unwrap_or_default();
+        start += chunk.len() + 1;
+        let found = if word.is_ascii() {
+            test(word)
+        } else {
+            word.split(|c: char| !c.is_alphanumeric()).any(&mut test)
+        };
+        if found {
+            return true;
+        }
+    }
+    false
 }
 
 /// Roots of severity words, found inside words whatever their case: `failure`, `Failed`,
@@ -53,16 +78,15 @@ pub const SEVERITY_ROOTS: [&str; 13] = [
 /// Whether `text` holds a severity root inside one of its words (letters and digits, at least
 /// four characters). ASCII case-insensitive, no allocation.
 pub fn has_severity_root(text: &str) -> bool {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() >= 4)
-        .any(|w| {
-            let bytes = w.as_bytes();
-            SEVERITY_ROOTS.iter().any(|root| {
+    any_word(text, |w| {
+        let bytes = w.as_bytes();
+        w.len() >= 4
+            && SEVERITY_ROOTS.iter().any(|root| {
                 bytes
                     .windows(root.len())
                     .any(|part| part.eq_ignore_ascii_case(root.as_bytes()))
             })
-        })
+    })
 }
 
 /// Number of distinct error words in `text`, counting only the roots upstream uses to spot
@@ -265,6 +289,32 @@ mod tests {
             distinct_error_roots("Traceback ... ValueError ... failed"),
             3
         );
+    }
+
+    proptest::proptest! {
+        /// The byte-level word split finds the words the character split finds: ASCII and
+        /// non-ASCII separators (an em dash, a no-break space), non-ASCII letters inside words.
+        #[test]
+        fn word_tests_match_the_character_split(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "error", "Failed", "TIMEOUT", "errorCode", "warnings", "ok", "é", "—",
+                    "\u{a0}", " ", "_", "-", "ß", "日本", "x1", "panicked", "crash", ".",
+                ]),
+                0..12,
+            )
+        ) {
+            let text: String = parts.concat();
+            let words = || text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 4);
+            let error = words().any(|w| ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e)));
+            let severity = words().any(|w| {
+                SEVERITY_ROOTS.iter().any(|root| {
+                    w.as_bytes().windows(root.len()).any(|p| p.eq_ignore_ascii_case(root.as_bytes()))
+                })
+            });
+            proptest::prop_assert_eq!(has_error_word(&text), error, "{:?}", text);
+            proptest::prop_assert_eq!(has_severity_root(&text), severity, "{:?}", text);
+        }
     }
 
     #[test]

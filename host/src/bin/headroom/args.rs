@@ -127,7 +127,9 @@ pub(crate) struct ProxyArgs {
     /// Memory one filter VM may use, in MiB; beyond it the VM traps and the request fails open.
     #[arg(long, env = "HEADROOM_VM_MEMORY_MB", default_value_t = 512)]
     pub(crate) vm_memory_mb: usize,
-    /// CPU time one filter call may take, in milliseconds, before it is interrupted.
+    /// Wall time one filter call may take, in milliseconds, before it is interrupted (the
+    /// request fails open and the VM is replaced); 0 for no limit, as in Envoy. The limit's
+    /// checks cost about a quarter of the filter's CPU time (BENCHMARKS.md).
     #[arg(long, env = "HEADROOM_VM_CALL_TIMEOUT_MS", default_value_t = 10_000)]
     pub(crate) vm_call_timeout_ms: u64,
     /// Seconds in-flight requests get to finish at shutdown.

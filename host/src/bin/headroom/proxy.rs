@@ -163,7 +163,8 @@ fn with_langfuse_env(plugin_config: Vec<u8>) -> Result<(Vec<u8>, Clusters)> {
 fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
     VmLimits {
         memory_bytes: memory_mb << 20,
-        call_timeout: Duration::from_millis(call_timeout_ms),
+        // 0: no limit (see VmLimits::call_timeout for what the limit costs).
+        call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
     }
 }
 
