@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use headroom_host::proxy::ProxyConfig;
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
 use headroom_tests::headroom::{InProcess, test_config};
@@ -23,30 +24,16 @@ fn tool_request(payload_bytes: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
-    let ok = Scripted {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        chunks: vec![b"{\"ok\":true}".to_vec()],
-        ..Scripted::default()
-    };
-    let upstream = Upstream::start(Reply::Scripted(ok)).await?;
-    let mut config = test_config(upstream.addr());
-    config.workers = 1;
-    config.plugin_config = br#"{"max_body_bytes": 134217728}"#.to_vec();
-    config.vm_limits.memory_bytes = 24 << 20;
-    let host = InProcess::start(config)?;
+    let (upstream, host) = one_worker_host(|config| {
+        config.plugin_config = br#"{"max_body_bytes": 134217728}"#.to_vec();
+        config.vm_limits.memory_bytes = 24 << 20;
+    })
+    .await?;
     let before = prom::parse(&host.proxy().metrics().render());
 
     // 40 MB: more than the VM may hold, less than the filter may buffer.
     let big = tool_request(40 << 20);
-    let request = ClientRequest {
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        chunks: big.chunks(1 << 20).map(<[u8]>::to_vec).collect(),
-        ..ClientRequest::default()
-    };
-    let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
+    let response = client::send(host.proxy().local_addr(), &chat_post(&big), |_| {}).await?;
     assert_eq!(
         response.status,
         200,
@@ -72,11 +59,7 @@ async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
 
     // The replacement VM compresses the next request (above the pipeline's 512-byte floor).
     let small = tool_request(600);
-    let request = ClientRequest {
-        chunks: vec![small.clone()],
-        ..request
-    };
-    let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
+    let response = client::send(host.proxy().local_addr(), &chat_post(&small), |_| {}).await?;
     assert_eq!(response.status, 200);
     let received = upstream.take_received();
     let sent: serde_json::Value = serde_json::from_slice(&received[0].body)?;
@@ -100,12 +83,11 @@ async fn a_trapped_vm_fails_open_and_is_replaced() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `body` through a one-worker `headroom` whose guest calls may take `call_timeout`;
-/// returns what the upstream received and the metric deltas of the exchange.
-async fn through_limited_host(
-    body: &[u8],
-    call_timeout: Option<Duration>,
-) -> anyhow::Result<(Vec<u8>, prom::Samples, prom::Samples)> {
+/// An upstream that answers every request `200 {"ok":true}`, and a one-worker `headroom` in
+/// front of it with the test configuration as `adjust` leaves it.
+async fn one_worker_host(
+    adjust: impl FnOnce(&mut ProxyConfig),
+) -> anyhow::Result<(Upstream, InProcess)> {
     let ok = Scripted {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -115,17 +97,32 @@ async fn through_limited_host(
     let upstream = Upstream::start(Reply::Scripted(ok)).await?;
     let mut config = test_config(upstream.addr());
     config.workers = 1;
-    config.vm_limits.call_timeout = call_timeout;
+    adjust(&mut config);
     let host = InProcess::start(config)?;
-    let before = prom::parse(&host.proxy().metrics().render());
-    let request = ClientRequest {
+    Ok((upstream, host))
+}
+
+/// A Chat Completions POST of `body`, sent in 1 MB chunks.
+fn chat_post(body: &[u8]) -> ClientRequest {
+    ClientRequest {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
         headers: vec![("content-type".into(), b"application/json".to_vec())],
         chunks: body.chunks(1 << 20).map(<[u8]>::to_vec).collect(),
         ..ClientRequest::default()
-    };
-    let response = client::send(host.proxy().local_addr(), &request, |_| {}).await?;
+    }
+}
+
+/// Sends `body` through a one-worker `headroom` whose guest calls may take `call_timeout`;
+/// returns what the upstream received and the host's metrics before and after.
+async fn through_limited_host(
+    body: &[u8],
+    call_timeout: Option<Duration>,
+) -> anyhow::Result<(Vec<u8>, prom::Samples, prom::Samples)> {
+    let (upstream, host) =
+        one_worker_host(|config| config.vm_limits.call_timeout = call_timeout).await?;
+    let before = prom::parse(&host.proxy().metrics().render());
+    let response = client::send(host.proxy().local_addr(), &chat_post(body), |_| {}).await?;
     assert_eq!(response.status, 200);
     let received = upstream.take_received();
     assert_eq!(received.len(), 1);

@@ -32,28 +32,31 @@ pub fn has_error_word(text: &str) -> bool {
 }
 
 /// Whether `test` holds for one of the words `text.split(|c: char| !c.is_alphanumeric())`
-/// gives, found without decoding every character: an ASCII byte is never part of a longer
-/// UTF-8 sequence, so the text is split on ASCII separators as bytes first, and only a chunk
-/// holding non-ASCII characters is split again by characters (the separators left in it).
-/// Tool outputs are mostly ASCII and these tests run on every item of every array.
+/// gives, found without decoding every character: only a piece of [`ascii_separated`] holding
+/// non-ASCII characters is split again by characters (the separators left in it). Tool
+/// outputs are mostly ASCII and these tests run on every item of every array.
 fn any_word(text: &str, mut test: impl FnMut(&str) -> bool) -> bool {
-    let mut start = 0usize;
-    for chunk in text
-        .as_bytes()
-        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric())
-    {
-        let word = text.get(start..start + chunk.len()).unwrap_or_default();
-        start += chunk.len() + 1;
-        let found = if word.is_ascii() {
-            test(word)
+    ascii_separated(text).any(|piece| {
+        if piece.is_ascii() {
+            test(piece)
         } else {
-            word.split(|c: char| !c.is_alphanumeric()).any(&mut test)
-        };
-        if found {
-            return true;
+            piece.split(|c: char| !c.is_alphanumeric()).any(&mut test)
         }
-    }
-    false
+    })
+}
+
+/// The pieces of `text` between ASCII characters other than letters and digits, split on
+/// bytes: an ASCII byte is never part of a longer UTF-8 sequence, so this is the same split as
+/// by characters without decoding each one.
+fn ascii_separated(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    text.as_bytes()
+        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric())
+        .map(move |chunk| {
+            let piece = text.get(start..start + chunk.len()).unwrap_or_default();
+            start += chunk.len() + 1;
+            piece
+        })
 }
 
 /// Roots of severity words, found inside words whatever their case: `failure`, `Failed`,
@@ -120,17 +123,7 @@ pub fn distinct_error_roots(text: &str) -> usize {
     // lowercasing, so the text is taken chunk by chunk between them: an ASCII chunk is one
     // word (lowercased in place), anything else goes through Unicode lowercasing as a whole.
     let mut buf = String::new();
-    // Split on bytes: an ASCII byte is never part of a longer UTF-8 sequence, so this is the
-    // same split as by characters without decoding each one.
-    let chunks = text
-        .as_bytes()
-        .split(|b| b.is_ascii() && !b.is_ascii_alphanumeric())
-        .scan(0usize, |at, chunk| {
-            let start = *at;
-            *at = start + chunk.len() + 1;
-            Some(text.get(start..start + chunk.len()).unwrap_or_default())
-        });
-    for chunk in chunks {
+    for chunk in ascii_separated(text) {
         if chunk.len() < 4 {
             // Every root has four ASCII letters or more, each lowercased from a byte or more.
             continue;
