@@ -2,7 +2,10 @@
 //! worker for seconds to minutes (DESIGN.md decision 10), through `headroom` and through Envoy
 //! 1.40, each with ONE worker so a `/health` probe shares the worker with the hostile request:
 //! every request is answered 200 with the original or a valid compressed body forwarded, the
-//! host never traps (its per-call CPU limit is 10 s), and `/health` keeps answering.
+//! host never traps (its per-call wall-time limit is 10 s), and `/health` keeps answering.
+//! `headroom` runs them twice: with its default call limit, and with none
+//! (`--vm-call-timeout-ms 0`), where only the filter's own bounds stand between a hostile body
+//! and the worker, as in Envoy.
 //!
 //! Speed is not asserted here (BENCHMARKS.md measures it); the client gives each request 60 s
 //! only so that a regression fails instead of hanging the suite.
@@ -11,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
+use headroom_host::proxy::ProxyConfig;
 use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
 use headroom_tests::envoy::EnvoyTarget;
@@ -97,16 +101,34 @@ async fn survives(target: &impl Target, upstream: &Upstream) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_bodies_through_headroom() -> Result<()> {
+/// Runs the hostile bodies through a one-worker `headroom`, its configuration adjusted by
+/// `adjust`.
+async fn hostile_bodies_through_headroom_with(adjust: impl FnOnce(&mut ProxyConfig)) -> Result<()> {
     let upstream = Upstream::start(Reply::Provider {
         chunk_delay: std::time::Duration::ZERO,
     })
     .await?;
     let mut config = test_config(upstream.addr());
     config.workers = 1;
+    adjust(&mut config);
     let host = InProcess::start(config)?;
     survives(&host, &upstream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_through_headroom() -> Result<()> {
+    hostile_bodies_through_headroom_with(|config| {
+        assert!(
+            config.vm_limits.call_timeout.is_some(),
+            "a call limit by default"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_through_headroom_without_call_limit() -> Result<()> {
+    hostile_bodies_through_headroom_with(|config| config.vm_limits.call_timeout = None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
