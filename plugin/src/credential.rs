@@ -76,6 +76,10 @@ impl<S: OmittedStore> OmittedStore for ScopedStore<S> {
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
         self.store.get(self.scope.store_key(hash))
     }
+
+    fn contains(&self, hash: ContentHash) -> bool {
+        self.store.contains(self.scope.store_key(hash))
+    }
 }
 
 #[cfg(test)]

@@ -253,17 +253,26 @@ impl SharedStore {
         self.lookup(map, hash).ok().flatten()
     }
 
-    fn lookup(
+    /// Whether a live entry is listed under `hash` (false on any failure), from the head and
+    /// the bucket alone: the value, which may be large, is not read. A writer fills the value
+    /// before it lists the entry, so a listed entry is readable until it is evicted.
+    pub(crate) fn contains_in(&self, map: &dyn SharedData, hash: ContentHash) -> bool {
+        matches!(self.live_positions(map, hash), Ok(Some((_, positions))) if !positions.is_empty())
+    }
+
+    /// The head and the live positions the bucket of `hash` lists for it, oldest first; `None`
+    /// when the store is empty.
+    fn live_positions(
         &self,
         map: &dyn SharedData,
         hash: ContentHash,
-    ) -> Result<Option<Vec<u8>>, HostError> {
+    ) -> Result<Option<(Head, Vec<u64>)>, HostError> {
         let Some((head, _)) = self.read_head(map)? else {
             return Ok(None);
         };
         let bucket = match map.get(&self.bucket_key(&head, hash))? {
             Some((bytes, _)) => decode_bucket(&bytes),
-            None => return Ok(None),
+            None => return Ok(Some((head, Vec::new()))),
         };
         let mut positions: Vec<u64> = bucket
             .into_iter()
@@ -272,6 +281,17 @@ impl SharedStore {
             .collect();
         // Two VMs may have stored the same hash at once: the first position wins.
         positions.sort_unstable();
+        Ok(Some((head, positions)))
+    }
+
+    fn lookup(
+        &self,
+        map: &dyn SharedData,
+        hash: ContentHash,
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let Some((head, positions)) = self.live_positions(map, hash)? else {
+            return Ok(None);
+        };
         for pos in positions {
             if let Some((bytes, _)) = map.get(&self.value_key(&head, pos))?
                 && let Some((p, h, value)) = decode_value(&bytes)
@@ -534,6 +554,10 @@ impl OmittedStore for HostedStore {
 
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
         self.read(hash)
+    }
+
+    fn contains(&self, hash: ContentHash) -> bool {
+        self.store.contains_in(&*self.data, hash)
     }
 }
 
@@ -1023,6 +1047,12 @@ mod tests {
                     assert_eq!(
                         store.read_in(&map, h(k)),
                         ReplayStore::get(&memory, h(k)),
+                        "step {i}, key {k}"
+                    );
+                    // Existence without reading the value agrees too.
+                    assert_eq!(
+                        store.contains_in(&map, h(k)),
+                        OmittedStore::contains(&memory, h(k)),
                         "step {i}, key {k}"
                     );
                 }

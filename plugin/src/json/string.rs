@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::special::find_special;
 use super::{ErrorKind, JsonError};
 
 /// Decodes a raw JSON string span (including its quotes) to its text: resolves every escape,
@@ -15,10 +16,7 @@ pub fn decode_string(raw: &str) -> Result<Cow<'_, str>, JsonError> {
     let bytes = inner.as_bytes();
     // Offsets in errors are relative to `raw`, whose first byte is the quote.
     let error = |kind, at: usize| JsonError::new(kind, at.saturating_add(1));
-    let Some(first) = bytes
-        .iter()
-        .position(|&b| b == b'\\' || b == b'"' || b < 0x20)
-    else {
+    let Some(first) = find_special(bytes) else {
         return Ok(Cow::Borrowed(inner));
     };
     let mut out = String::with_capacity(inner.len());
@@ -40,10 +38,7 @@ pub fn decode_string(raw: &str) -> Result<Cow<'_, str>, JsonError> {
         }
         // Jump to the next byte that needs attention.
         let rest = bytes.get(i..).unwrap_or_default();
-        i = rest
-            .iter()
-            .position(|&b| b == b'\\' || b == b'"' || b < 0x20)
-            .map_or(bytes.len(), |skip| i.saturating_add(skip));
+        i = find_special(rest).map_or(bytes.len(), |skip| i.saturating_add(skip));
     }
     out.push_str(inner.get(run_start..).unwrap_or_default());
     Ok(Cow::Owned(out))
@@ -115,12 +110,7 @@ pub fn encode_string(text: &str) -> String {
     out.push('"');
     let bytes = text.as_bytes();
     let mut run_start = 0;
-    while let Some(skip) = bytes
-        .get(run_start..)
-        .unwrap_or_default()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-    {
+    while let Some(skip) = find_special(bytes.get(run_start..).unwrap_or_default()) {
         let i = run_start.saturating_add(skip);
         let byte = bytes.get(i).copied().unwrap_or_default();
         // Escaped bytes are ASCII, so `run_start..i` always falls on char boundaries.

@@ -43,4 +43,4 @@ pub use hash::{ContentHash, MarkerKey};
 pub use request::{
     BlockReport, BlockTiming, Decision, MemoryHost, Outcome, PipelineHost, compress_request,
 };
-pub use store::{OmittedStore, ReplayEntry, ReplayStore};
+pub use store::{OmittedStore, ReplayEntry, ReplayStore, Sent};

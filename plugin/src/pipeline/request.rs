@@ -21,6 +21,7 @@
 //! last model turn; [`super::waste`]) and counts earlier outputs it had to compress again for
 //! want of a replay record ([`Outcome::recompressed_history`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -31,7 +32,9 @@ use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
 use super::signals::distinct_error_roots;
-use super::store::{MemoryStore, OmittedStore, ReplayEntry, ReplayStore, replay_key, waste_key};
+use super::store::{
+    MemoryStore, OmittedStore, ReplayEntry, ReplayStore, Sent, replay_key, waste_key,
+};
 use super::waste::{RereadTracker, WasteTokens, content_signals};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
@@ -282,11 +285,14 @@ impl Scan {
     }
 }
 
-/// The relevance queries of a request, each built once, when a tool output first needs it.
+/// The relevance queries of a request and their replay fingerprints, each made once, when a
+/// tool output first needs it: a later turn whose outputs are all replayed needs only the
+/// fingerprints.
 struct Queries<'s> {
     scan: &'s Scan,
     base: ContentHash,
-    built: Vec<Option<(Query, ContentHash)>>,
+    fingerprints: Vec<Option<ContentHash>>,
+    built: Vec<Option<Query>>,
     /// The query (and fingerprint) of a tool output with no user text before it.
     empty: (Query, ContentHash),
 }
@@ -297,6 +303,7 @@ impl<'s> Queries<'s> {
         Queries {
             scan,
             base,
+            fingerprints: vec![None; scan.queries.len()],
             built: vec![None; scan.queries.len()],
             empty: (Query::default(), Self::fingerprint(base, "")),
         }
@@ -308,18 +315,54 @@ impl<'s> Queries<'s> {
         ContentHash::of_parts(&[&base.0, b"query", text.as_bytes()])
     }
 
-    /// The query and replay fingerprint of a tool output in the message at `position`.
-    fn at(&mut self, position: usize) -> &(Query, ContentHash) {
+    /// The replay fingerprint of a tool output in the message at `position`.
+    fn fingerprint_at(&mut self, position: usize) -> ContentHash {
         let base = self.base;
         let Some(i) = self.scan.query_index(position) else {
-            return &self.empty;
+            return self.empty.1;
+        };
+        match (self.fingerprints.get_mut(i), self.scan.queries.get(i)) {
+            (Some(slot), Some((_, text))) => {
+                *slot.get_or_insert_with(|| Self::fingerprint(base, text))
+            }
+            _ => self.empty.1,
+        }
+    }
+
+    /// The relevance query of a tool output in the message at `position`.
+    fn query_at(&mut self, position: usize) -> &Query {
+        let Some(i) = self.scan.query_index(position) else {
+            return &self.empty.0;
         };
         match (self.built.get_mut(i), self.scan.queries.get(i)) {
-            (Some(slot), Some((_, text))) => {
-                slot.get_or_insert_with(|| (Query::new(text), Self::fingerprint(base, text)))
-            }
-            _ => &self.empty,
+            (Some(slot), Some((_, text))) => slot.get_or_insert_with(|| Query::new(text)),
+            _ => &self.empty.0,
         }
+    }
+}
+
+/// A tool output's text, decoded when first needed: a later turn that replays the output never
+/// decodes it.
+struct OutputText<'d> {
+    value: Value<'d>,
+    /// `Some(None)` once decoding failed (a lone surrogate escape).
+    decoded: Option<Option<Cow<'d, str>>>,
+}
+
+impl<'d> OutputText<'d> {
+    fn new(value: Value<'d>) -> Self {
+        OutputText {
+            value,
+            decoded: None,
+        }
+    }
+
+    /// The decoded text; `None` when the string has no Unicode text.
+    fn get(&mut self) -> Option<&str> {
+        let value = self.value;
+        self.decoded
+            .get_or_insert_with(|| value.decode_str().ok())
+            .as_deref()
     }
 }
 
@@ -383,15 +426,14 @@ pub fn compress_request(
         let mut queries = Queries::new(&scan, base);
         let mut rereads = RereadTracker::default();
         for slot in slots {
-            let text = slot.value.decode_str().ok();
-            let query = queries.at(slot.position);
+            let mut text = OutputText::new(slot.value);
             let started = host.now_us();
             let mut key = None;
             let (mut report, replacement) = decide(
                 &slot,
-                text.as_deref(),
+                &mut text,
                 config,
-                query,
+                &mut queries,
                 tokenizer,
                 host,
                 &mut key,
@@ -407,12 +449,15 @@ pub fn compress_request(
             if !fresh && report.decision == Decision::Compressed {
                 recompressed_history += 1;
             }
-            if let Some(text) = text.as_deref().filter(|_| config.waste_signals) {
+            // An undecodable output has no text to examine.
+            if config.waste_signals && report.decision != Decision::Undecodable {
                 let marked = replacement.as_deref().is_some_and(contains_marker);
                 let counted = report.tokens_before;
                 waste.merge(
                     &rereads.observe(report.hash.0, slot.position, fresh, marked, || {
-                        counted.unwrap_or_else(|| tokenizer.count(text).tokens)
+                        counted.unwrap_or_else(|| {
+                            text.get().map_or(0, |text| tokenizer.count(text).tokens)
+                        })
                     }),
                 );
                 if fresh {
@@ -428,6 +473,7 @@ pub fn compress_request(
                     let found = match cached {
                         Some(found) => found,
                         None => {
+                            let text = text.get().unwrap_or_default();
                             let found = timed(host, "waste_signals", || {
                                 let parsed_json = report.kind == Some(ContentKind::Json);
                                 content_signals(text, tokenizer, counted, parsed_json)
@@ -471,16 +517,21 @@ pub fn compress_request(
 /// Decides one tool output under its relevance query and replay fingerprint; returns its
 /// report and the replacement text, if any, and sets `key_out` to its replay key when it got
 /// that far.
+///
+/// A later turn's output is looked up by its raw bytes before anything else: a hit needs
+/// neither decoding nor a content hash, both kept in the entry. Only outputs that could have
+/// been stored are looked up (not of a protected tool, not too small even before decoding), so
+/// a hit reports what the full path would.
 fn decide(
     slot: &Slot<'_>,
-    text: Option<&str>,
+    text: &mut OutputText<'_>,
     config: &PipelineConfig,
-    (query, fingerprint): &(Query, ContentHash),
+    queries: &mut Queries<'_>,
     tokenizer: Tokenizer,
     host: &mut dyn PipelineHost,
     key_out: &mut Option<ContentHash>,
 ) -> (BlockReport, Option<String>) {
-    let raw_len = slot.value.raw().len();
+    let raw = slot.value.raw();
     let mut report = BlockReport {
         location: slot.location.clone(),
         tool: slot.tool.clone(),
@@ -489,8 +540,8 @@ fn decide(
         decision: Decision::NoChange,
         reason: String::new(),
         hash: ContentHash([0; 8]),
-        bytes_before: raw_len.saturating_sub(2),
-        bytes_after: raw_len.saturating_sub(2),
+        bytes_before: raw.len().saturating_sub(2),
+        bytes_after: raw.len().saturating_sub(2),
         tokens_before: None,
         tokens_after: None,
         timing: None,
@@ -500,7 +551,50 @@ fn decide(
         report.reason = reason;
         (report, None)
     };
-    let Some(text) = text else {
+    let protected_tool = slot.tool.as_deref().filter(|t| config.is_protected_tool(t));
+    // A decoded text is never longer than its escaped form (the quotes excluded).
+    let storable =
+        protected_tool.is_none() && raw.len().saturating_sub(2) >= config.min_block_bytes;
+    let key = storable.then(|| replay_key(queries.fingerprint_at(slot.position), raw.as_bytes()));
+    *key_out = key;
+    if let Some(entry) = key
+        .and_then(|key| host.replay().get(key))
+        .and_then(|e| ReplayEntry::decode(&e))
+    {
+        report.hash = entry.hash;
+        let original_len = usize::try_from(entry.original_len).unwrap_or(usize::MAX);
+        report.bytes_before = original_len;
+        report.bytes_after = original_len;
+        return match entry.sent {
+            Sent::Unchanged => finish(
+                report,
+                Decision::ReplayedUnchanged,
+                "forwarded unchanged before".into(),
+            ),
+            Sent::Replaced {
+                text: sent,
+                tokens_before,
+                tokens_after,
+            } => {
+                // The original is kept again for this request's host (its retrieval scope may
+                // differ from the one that compressed it first) unless it holds it already.
+                if contains_marker(&sent)
+                    && !host.omitted().contains(report.hash)
+                    && let Some(text) = text.get()
+                {
+                    host.omitted().put(report.hash, text.as_bytes());
+                }
+                report.decision = Decision::Replayed;
+                report.reason = "same bytes as sent before".into();
+                report.strategy = "replay";
+                report.bytes_after = sent.len();
+                report.tokens_before = Some(tokens_before);
+                report.tokens_after = Some(tokens_after);
+                (report, Some(sent))
+            }
+        };
+    }
+    let Some(text) = text.get() else {
         return finish(
             report,
             Decision::Undecodable,
@@ -519,41 +613,23 @@ fn decide(
         );
         return finish(report, Decision::TooSmall, reason);
     }
-    if let Some(tool) = slot.tool.as_deref().filter(|t| config.is_protected_tool(t)) {
+    if let Some(tool) = protected_tool {
         let reason = format!("tool {tool} is protected");
         return finish(report, Decision::ProtectedTool, reason);
     }
-    let key = replay_key(*fingerprint, &digest);
+    // Always computed above (a text long enough decoded is long enough escaped).
+    let key =
+        key.unwrap_or_else(|| replay_key(queries.fingerprint_at(slot.position), raw.as_bytes()));
     *key_out = Some(key);
-    match host.replay().get(key).and_then(|e| ReplayEntry::decode(&e)) {
-        Some(ReplayEntry::Unchanged) => {
-            return finish(
-                report,
-                Decision::ReplayedUnchanged,
-                "forwarded unchanged before".into(),
-            );
+    let (hash, original_len) = (report.hash, to_u64(text.len()));
+    let entry_of = move |sent: Sent| {
+        ReplayEntry {
+            hash,
+            original_len,
+            sent,
         }
-        Some(ReplayEntry::Replaced {
-            text: sent,
-            tokens_before,
-            tokens_after,
-        }) => {
-            // The original is kept again for this request's host (its retrieval scope may
-            // differ from the one that compressed it first); a store that holds it already
-            // keeps its entry.
-            if contains_marker(&sent) {
-                host.omitted().put(report.hash, text.as_bytes());
-            }
-            report.decision = Decision::Replayed;
-            report.reason = "same bytes as sent before".into();
-            report.strategy = "replay";
-            report.bytes_after = sent.len();
-            report.tokens_before = Some(tokens_before);
-            report.tokens_after = Some(tokens_after);
-            return (report, Some(sent));
-        }
-        None => {}
-    }
+        .encode()
+    };
     // The size test first: error roots are a scan of the whole text, and only outputs small
     // enough to be protected need it.
     let protected_size = text.len() <= config.protect_errors_below_bytes;
@@ -566,7 +642,7 @@ fn decide(
         return finish(report, Decision::ErrorOutput, reason);
     }
     let started = host.now_us();
-    let result = compress_block(text, config, query, report.hash);
+    let result = compress_block(text, config, queries.query_at(slot.position), report.hash);
     if let (Some(start), Some(end)) = (started, host.now_us()) {
         host.timed(result.strategy, end.saturating_sub(start));
     }
@@ -577,7 +653,7 @@ fn decide(
         Some(limit) => format!("{reason}; {limit}"),
         None => reason,
     };
-    let unchanged = ReplayEntry::Unchanged.encode();
+    let unchanged = entry_of(Sent::Unchanged);
     let candidate = match result.text.filter(|c| !c.trim().is_empty() && *c != *text) {
         Some(candidate) => candidate,
         None => {
@@ -615,12 +691,12 @@ fn decide(
     if result.lossy {
         host.omitted().put(report.hash, text.as_bytes());
     }
-    let entry = ReplayEntry::Replaced {
+    let entry = entry_of(Sent::Replaced {
         text: candidate.clone(),
         tokens_before: before,
         tokens_after: after,
-    };
-    host.replay().put(key, &entry.encode());
+    });
+    host.replay().put(key, &entry);
     report.decision = Decision::Compressed;
     report.reason = limited(format!(
         "{} tokens -> {after}{}",

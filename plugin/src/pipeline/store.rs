@@ -20,11 +20,28 @@ pub trait OmittedStore {
     fn put(&mut self, hash: ContentHash, original: &[u8]);
     /// The original kept under `hash`.
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>>;
+    /// Whether an original is kept under `hash`: a store that can answer without copying the
+    /// original out says so here (a later turn asks for every lossy output it resends).
+    fn contains(&self, hash: ContentHash) -> bool {
+        self.get(hash).is_some()
+    }
 }
 
-/// What was sent upstream for one original tool output.
+/// What was sent upstream for one original tool output, and what a later turn must report
+/// about the original without decoding or hashing it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplayEntry {
+pub struct ReplayEntry {
+    /// The original's content hash (the name its marker carries; [`ContentHash`]).
+    pub hash: ContentHash,
+    /// Bytes of the original, decoded.
+    pub original_len: u64,
+    /// What was sent instead.
+    pub sent: Sent,
+}
+
+/// What was sent upstream in place of an original tool output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
     /// The original was forwarded unchanged: keep forwarding it unchanged.
     Unchanged,
     /// The original was replaced by `text`; the token counts of both are kept so a replay
@@ -40,41 +57,55 @@ pub enum ReplayEntry {
 }
 
 impl ReplayEntry {
-    /// The stored form: `U`, or `R`, both token counts as u64 little-endian, and the text.
+    /// The stored form: `u` or `r`, the hash, the original's length (u64 little-endian), and for
+    /// `r` both token counts (u64 little-endian) and the text.
     pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Self::Unchanged => b"U".to_vec(),
-            Self::Replaced {
-                text,
-                tokens_before,
-                tokens_after,
-            } => {
-                let mut out = Vec::with_capacity(text.len() + 17);
-                out.push(b'R');
-                out.extend_from_slice(&tokens_before.to_le_bytes());
-                out.extend_from_slice(&tokens_after.to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
-                out
-            }
+        let text_len = match &self.sent {
+            Sent::Unchanged => 0,
+            Sent::Replaced { text, .. } => text.len() + 16,
+        };
+        let mut out = Vec::with_capacity(17 + text_len);
+        out.push(match self.sent {
+            Sent::Unchanged => b'u',
+            Sent::Replaced { .. } => b'r',
+        });
+        out.extend_from_slice(&self.hash.0);
+        out.extend_from_slice(&self.original_len.to_le_bytes());
+        if let Sent::Replaced {
+            text,
+            tokens_before,
+            tokens_after,
+        } = &self.sent
+        {
+            out.extend_from_slice(&tokens_before.to_le_bytes());
+            out.extend_from_slice(&tokens_after.to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
+        out
     }
 
     /// Parses [`ReplayEntry::encode`]'s form; anything else is `None` (treated as absent).
     pub fn decode(bytes: &[u8]) -> Option<ReplayEntry> {
-        match bytes.split_first()? {
-            (b'U', []) => Some(Self::Unchanged),
-            (b'R', rest) => {
-                let number = |range: std::ops::Range<usize>| -> Option<u64> {
-                    Some(u64::from_le_bytes(rest.get(range)?.try_into().ok()?))
-                };
-                Some(Self::Replaced {
-                    tokens_before: number(0..8)?,
-                    tokens_after: number(8..16)?,
-                    text: String::from_utf8(rest.get(16..)?.to_vec()).ok()?,
-                })
-            }
-            _ => None,
-        }
+        let (tag, rest) = bytes.split_first()?;
+        let number = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
+        };
+        let hash = ContentHash(rest.get(..8)?.try_into().ok()?);
+        let original_len = number(8)?;
+        let sent = match tag {
+            b'u' if rest.len() == 16 => Sent::Unchanged,
+            b'r' => Sent::Replaced {
+                tokens_before: number(16)?,
+                tokens_after: number(24)?,
+                text: String::from_utf8(rest.get(32..)?.to_vec()).ok()?,
+            },
+            _ => return None,
+        };
+        Some(ReplayEntry {
+            hash,
+            original_len,
+            sent,
+        })
     }
 }
 
@@ -86,11 +117,14 @@ pub trait ReplayStore {
     fn put(&mut self, key: ContentHash, entry: &[u8]);
 }
 
-/// The replay key of an original tool output, from its full SHA-256 `digest` and the
-/// fingerprint of everything else its compression depends on (configuration, tokenizer,
-/// relevance query). Derived from the digest so a large original is hashed once.
-pub fn replay_key(config_fingerprint: ContentHash, digest: &[u8; 32]) -> ContentHash {
-    ContentHash::of_parts(&[b"headroom-replay-v2", &config_fingerprint.0, digest])
+/// The replay key of an original tool output: BLAKE3 of its raw bytes as the request carries
+/// them (a JSON string, escapes and quotes included) and of the fingerprint of everything else
+/// its compression depends on (configuration, tokenizer, relevance query). Keyed on the raw
+/// bytes so a later turn finds its decision without decoding the output or hashing it with
+/// SHA-256 ([`ContentHash::blake3_of_parts`]); the same text escaped differently is another key
+/// with the same decision.
+pub fn replay_key(config_fingerprint: ContentHash, raw: &[u8]) -> ContentHash {
+    ContentHash::blake3_of_parts(&[b"headroom-replay-v3", &config_fingerprint.0, raw])
 }
 
 /// The key under which the waste signals of a replayed tool output are kept
@@ -252,6 +286,10 @@ impl OmittedStore for MemoryStore {
     fn get(&self, hash: ContentHash) -> Option<Vec<u8>> {
         self.entries.get(&hash).cloned()
     }
+
+    fn contains(&self, hash: ContentHash) -> bool {
+        self.entries.contains_key(&hash)
+    }
 }
 
 impl ReplayStore for MemoryStore {
@@ -291,20 +329,45 @@ mod tests {
     #[test]
     fn first_decision_wins_and_entries_round_trip() {
         let mut store = MemoryStore::new(1000);
-        let key = replay_key(h(0), &ContentHash::digest(b"original"));
-        ReplayStore::put(&mut store, key, &ReplayEntry::Unchanged.encode());
-        let replaced = ReplayEntry::Replaced {
-            text: "é".into(),
-            tokens_before: 9,
-            tokens_after: 2,
+        let key = replay_key(h(0), br#""original""#);
+        let unchanged = ReplayEntry {
+            hash: h(7),
+            original_len: 8,
+            sent: Sent::Unchanged,
+        };
+        ReplayStore::put(&mut store, key, &unchanged.encode());
+        let replaced = ReplayEntry {
+            hash: h(7),
+            original_len: u64::MAX,
+            sent: Sent::Replaced {
+                text: "é".into(),
+                tokens_before: 9,
+                tokens_after: 2,
+            },
         };
         ReplayStore::put(&mut store, key, &replaced.encode());
         let entry = ReplayEntry::decode(&ReplayStore::get(&store, key).unwrap());
-        assert_eq!(entry, Some(ReplayEntry::Unchanged));
-        assert_eq!(ReplayEntry::decode(&replaced.encode()), Some(replaced));
-        assert_eq!(ReplayEntry::decode(b"X"), None);
-        assert_ne!(key, replay_key(h(1), &ContentHash::digest(b"original")));
-        assert_ne!(key, replay_key(h(0), &ContentHash::digest(b"other")));
+        assert_eq!(entry, Some(unchanged.clone()));
+        assert_eq!(
+            ReplayEntry::decode(&replaced.encode()),
+            Some(replaced.clone())
+        );
+        // Truncated, extended, unknown or old-format entries read as absent.
+        let bytes = replaced.encode();
+        for bad in [
+            bytes.get(..bytes.len() - 4).unwrap(),
+            bytes.get(..20).unwrap(),
+            b"U".as_slice(),
+            b"X",
+            b"",
+        ] {
+            assert_eq!(ReplayEntry::decode(bad), None, "{bad:?}");
+        }
+        let mut longer = unchanged.encode();
+        longer.push(0);
+        assert_eq!(ReplayEntry::decode(&longer), None);
+        assert_ne!(key, replay_key(h(1), br#""original""#));
+        assert_ne!(key, replay_key(h(0), br#""other""#));
     }
 
     #[test]

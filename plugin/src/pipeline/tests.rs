@@ -1007,3 +1007,70 @@ fn recompressed_history_is_counted_and_sends_the_same_bytes() {
     assert_eq!(forgotten.recompressed_history, 1);
     assert_eq!(forgotten.body, replayed.body);
 }
+
+/// A later turn finds its decisions by the outputs' raw bytes and reports what the first
+/// decision reported (hash, sizes, tokens) without decoding them; a protected tool is never
+/// replayed, and the same text escaped otherwise is decided afresh to the same bytes.
+#[test]
+fn a_replay_reports_what_the_first_decision_did() {
+    let (json, _) = api_json();
+    let code = source_code();
+    let small = "ok: 3 rows".to_owned();
+    let config = PipelineConfig {
+        protected_tools: vec!["secret_*".into()],
+        ..PipelineConfig::default()
+    };
+    let mut host = MemoryHost::default();
+    let outputs = [
+        ("get_orders", &json),
+        ("read_file", &code),
+        ("ping", &small),
+    ];
+    let body = chat_request(
+        &outputs.map(|(t, o)| (t, o.as_str())),
+        "Which orders failed?",
+    );
+    let first = compress_request(Api::OpenAiChat, body.as_bytes(), &config, &mut host).unwrap();
+    let again = compress_request(Api::OpenAiChat, body.as_bytes(), &config, &mut host).unwrap();
+    assert_eq!(again.body, first.body);
+    let decisions: Vec<_> = first.blocks.iter().map(|b| b.decision).collect();
+    assert_eq!(
+        decisions,
+        [Decision::Compressed, Decision::NoChange, Decision::TooSmall]
+    );
+    let replays: Vec<_> = again.blocks.iter().map(|b| b.decision).collect();
+    assert_eq!(
+        replays,
+        [
+            Decision::Replayed,
+            Decision::ReplayedUnchanged,
+            Decision::TooSmall
+        ]
+    );
+    for (was, now) in first.blocks.iter().zip(&again.blocks) {
+        assert_eq!(
+            (now.hash, now.bytes_before, now.bytes_after),
+            (was.hash, was.bytes_before, was.bytes_after),
+            "{}",
+            was.location
+        );
+    }
+    assert_eq!(again.blocks[0].tokens_before, first.blocks[0].tokens_before);
+    assert_eq!(again.blocks[0].tokens_after, first.blocks[0].tokens_after);
+
+    // The same bytes from a protected tool: protected, not replayed.
+    let protected = chat_request(&[("secret_orders", &json)], "Which orders failed?");
+    let outcome =
+        compress_request(Api::OpenAiChat, protected.as_bytes(), &config, &mut host).unwrap();
+    assert_eq!(outcome.blocks[0].decision, Decision::ProtectedTool);
+    assert_eq!(outcome.body, None);
+
+    // The same text with one character escaped as \u0069: another key, the same bytes out.
+    let escaped = body.replacen(r#"\"id\""#, r#"\"\u0069d\""#, 1);
+    assert_ne!(escaped, body);
+    let outcome =
+        compress_request(Api::OpenAiChat, escaped.as_bytes(), &config, &mut host).unwrap();
+    assert_eq!(outcome.blocks[0].decision, Decision::Compressed);
+    assert_eq!(outcome.blocks[0].hash, first.blocks[0].hash);
+    assert_eq!(outcome.body, first.body);
+}
