@@ -2,8 +2,7 @@
 //! much new information the items carry, times the bias (1.0 neutral; upstream's live-zone path
 //! passed 0.0 and collapsed every selection to its floor, bug B1).
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use super::fixed_hash::FixedSet;
 
 use super::relevance::for_each_word;
 
@@ -15,7 +14,7 @@ pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
     }
     // Which words were seen is all that matters (not their order), so a hash set with a fixed
     // hasher keeps this deterministic.
-    let mut seen: HashSet<String, BuildHasherDefault<DefaultHasher>> = HashSet::default();
+    let mut seen: FixedSet<String> = FixedSet::default();
     let mut buf = String::new();
     let mut masked = String::new();
     let mut novel = 0usize;

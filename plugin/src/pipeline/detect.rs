@@ -313,14 +313,17 @@ pub(crate) fn line_level(line: &str) -> Level {
     ];
     const WARN_WORDS: [&str; 2] = ["WARN", "WARNING"];
     let mut level = Level::Other;
+    // Split on bytes: a non-ASCII character is a separator either way, and this runs on every
+    // line of every log.
     for word in line
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .as_bytes()
+        .split(|&b| !b.is_ascii_alphanumeric() && b != b'_')
         .filter(|w| !w.is_empty())
     {
-        if ERROR_WORDS.contains(&word) {
+        if ERROR_WORDS.iter().any(|e| e.as_bytes() == word) {
             return Level::Error;
         }
-        if WARN_WORDS.contains(&word) {
+        if WARN_WORDS.iter().any(|w| w.as_bytes() == word) {
             level = Level::Warn;
         }
     }

@@ -19,8 +19,9 @@
 //! compressing it again changes nothing: tables and marked texts are never reprocessed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::fixed_hash::FixedMap;
 
 use super::adaptive::{keep_count, novelty};
 use super::config::PipelineConfig;
@@ -514,8 +515,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
     // Duplicates: low uniqueness says the repeats can go.
     // Only looked up: a hash map with fixed keys (items share long prefixes, which makes
     // ordered comparisons slow).
-    let mut first_seen: HashMap<&str, usize, BuildHasherDefault<DefaultHasher>> =
-        HashMap::default();
+    let mut first_seen: FixedMap<&str, usize> = FixedMap::default();
     let mut duplicate = vec![false; n];
     for (i, item) in items.iter().enumerate() {
         if first_seen.insert(item.text.as_ref(), i).is_some()

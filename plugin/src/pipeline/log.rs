@@ -17,8 +17,7 @@
 //! The first and last lines stay. Everything left out is kept under the block's hash (the
 //! marker names it). Linear in the lines: one template and two hash-map lookups per line.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use super::fixed_hash::FixedMap;
 
 use super::detect::{Level, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
@@ -67,8 +66,6 @@ enum Why {
     Routine,
 }
 
-type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
-
 /// Compresses a log under the question `query`; `None` when nothing would be left out.
 pub fn compress(
     text: &str,
@@ -104,8 +101,8 @@ pub fn compress(
     // Representatives: the first line of each template, with the count of similar lines.
     // Only looked up, never iterated: hash maps with fixed keys (templates share long
     // prefixes, which makes ordered comparisons slow).
-    let mut severe_first: FixedMap<String, usize> = HashMap::default();
-    let mut routine_first: FixedMap<String, usize> = HashMap::default();
+    let mut severe_first: FixedMap<String, usize> = FixedMap::default();
+    let mut routine_first: FixedMap<String, usize> = FixedMap::default();
     let mut routine: Vec<usize> = Vec::new();
     let mut repeats = vec![0usize; n];
     let (mut severe_lines, mut frames) = (0usize, 0usize);
@@ -390,10 +387,88 @@ pub fn severe_template(line: &str) -> String {
 }
 
 fn template_with(line: &str, keep_quoted: bool) -> String {
+    // Byte by byte: every character that matters is ASCII, and the runs between them (any
+    // other bytes, UTF-8 included) are copied whole, so a run ends on a character boundary.
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        // A quote opens a string; an apostrophe inside a word (`you've`) does not.
+        let opens = b == b'"'
+            || (b == b'\''
+                && !line
+                    .get(..at)
+                    .and_then(|head| head.chars().next_back())
+                    .is_some_and(char::is_alphanumeric));
+        if opens {
+            out.push(char::from(b));
+            at += 1;
+            if !keep_quoted {
+                // Skip to past the closing quote, or to the end.
+                let rest = bytes.get(at..).unwrap_or_default();
+                at = rest
+                    .iter()
+                    .position(|&d| d == b)
+                    .map_or(bytes.len(), |i| at + i + 1);
+                out.push(char::from(b));
+            }
+        } else if b.is_ascii_alphanumeric() {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let end = at
+                + rest
+                    .iter()
+                    .position(|d| !d.is_ascii_alphanumeric())
+                    .unwrap_or(rest.len());
+            let word = line.get(at..end).unwrap_or_default();
+            push_word_template(word, &mut out);
+            at = end;
+        } else {
+            // This byte (an apostrophe inside a word, or any other) and the run after it.
+            let rest = bytes.get(at + 1..).unwrap_or_default();
+            let end = at
+                + 1
+                + rest
+                    .iter()
+                    .position(|&d| d == b'"' || d == b'\'' || d.is_ascii_alphanumeric())
+                    .unwrap_or(rest.len());
+            out.push_str(line.get(at..end).unwrap_or_default());
+            at = end;
+        }
+    }
+    out
+}
+
+/// Appends the template of an ASCII word: `#` for a hex id of 6+ characters with a digit,
+/// else the word with each digit run masked (`took45ms` and `took7ms` share `took0ms`).
+fn push_word_template(word: &str, out: &mut String) {
+    let has_digit = word.bytes().any(|c| c.is_ascii_digit());
+    if word.len() >= 6 && has_digit && word.bytes().all(|c| c.is_ascii_hexdigit()) {
+        out.push('#');
+    } else if has_digit {
+        let mut in_digits = false;
+        for ch in word.bytes() {
+            if ch.is_ascii_digit() {
+                if !in_digits {
+                    out.push('0');
+                }
+                in_digits = true;
+            } else {
+                out.push(char::from(ch));
+                in_digits = false;
+            }
+        }
+    } else {
+        out.push_str(word);
+    }
+}
+
+/// What [`template_with`] computed before it walked bytes: the character-by-character
+/// original, kept as the reference the byte walk is property-tested against.
+#[cfg(test)]
+fn template_by_chars(line: &str, keep_quoted: bool) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        // A quote opens a string; an apostrophe inside a word (`you've`) does not.
         let opens = c == '"'
             || (c == '\''
                 && !line
@@ -419,27 +494,7 @@ fn template_with(line: &str, keep_quoted: bool) -> String {
                 end = i + d.len_utf8();
                 chars.next();
             }
-            let word = line.get(at..end).unwrap_or_default();
-            let has_digit = word.chars().any(|c| c.is_ascii_digit());
-            if word.len() >= 6 && has_digit && word.chars().all(|c| c.is_ascii_hexdigit()) {
-                out.push('#');
-            } else if has_digit {
-                // Mask each digit run: `took45ms` and `took7ms` share `took0ms`.
-                let mut in_digits = false;
-                for ch in word.chars() {
-                    if ch.is_ascii_digit() {
-                        if !in_digits {
-                            out.push('0');
-                        }
-                        in_digits = true;
-                    } else {
-                        out.push(ch);
-                        in_digits = false;
-                    }
-                }
-            } else {
-                out.push_str(word);
-            }
+            push_word_template(line.get(at..end).unwrap_or_default(), &mut out);
         } else {
             out.push(c);
         }
@@ -451,6 +506,23 @@ fn template_with(line: &str, keep_quoted: bool) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The byte walk makes the templates the character walk made, quotes, apostrophes,
+        /// hex ids, digit runs and non-ASCII text included.
+        #[test]
+        fn templates_agree_with_the_character_walk(
+            parts in proptest::collection::vec(
+                "(\"|'|you've|é'|日本|ab12cd34|deadbeef99|took45ms|x1|[a-z]{1,4}|[0-9]{1,3}| |=|:|\\.|ß)",
+                0..16,
+            )
+        ) {
+            let line: String = parts.concat();
+            for keep in [false, true] {
+                proptest::prop_assert_eq!(template_with(&line, keep), template_by_chars(&line, keep));
+            }
+        }
+    }
 
     #[test]
     fn keeps_errors_and_traces_collapses_the_rest() {

@@ -17,6 +17,7 @@ pub mod block;
 pub mod config;
 pub mod detect;
 pub mod diff;
+mod fixed_hash;
 pub mod hash;
 pub mod json_crush;
 pub mod log;

@@ -2,8 +2,9 @@
 //! tokens. It is one of the signals that allow lossy selection; it never decides alone how
 //! much is dropped.
 
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::collections::BTreeSet;
+
+use super::fixed_hash::FixedMap;
 
 /// Words too common to say anything about relevance.
 const STOP_WORDS: [&str; 40] = [
@@ -168,7 +169,7 @@ impl Query {
         let mut counts: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n);
         let mut hits: Vec<usize> = Vec::new();
         // Document frequency per term that occurs at all (few terms do, per call).
-        let mut df: HashMap<usize, usize, BuildHasherDefault<DefaultHasher>> = HashMap::default();
+        let mut df: FixedMap<usize, usize> = FixedMap::default();
         // Most words are no term: a word whose length (capped at 63) and first byte no term
         // has is not looked up (exact: the filter only skips searches that would fail).
         let mut lengths_seen = 0u64;
@@ -240,22 +241,39 @@ impl Query {
     pub fn mentions<S: AsRef<str>>(&self, docs: &[S]) -> Vec<bool> {
         let n = docs.len();
         let mut mentioned = vec![false; n];
-        let terms = self
+        let terms: Vec<&str> = self
             .terms
             .iter()
             .filter(|t| t.len() >= 4 && t.is_ascii())
-            .take(MAX_SUBSTRING_TERMS);
+            .take(MAX_SUBSTRING_TERMS)
+            .map(String::as_str)
+            .collect();
+        if terms.is_empty() {
+            return mentioned;
+        }
+        // Every document lowercased once (terms are lowercase) and followed by a NUL, which no
+        // term holds, so no match spans two documents; then one SIMD substring search per
+        // term over all of them (`memchr::memmem`), not a comparison at every byte.
+        let mut haystack = Vec::with_capacity(docs.iter().map(|d| d.as_ref().len() + 1).sum());
+        let mut ends = Vec::with_capacity(n);
+        for doc in docs {
+            haystack.extend(doc.as_ref().bytes().map(|b| b.to_ascii_lowercase()));
+            ends.push(haystack.len());
+            haystack.push(0);
+        }
         let mut hits = vec![false; n];
         for term in terms {
-            let needle = term.as_bytes();
+            hits.fill(false);
             let mut count = 0usize;
-            for (slot, doc) in hits.iter_mut().zip(docs) {
-                *slot = doc
-                    .as_ref()
-                    .as_bytes()
-                    .windows(needle.len())
-                    .any(|w| w.eq_ignore_ascii_case(needle));
-                count += usize::from(*slot);
+            let mut doc = 0usize;
+            for at in memchr::memmem::find_iter(&haystack, term.as_bytes()) {
+                while ends.get(doc).is_some_and(|&end| end <= at) {
+                    doc += 1;
+                }
+                if let Some(hit) = hits.get_mut(doc).filter(|hit| !**hit) {
+                    *hit = true;
+                    count += 1;
+                }
             }
             if count > 0 && count * 2 <= n {
                 for (m, h) in mentioned.iter_mut().zip(&hits) {
@@ -475,6 +493,53 @@ mod tests {
         assert_eq!(query.mentions(&docs), vec![true, false, true, false, false]);
         // `test` is in most documents: it says nothing.
         assert_eq!(Query::new("test").mentions(&docs), vec![false; 5]);
+    }
+
+    /// What [`Query::mentions`] computed before it searched with `memmem`: a case-insensitive
+    /// comparison at every byte of every document.
+    fn reference_mentions(query: &Query, docs: &[String]) -> Vec<bool> {
+        let n = docs.len();
+        let mut mentioned = vec![false; n];
+        let terms = query
+            .terms
+            .iter()
+            .filter(|t| t.len() >= 4 && t.is_ascii())
+            .take(MAX_SUBSTRING_TERMS);
+        for term in terms {
+            let needle = term.as_bytes();
+            let hits: Vec<bool> = docs
+                .iter()
+                .map(|doc| {
+                    doc.as_bytes()
+                        .windows(needle.len())
+                        .any(|w| w.eq_ignore_ascii_case(needle))
+                })
+                .collect();
+            let count = hits.iter().filter(|h| **h).count();
+            if count > 0 && count * 2 <= n {
+                for (m, h) in mentioned.iter_mut().zip(&hits) {
+                    *m |= *h;
+                }
+            }
+        }
+        mentioned
+    }
+
+    proptest::proptest! {
+        /// Documents made of a few words in mixed case, joined by punctuation, empty or with
+        /// non-ASCII text: the substring search finds what the byte comparison found.
+        #[test]
+        fn mentions_agree_with_the_byte_comparison(
+            docs in proptest::collection::vec(
+                proptest::collection::vec(
+                    "(Conn|conn|TIMEOUT|timeout|Digest|dig|éte|test|_|::|-| |[a-z]{1,3})", 0..8),
+                0..12),
+            query in "(connect|Timeout|digest|test|éte|[a-z]{4,6}| ){1,6}",
+        ) {
+            let docs: Vec<String> = docs.into_iter().map(|parts| parts.concat()).collect();
+            let query = Query::new(&query);
+            proptest::prop_assert_eq!(query.mentions(&docs), reference_mentions(&query, &docs));
+        }
     }
 
     #[test]

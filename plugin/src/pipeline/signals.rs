@@ -81,14 +81,50 @@ pub const SEVERITY_ROOTS: [&str; 13] = [
 /// Whether `text` holds a severity root inside one of its words (letters and digits, at least
 /// four characters). ASCII case-insensitive, no allocation.
 pub fn has_severity_root(text: &str) -> bool {
-    any_word(text, |w| {
-        let bytes = w.as_bytes();
-        w.len() >= 4
-            && SEVERITY_ROOTS.iter().any(|root| {
-                bytes
-                    .windows(root.len())
-                    .any(|part| part.eq_ignore_ascii_case(root.as_bytes()))
-            })
+    any_word(text, |w| w.len() >= 4 && holds_severity_root(w.as_bytes()))
+}
+
+/// For each byte, the [`SEVERITY_ROOTS`] (bit `i` for root `i`) that start with it in either
+/// case, derived from the list at compile time.
+// Indexing in a constant: a byte indexes 256 entries, and evaluation fails the build, not a
+// request, if it ever could not.
+#[allow(clippy::indexing_slicing)]
+const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < SEVERITY_ROOTS.len() {
+        if let Some(&first) = SEVERITY_ROOTS[i].as_bytes().first() {
+            table[first.to_ascii_lowercase() as usize] |= 1u16 << i;
+            table[first.to_ascii_uppercase() as usize] |= 1u16 << i;
+        }
+        i += 1;
+    }
+    table
+};
+
+/// Whether a severity root starts at some byte of `word`, ASCII case-insensitively: each byte
+/// picks the roots that can start there, so a byte costs one table lookup, not a comparison
+/// with every root (this ran on every line of every log).
+fn holds_severity_root(word: &[u8]) -> bool {
+    (0..word.len()).any(|at| {
+        let rest = word.get(at..).unwrap_or_default();
+        let mut roots = rest
+            .first()
+            .and_then(|&b| SEVERITY_ROOTS_BY_FIRST.get(usize::from(b)))
+            .copied()
+            .unwrap_or(0);
+        while roots != 0 {
+            let i = roots.trailing_zeros() as usize;
+            roots &= roots - 1;
+            if let Some(root) = SEVERITY_ROOTS.get(i)
+                && rest
+                    .get(..root.len())
+                    .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
+            {
+                return true;
+            }
+        }
+        false
     })
 }
 

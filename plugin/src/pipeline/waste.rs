@@ -10,8 +10,9 @@
 //! carries it, without keeping state between requests. Signals overlap (an indented JSON
 //! document counts as JSON bloat and as whitespace), so they are not summed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::collections::BTreeMap;
+
+use super::fixed_hash::FixedMap;
 
 use crate::tokens::Tokenizer;
 
@@ -217,20 +218,25 @@ fn whitespace_runs(text: &str) -> Vec<(&str, bool)> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let (is_run, min): (fn(u8) -> bool, usize) = match bytes.get(i) {
-            Some(b' ' | b'\t') => (|b| b == b' ' || b == b'\t', 4),
-            Some(b'\n') => (|b| b == b'\n', 3),
+        let (spaces, min) = match bytes.get(i) {
+            Some(b' ' | b'\t') => (true, 4),
+            Some(b'\n') => (false, 3),
             _ => {
                 i += 1;
                 continue;
             }
         };
         let start = i;
-        while bytes.get(i).is_some_and(|&b| is_run(b)) {
+        while bytes.get(i).is_some_and(|&b| {
+            if spaces {
+                b == b' ' || b == b'\t'
+            } else {
+                b == b'\n'
+            }
+        }) {
             i += 1;
         }
         if i - start >= min {
-            let spaces = bytes.get(start) != Some(&b'\n');
             let before_word = spaces && bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
             // Runs are ASCII, so both ends are character boundaries.
             runs.extend(text.get(start..i).map(|run| (run, before_word)));
@@ -347,7 +353,7 @@ fn base64_runs(text: &str) -> Vec<&str> {
 fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
     // Hashed with fixed keys: many lines share long prefixes (`"status": "…`), which makes
     // ordered comparisons slow; the sum does not depend on iteration order.
-    let mut lines: HashMap<&str, u64, BuildHasherDefault<DefaultHasher>> = HashMap::default();
+    let mut lines: FixedMap<&str, u64> = FixedMap::default();
     for line in text.lines().map(str::trim) {
         if line.len() >= REPEATED_LINE_MIN_BYTES {
             *lines.entry(line).or_default() += 1;
