@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::special::{first_flagged, is_special, special_bytes, word_at};
+use super::special::{find_special, first_flagged, special_bytes, word_at};
 use super::string::decode_string;
 use super::{ErrorKind, JsonError, is_ws};
 
@@ -440,11 +440,9 @@ pub(super) fn scan_string(bytes: &[u8], pos: usize) -> Result<usize, JsonError> 
             match bytes.get(i) {
                 Some(b'"') => return Ok(i.saturating_add(1)),
                 Some(b'\\') => {
-                    // The one-character escapes inline; `\u` and errors out of line.
+                    // One-character escapes inline (most are); `\u` and errors out of line.
                     let after = match bytes.get(i.saturating_add(1)) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            i.saturating_add(2)
-                        }
+                        Some(&b) if is_short_escape(b) => i.saturating_add(2),
                         _ => scan_escape(bytes, i)?,
                     };
                     if after >= next {
@@ -461,7 +459,7 @@ pub(super) fn scan_string(bytes: &[u8], pos: usize) -> Result<usize, JsonError> 
     }
     loop {
         let rest = bytes.get(at..).unwrap_or_default();
-        let Some(skip) = rest.iter().position(|&b| is_special(b)) else {
+        let Some(skip) = find_special(rest) else {
             return Err(JsonError::new(ErrorKind::UnexpectedEnd, bytes.len()));
         };
         at = at.saturating_add(skip);
@@ -473,10 +471,15 @@ pub(super) fn scan_string(bytes: &[u8], pos: usize) -> Result<usize, JsonError> 
     }
 }
 
+/// Whether `\` followed by `byte` is a complete escape (RFC 8259's one-character escapes).
+const fn is_short_escape(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
 /// Checks the escape whose backslash is at `pos`; returns the offset after it.
 fn scan_escape(bytes: &[u8], pos: usize) -> Result<usize, JsonError> {
     match bytes.get(pos.saturating_add(1)) {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos.saturating_add(2)),
+        Some(&b) if is_short_escape(b) => Ok(pos.saturating_add(2)),
         Some(b'u') => {
             let digits = pos.saturating_add(2)..pos.saturating_add(6);
             match bytes.get(digits) {

@@ -36,7 +36,7 @@ pub(crate) fn first_flagged(flags: u64) -> usize {
 }
 
 /// Whether `byte` is `"`, `\` or a control character (U+0000..U+001F).
-pub(crate) fn is_special(byte: u8) -> bool {
+fn is_special(byte: u8) -> bool {
     byte == b'"' || byte == b'\\' || byte < 0x20
 }
 
