@@ -18,7 +18,8 @@
 //!
 //! Run: `scripts/bench` (installs Envoy, builds, runs this). Options after `--`:
 //! `--quick` (fewer rounds), `--rounds N`, `--concurrency N`, `--chunk-delay-ms N`,
-//! `--out DIR` (default `target/bench-e2e`), `--write-benchmarks-md` (updates BENCHMARKS.md).
+//! `--only TEXT` (the workloads whose name contains it), `--out DIR` (default
+//! `target/bench-e2e`), `--write-benchmarks-md` (updates BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ struct Options {
     chunk_delay_ms: u64,
     out: PathBuf,
     write_md: bool,
+    /// Only the workloads whose name contains this (all when empty).
+    only: String,
 }
 
 fn options() -> Options {
@@ -62,6 +65,7 @@ fn options() -> Options {
         chunk_delay_ms: 5,
         out: PathBuf::from("target/bench-e2e"),
         write_md: false,
+        only: String::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -83,6 +87,10 @@ fn options() -> Options {
             }
             "--out" => {
                 o.out = PathBuf::from(next);
+                i += 1;
+            }
+            "--only" => {
+                o.only = next;
                 i += 1;
             }
             "--write-benchmarks-md" => o.write_md = true,
@@ -321,6 +329,10 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let o = options();
+    ensure!(
+        o.only.is_empty() || !o.write_md,
+        "--write-benchmarks-md needs every workload (no --only)"
+    );
     let delay = Duration::from_millis(o.chunk_delay_ms);
     let upstream = Upstream::start(Reply::Provider { chunk_delay: delay }).await?;
     let up = upstream.addr();
@@ -432,7 +444,7 @@ async fn main() -> Result<()> {
     let per_worker_vm_kb = (rss_by_workers[&4] as f64 - rss_by_workers[&1] as f64) / 3.0;
 
     let mut results = Vec::new();
-    for w in workloads() {
+    for w in workloads().into_iter().filter(|w| w.name.contains(&o.only)) {
         let w = Arc::new(w);
         if w.later_turn {
             // The turn that first sent these outputs: afterwards every request is a later turn.

@@ -5,6 +5,8 @@
 
 use crate::json::{Document, Kind};
 
+use super::needle::Needle;
+
 /// What a tool output is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentKind {
@@ -346,10 +348,14 @@ pub(crate) fn line_level(line: &str) -> Level {
         "exception in thread",
         "caused by:",
     ];
+    static LEVEL_ERROR: Needle = Needle::new("level=error");
+    static JSON_LEVEL_ERROR: Needle = Needle::new("\"level\":\"error\"");
+    static LEVEL_WARN: Needle = Needle::new("level=warn");
+    static DEPRECAT: Needle = Needle::new("deprecat");
     if error_prefixes.iter().any(|p| lower.starts_with(p))
-        || lower.contains("level=error")
-        || lower.contains("\"level\":\"error\"")
-        || lower.contains("' panicked at")
+        || LEVEL_ERROR.is_in(&lower)
+        || JSON_LEVEL_ERROR.is_in(&lower)
+        || PANICKED_AT.is_in(&lower)
         || is_exception_line(line.trim_start())
     {
         return Level::Error;
@@ -357,8 +363,8 @@ pub(crate) fn line_level(line: &str) -> Level {
     if level == Level::Other
         && (lower.starts_with("warning:")
             || lower.starts_with("[warn")
-            || lower.contains("level=warn")
-            || lower.contains("deprecat"))
+            || LEVEL_WARN.is_in(&lower)
+            || DEPRECAT.is_in(&lower))
     {
         level = Level::Warn;
     }
@@ -382,6 +388,9 @@ fn logcat_level(line: &str) -> Option<u8> {
     None
 }
 
+/// A Rust panic (`thread 'main' panicked at src/main.rs:2:5`).
+pub(crate) static PANICKED_AT: Needle = Needle::new("' panicked at");
+
 /// `SomethingError: ...` / `java.lang.IllegalStateException: ...` / `FooException`.
 pub(crate) fn is_exception_line(line: &str) -> bool {
     let head = line.split([':', ' ', '(']).next().unwrap_or("");
@@ -395,10 +404,13 @@ pub(crate) fn is_exception_line(line: &str) -> bool {
 
 /// A stack-trace frame line: JVM/JS `at ...`, Python `File "...", line N`, Rust/Go frames.
 pub(crate) fn is_stack_frame(line: &str) -> bool {
+    static LINE: Needle = Needle::new("line ");
+    static GO_FILE: Needle = Needle::new(".go:");
+    static GO_OFFSET: Needle = Needle::new(" +0x");
     let trimmed = line.trim_start();
     let indented = trimmed.len() < line.len();
     (indented && trimmed.starts_with("at "))
-        || (indented && trimmed.starts_with("File \"") && trimmed.contains("line "))
+        || (indented && trimmed.starts_with("File \"") && LINE.is_in(trimmed))
         || trimmed.starts_with("... ") && trimmed.ends_with(" more")
         || (indented
             && trimmed
@@ -406,7 +418,7 @@ pub(crate) fn is_stack_frame(line: &str) -> bool {
                 .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
         || (indented && trimmed.starts_with("at /"))
         || trimmed.starts_with("goroutine ") && trimmed.ends_with(':')
-        || (indented && trimmed.contains(".go:") && trimmed.contains(" +0x"))
+        || (indented && GO_FILE.is_in(trimmed) && GO_OFFSET.is_in(trimmed))
 }
 
 fn starts_with_timestamp(line: &str) -> bool {

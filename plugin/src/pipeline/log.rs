@@ -19,7 +19,7 @@
 
 use super::fixed_hash::FixedMap;
 
-use super::detect::{Level, is_exception_line, is_stack_frame, line_level};
+use super::detect::{Level, PANICKED_AT, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
 use super::marker::{Marker, count_of};
 use super::relevance::Query;
@@ -284,7 +284,7 @@ fn starts_trace(trimmed: &str) -> bool {
     trimmed.starts_with("Traceback (most recent call last)")
         || trimmed.starts_with("Exception in thread")
         || trimmed.starts_with("Caused by:")
-        || trimmed.contains("' panicked at")
+        || PANICKED_AT.is_in(trimmed)
         || trimmed.starts_with("stack backtrace:")
         || trimmed.starts_with("goroutine ")
         || is_exception_line(trimmed)

@@ -11,6 +11,7 @@
 //! compressed again ([`contains_marker`]).
 
 use super::hash::ContentHash;
+use super::needle::Needle;
 
 /// The literal that opens every marker.
 pub const MARKER_OPEN: &str = "<<headroom:";
@@ -58,7 +59,8 @@ impl Marker {
 
 /// Whether `text` already carries a marker (so it was compressed before: leave it).
 pub fn contains_marker(text: &str) -> bool {
-    text.contains(MARKER_OPEN)
+    static OPEN: Needle = Needle::new(MARKER_OPEN);
+    OPEN.is_in(text)
 }
 
 /// `"N of M things"` with a plural-aware noun, for summaries.

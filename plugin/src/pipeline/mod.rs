@@ -22,6 +22,7 @@ pub mod hash;
 pub mod json_crush;
 pub mod log;
 pub mod marker;
+mod needle;
 pub mod relevance;
 pub mod request;
 pub mod search;

@@ -27,9 +27,15 @@ pub const ERROR_WORDS: [&str; 16] = [
 /// Whether `text` contains an error word (case-insensitive, whole words).
 pub fn has_error_word(text: &str) -> bool {
     any_word(text, |w| {
-        w.len() >= 4 && ERROR_WORDS.iter().any(|e| w.eq_ignore_ascii_case(e))
+        w.len() >= 4
+            && any_starting_with(&ERROR_WORDS, &ERROR_WORDS_BY_FIRST, w.as_bytes(), |e| {
+                w.eq_ignore_ascii_case(e)
+            })
     })
 }
+
+/// [`by_first_byte`] of [`ERROR_WORDS`].
+const ERROR_WORDS_BY_FIRST: [u16; 256] = by_first_byte(&ERROR_WORDS);
 
 /// Whether `test` holds for one of the words `text.split(|c: char| !c.is_alphanumeric())`
 /// gives, found without decoding every character: only a piece of [`ascii_separated`] holding
@@ -84,23 +90,53 @@ pub fn has_severity_root(text: &str) -> bool {
     any_word(text, |w| w.len() >= 4 && holds_severity_root(w.as_bytes()))
 }
 
-/// For each byte, the [`SEVERITY_ROOTS`] (bit `i` for root `i`) that start with it in either
-/// case, derived from the list at compile time.
+/// [`by_first_byte`] of [`SEVERITY_ROOTS`].
+const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = by_first_byte(&SEVERITY_ROOTS);
+
+const _: () = assert!(ERROR_WORDS.len() <= 16 && SEVERITY_ROOTS.len() <= 16);
+
+/// For each byte, the words of `words` (bit `i` for word `i`; at most 16) that start with it
+/// in either case, built at compile time: a byte then picks its few candidates with one
+/// lookup instead of a comparison with every word (these tests run on every word of every
+/// line and item).
 // Indexing in a constant: a byte indexes 256 entries, and evaluation fails the build, not a
 // request, if it ever could not.
 #[allow(clippy::indexing_slicing)]
-const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = {
+const fn by_first_byte(words: &[&str]) -> [u16; 256] {
     let mut table = [0u16; 256];
     let mut i = 0;
-    while i < SEVERITY_ROOTS.len() {
-        if let Some(&first) = SEVERITY_ROOTS[i].as_bytes().first() {
+    while i < words.len() && i < 16 {
+        if let Some(&first) = words[i].as_bytes().first() {
             table[first.to_ascii_lowercase() as usize] |= 1u16 << i;
             table[first.to_ascii_uppercase() as usize] |= 1u16 << i;
         }
         i += 1;
     }
     table
-};
+}
+
+/// Whether `test` holds for one of the `words` that `rest` starts with in either case by its
+/// first byte (`table` is `by_first_byte(words)`).
+fn any_starting_with(
+    words: &[&str],
+    table: &[u16; 256],
+    rest: &[u8],
+    test: impl Fn(&str) -> bool,
+) -> bool {
+    let mut candidates = rest
+        .first()
+        .and_then(|&b| table.get(usize::from(b)))
+        .copied()
+        .unwrap_or(0);
+    while candidates != 0 {
+        let i = candidates.trailing_zeros() as usize;
+        candidates &= candidates - 1;
+        if words.get(i).is_some_and(|word| test(word)) {
+            return true;
+        }
+    }
+    false
+}
 
 /// Whether a severity root starts at some byte of `word`, ASCII case-insensitively: each byte
 /// picks the roots that can start there, so a byte costs one table lookup, not a comparison
@@ -108,23 +144,10 @@ const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = {
 fn holds_severity_root(word: &[u8]) -> bool {
     (0..word.len()).any(|at| {
         let rest = word.get(at..).unwrap_or_default();
-        let mut roots = rest
-            .first()
-            .and_then(|&b| SEVERITY_ROOTS_BY_FIRST.get(usize::from(b)))
-            .copied()
-            .unwrap_or(0);
-        while roots != 0 {
-            let i = roots.trailing_zeros() as usize;
-            roots &= roots - 1;
-            if let Some(root) = SEVERITY_ROOTS.get(i)
-                && rest
-                    .get(..root.len())
-                    .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
-            {
-                return true;
-            }
-        }
-        false
+        any_starting_with(&SEVERITY_ROOTS, &SEVERITY_ROOTS_BY_FIRST, rest, |root| {
+            rest.get(..root.len())
+                .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
+        })
     })
 }
 
@@ -329,6 +352,7 @@ mod tests {
                 proptest::sample::select(vec![
                     "error", "Failed", "TIMEOUT", "errorCode", "warnings", "ok", "é", "—",
                     "\u{a0}", " ", "_", "-", "ß", "日本", "x1", "panicked", "crash", ".",
+                    "Exception", "ABORTED", "Rejected", "errors", "criticality", "DENIED",
                 ]),
                 0..12,
             )

@@ -169,14 +169,18 @@ pub fn content_signals(
     if !tags.is_empty() {
         out.add(WasteSignal::HtmlNoise, count(tokenizer, &tags));
     }
-    let blobs = base64_runs(text).concat();
+    let scan = ByteScan::of(text);
+    let blobs = scan.base64.concat();
     if !blobs.is_empty() {
         out.add(WasteSignal::Base64, count(tokenizer, &blobs));
     }
-    out.add(WasteSignal::Whitespace, whitespace_tokens(text, tokenizer));
+    out.add(
+        WasteSignal::Whitespace,
+        whitespace_tokens(&scan.whitespace, tokenizer),
+    );
     out.add(
         WasteSignal::Repetition,
-        repeated_line_tokens(text, tokenizer),
+        repeated_line_tokens(scan.lines, tokenizer),
     );
     out
 }
@@ -194,10 +198,10 @@ fn base_count(tokenizer: Tokenizer, text: &str) -> u64 {
 /// tabs before a word leaves its last character to the word (`"    id"` is `"   "` and
 /// `" id"`), so the rest of the run is what goes; any other run becomes one token. Runs
 /// repeat (indentation), so each distinct run is counted once.
-fn whitespace_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
+fn whitespace_tokens(runs: &[(&str, bool)], tokenizer: Tokenizer) -> u64 {
     let mut memo: BTreeMap<(&str, bool), u64> = BTreeMap::new();
     let mut total = 0u64;
-    for (run, before_word) in whitespace_runs(text) {
+    for &(run, before_word) in runs {
         let saved = *memo.entry((run, before_word)).or_insert_with(|| {
             if before_word {
                 let kept = run.len().saturating_sub(1);
@@ -211,38 +215,129 @@ fn whitespace_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
     tokenizer.scale(total)
 }
 
-/// Runs of 4+ spaces/tabs and of 3+ newlines, each with whether a space/tab run is followed
-/// by a non-whitespace character.
-fn whitespace_runs(text: &str) -> Vec<(&str, bool)> {
-    let bytes = text.as_bytes();
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let (spaces, min) = match bytes.get(i) {
-            Some(b' ' | b'\t') => (true, 4),
-            Some(b'\n') => (false, 3),
-            _ => {
+/// What one pass over an output's bytes finds for the whitespace, base64 and repetition
+/// signals. One pass, not three: on a cold request these walks were a sixth of the pipeline's
+/// time (issue 18), most of it spent deciding what each byte is, once per walk.
+#[derive(Debug, Default)]
+struct ByteScan<'a> {
+    /// Runs of 4+ spaces/tabs and of 3+ newlines, each with whether a space/tab run is
+    /// followed by a non-whitespace character.
+    whitespace: Vec<(&'a str, bool)>,
+    /// Maximal runs of `[A-Za-z0-9+/]` of at least [`BASE64_MIN_BYTES`] with up to two `=`
+    /// after them, that mix upper case, lower case and digits (so paths, words and hex digests
+    /// are not taken for encoded data).
+    base64: Vec<&'a str>,
+    /// Each line (split at `\n`, trimmed) of at least [`REPEATED_LINE_MIN_BYTES`] bytes, with
+    /// its number of copies. Hashed with fixed keys: many lines share long prefixes
+    /// (`"status": "…`), which makes ordered comparisons slow; the signal's sum does not depend
+    /// on iteration order.
+    lines: FixedMap<&'a str, u64>,
+}
+
+/// Byte classes of [`ByteScan`]: a space or tab, a newline, and the base64 alphabet by kind.
+const SPACE: u8 = 1;
+const NEWLINE: u8 = 2;
+const UPPER: u8 = 4;
+const LOWER: u8 = 8;
+const DIGIT: u8 = 16;
+const SYMBOL: u8 = 32;
+const BASE64: u8 = UPPER | LOWER | DIGIT | SYMBOL;
+const MIXED: u8 = UPPER | LOWER | DIGIT;
+
+/// Each byte's class, built at compile time; 0 for every other byte (non-ASCII included).
+// Indexing in a constant: evaluation fails the build, not a request, if it ever could not.
+#[allow(clippy::indexing_slicing)]
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b' ' | b'\t' => SPACE,
+            b'\n' => NEWLINE,
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'0'..=b'9' => DIGIT,
+            b'+' | b'/' => SYMBOL,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
+
+fn class(b: u8) -> u8 {
+    CLASSES.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// The `=` padding (at most two) at `end` of a base64 run.
+fn base64_padding(bytes: &[u8], end: usize) -> usize {
+    bytes
+        .get(end..)
+        .unwrap_or_default()
+        .iter()
+        .take(2)
+        .take_while(|&&b| b == b'=')
+        .count()
+}
+
+impl<'a> ByteScan<'a> {
+    /// Scans `text` once. Every run found is ASCII, so its ends are character boundaries.
+    fn of(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let mut out = ByteScan::default();
+        let mut line_start = 0;
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            let kind = class(b);
+            if kind == 0 {
                 i += 1;
                 continue;
             }
-        };
-        let start = i;
-        while bytes.get(i).is_some_and(|&b| {
-            if spaces {
-                b == b' ' || b == b'\t'
-            } else {
-                b == b'\n'
-            }
-        }) {
+            let start = i;
             i += 1;
+            if kind & BASE64 != 0 {
+                let mut seen = kind;
+                while let Some(kind) = bytes.get(i).map(|&b| class(b)) {
+                    if kind & BASE64 == 0 {
+                        break;
+                    }
+                    seen |= kind;
+                    i += 1;
+                }
+                if i - start >= BASE64_MIN_BYTES && seen & MIXED == MIXED {
+                    out.base64
+                        .extend(text.get(start..i + base64_padding(bytes, i)));
+                }
+                continue;
+            }
+            // A run of spaces and tabs, or of newlines.
+            while bytes.get(i).is_some_and(|&b| class(b) == kind) {
+                i += 1;
+            }
+            if kind == NEWLINE {
+                // The first newline ends a line; the others end empty ones.
+                out.line(text.get(line_start..start));
+                line_start = i;
+                if i - start >= 3 {
+                    out.whitespace
+                        .extend(text.get(start..i).map(|run| (run, false)));
+                }
+            } else if i - start >= 4 {
+                let before_word = bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
+                out.whitespace
+                    .extend(text.get(start..i).map(|run| (run, before_word)));
+            }
         }
-        if i - start >= min {
-            let before_word = spaces && bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
-            // Runs are ASCII, so both ends are character boundaries.
-            runs.extend(text.get(start..i).map(|run| (run, before_word)));
+        out.line(text.get(line_start..));
+        out
+    }
+
+    fn line(&mut self, line: Option<&'a str>) {
+        let line = line.unwrap_or_default().trim();
+        if line.len() >= REPEATED_LINE_MIN_BYTES {
+            *self.lines.entry(line).or_default() += 1;
         }
     }
-    runs
 }
 
 /// The JSON in `text` and whether it is the whole output: the text (trimmed) when it is a
@@ -317,48 +412,8 @@ fn html_spans(text: &str) -> Vec<&str> {
     spans
 }
 
-/// Maximal runs of `[A-Za-z0-9+/]` of at least [`BASE64_MIN_BYTES`] with up to two `=`
-/// after them, that mix upper case, lower case and digits (so paths, words and hex digests
-/// are not taken for encoded data).
-fn base64_runs(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
-    let mixed = |body: &[u8]| {
-        body.iter().any(u8::is_ascii_uppercase)
-            && body.iter().any(u8::is_ascii_lowercase)
-            && body.iter().any(u8::is_ascii_digit)
-    };
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for body in bytes.split(|b| !is_b64(b)) {
-        let end = start + body.len();
-        if body.len() >= BASE64_MIN_BYTES && mixed(body) {
-            let padding = bytes
-                .get(end..)
-                .unwrap_or_default()
-                .iter()
-                .take(2)
-                .take_while(|&&b| b == b'=')
-                .count();
-            // The run and its padding are ASCII: character boundaries on both ends.
-            runs.extend(text.get(start..end + padding));
-        }
-        start = end + 1;
-    }
-    runs
-}
-
-/// Tokens of every copy after the first of each line (trimmed) of at least
-/// [`REPEATED_LINE_MIN_BYTES`] bytes.
-fn repeated_line_tokens(text: &str, tokenizer: Tokenizer) -> u64 {
-    // Hashed with fixed keys: many lines share long prefixes (`"status": "…`), which makes
-    // ordered comparisons slow; the sum does not depend on iteration order.
-    let mut lines: FixedMap<&str, u64> = FixedMap::default();
-    for line in text.lines().map(str::trim) {
-        if line.len() >= REPEATED_LINE_MIN_BYTES {
-            *lines.entry(line).or_default() += 1;
-        }
-    }
+/// Tokens of every copy after the first of each line in `lines` (copies per line).
+fn repeated_line_tokens(lines: FixedMap<&str, u64>, tokenizer: Tokenizer) -> u64 {
     let base: u64 = lines
         .into_iter()
         .filter(|&(_, n)| n > 1)
@@ -560,7 +615,7 @@ mod tests {
         assert!(content_signals("a b\n\nc   d", O200K, None, false).is_empty());
         // Multi-byte text around a run is fine.
         assert_eq!(
-            whitespace_runs("é     ü\n\n\n✓"),
+            ByteScan::of("é     ü\n\n\n✓").whitespace,
             vec![("     ", true), ("\n\n\n", false)]
         );
     }
@@ -594,5 +649,91 @@ mod tests {
         // The tokenizer is not consulted for a first copy.
         let mut t = RereadTracker::default();
         t.observe([3; 8], 1, true, false, || panic!("counted"));
+    }
+    /// The three walks [`ByteScan`] replaced, kept as its reference.
+    mod reference {
+        use super::*;
+
+        pub(super) fn whitespace_runs(text: &str) -> Vec<(&str, bool)> {
+            let bytes = text.as_bytes();
+            let mut runs = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let (spaces, min) = match bytes.get(i) {
+                    Some(b' ' | b'\t') => (true, 4),
+                    Some(b'\n') => (false, 3),
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                };
+                let start = i;
+                while bytes.get(i).is_some_and(|&b| {
+                    if spaces {
+                        b == b' ' || b == b'\t'
+                    } else {
+                        b == b'\n'
+                    }
+                }) {
+                    i += 1;
+                }
+                if i - start >= min {
+                    let before_word =
+                        spaces && bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace());
+                    runs.extend(text.get(start..i).map(|run| (run, before_word)));
+                }
+            }
+            runs
+        }
+
+        pub(super) fn base64_runs(text: &str) -> Vec<&str> {
+            let bytes = text.as_bytes();
+            let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+            let mixed = |body: &[u8]| {
+                body.iter().any(u8::is_ascii_uppercase)
+                    && body.iter().any(u8::is_ascii_lowercase)
+                    && body.iter().any(u8::is_ascii_digit)
+            };
+            let mut runs = Vec::new();
+            let mut start = 0;
+            for body in bytes.split(|b| !is_b64(b)) {
+                let end = start + body.len();
+                if body.len() >= BASE64_MIN_BYTES && mixed(body) {
+                    runs.extend(text.get(start..end + base64_padding(bytes, end)));
+                }
+                start = end + 1;
+            }
+            runs
+        }
+
+        pub(super) fn lines(text: &str) -> FixedMap<&str, u64> {
+            let mut lines: FixedMap<&str, u64> = FixedMap::default();
+            for line in text.lines().map(str::trim) {
+                if line.len() >= REPEATED_LINE_MIN_BYTES {
+                    *lines.entry(line).or_default() += 1;
+                }
+            }
+            lines
+        }
+    }
+
+    proptest::proptest! {
+        /// One pass finds exactly what the three walks found, in the same order.
+        #[test]
+        fn the_byte_scan_finds_what_the_three_walks_found(
+            parts in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    " ", "\t", "\n", "\r", "=", "A", "z", "7", "+", "/", "-", "é", "\u{3000}",
+                    "aB3", "connection reset by peer", "QUJD", "\u{1F600}", "<", ">",
+                ]), 1usize..60),
+                0..40,
+            )
+        ) {
+            let text: String = parts.iter().map(|(part, n)| part.repeat(*n)).collect();
+            let scan = ByteScan::of(&text);
+            proptest::prop_assert_eq!(&scan.whitespace, &reference::whitespace_runs(&text));
+            proptest::prop_assert_eq!(&scan.base64, &reference::base64_runs(&text));
+            proptest::prop_assert_eq!(&scan.lines, &reference::lines(&text));
+        }
     }
 }
