@@ -307,27 +307,74 @@ pub(crate) enum Level {
     Error,
 }
 
+/// ASCII letters, digits and `_`: the bytes of a word [`line_level`] looks at, as a table (this
+/// test runs on every byte of every log line).
+fn is_word_byte(b: u8) -> bool {
+    const WORD_BYTES: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let byte = b as u8;
+            // Indexing in a constant: evaluation fails the build, not a request.
+            #[allow(clippy::indexing_slicing)]
+            {
+                table[b] = byte.is_ascii_alphanumeric() || byte == b'_';
+            }
+            b += 1;
+        }
+        table
+    };
+    WORD_BYTES.get(usize::from(b)).copied().unwrap_or(false)
+}
+
+/// Upper-case level names a log line may hold as whole words.
+const ERROR_LEVEL_WORDS: [&str; 9] = [
+    "ERROR", "FATAL", "CRITICAL", "FAILED", "FAIL", "PANIC", "SEVERE", "EMERG", "ALERT",
+];
+const WARN_LEVEL_WORDS: [&str; 2] = ["WARN", "WARNING"];
+
+// [`level_word`]'s filter relies on every level word being 4 to 8 bytes, upper case first.
+// Indexing in a constant: evaluation fails the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    let mut i = 0;
+    while i < ERROR_LEVEL_WORDS.len() + WARN_LEVEL_WORDS.len() {
+        let word = if i < ERROR_LEVEL_WORDS.len() {
+            ERROR_LEVEL_WORDS[i].as_bytes()
+        } else {
+            WARN_LEVEL_WORDS[i - ERROR_LEVEL_WORDS.len()].as_bytes()
+        };
+        assert!(word.len() >= 4 && word.len() <= 8 && word[0].is_ascii_uppercase());
+        i += 1;
+    }
+};
+
+/// The level a line's upper-case level words give (`Other` when none). Split on bytes: a
+/// non-ASCII character is a separator either way, and this runs on every line of every log.
+/// Only words of a level word's length and first letter are compared.
+fn level_word(line: &str) -> Level {
+    let mut level = Level::Other;
+    for word in line
+        .as_bytes()
+        .split(|&b| !is_word_byte(b))
+        .filter(|w| (4..=8).contains(&w.len()) && w.first().is_some_and(u8::is_ascii_uppercase))
+    {
+        if ERROR_LEVEL_WORDS.iter().any(|e| e.as_bytes() == word) {
+            return Level::Error;
+        }
+        if WARN_LEVEL_WORDS.iter().any(|w| w.as_bytes() == word) {
+            level = Level::Warn;
+        }
+    }
+    level
+}
+
 /// The level of a log line, from its words: uppercase level names anywhere, lowercase ones in
 /// the common prefixed forms (`error:`, `[error]`, `level=error`), and failure words.
 pub(crate) fn line_level(line: &str) -> Level {
-    const ERROR_WORDS: [&str; 9] = [
-        "ERROR", "FATAL", "CRITICAL", "FAILED", "FAIL", "PANIC", "SEVERE", "EMERG", "ALERT",
-    ];
-    const WARN_WORDS: [&str; 2] = ["WARN", "WARNING"];
-    let mut level = Level::Other;
-    // Split on bytes: a non-ASCII character is a separator either way, and this runs on every
-    // line of every log.
-    for word in line
-        .as_bytes()
-        .split(|&b| !b.is_ascii_alphanumeric() && b != b'_')
-        .filter(|w| !w.is_empty())
-    {
-        if ERROR_WORDS.iter().any(|e| e.as_bytes() == word) {
-            return Level::Error;
-        }
-        if WARN_WORDS.iter().any(|w| w.as_bytes() == word) {
-            level = Level::Warn;
-        }
+    let mut level = level_word(line);
+    if level == Level::Error {
+        return level;
     }
     match logcat_level(line) {
         Some(b'E' | b'F' | b'A') => return Level::Error,
@@ -670,6 +717,39 @@ mod tests {
 
     fn kind(text: &str) -> ContentKind {
         detect(text, 256).kind
+    }
+
+    proptest::proptest! {
+        /// The level words found through the byte table and the length filter are the ones
+        /// the plain word split finds.
+        #[test]
+        fn level_words_are_what_the_word_split_finds(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "ERROR", "error", "WARN", "WARNING", "ERRORS", "_", "FAIL", "FAILED", "fail",
+                    "ALERT", "Alert", " ", ":", "é", "x", "7", "[", "CRITICAL", "CRITICALS", "-",
+                    "\u{a0}", "EMERG", "W",
+                ]),
+                0..12,
+            )
+        ) {
+            let line: String = parts.concat();
+            let mut expected = Level::Other;
+            for word in line
+                .as_bytes()
+                .split(|&b| !b.is_ascii_alphanumeric() && b != b'_')
+                .filter(|w| !w.is_empty())
+            {
+                if ERROR_LEVEL_WORDS.iter().any(|e| e.as_bytes() == word) {
+                    expected = Level::Error;
+                    break;
+                }
+                if WARN_LEVEL_WORDS.iter().any(|w| w.as_bytes() == word) {
+                    expected = Level::Warn;
+                }
+            }
+            proptest::prop_assert_eq!(level_word(&line), expected, "{:?}", line);
+        }
     }
 
     #[test]

@@ -86,14 +86,35 @@ pub const SEVERITY_ROOTS: [&str; 13] = [
 
 /// Whether `text` holds a severity root inside one of its words (letters and digits, at least
 /// four characters). ASCII case-insensitive, no allocation.
+///
+/// The words need not be split out: a root is four or more ASCII letters, and letters are
+/// never separators, so a root found anywhere in `text` lies inside one word of at least four
+/// characters (the property test below checks this against the word split).
 pub fn has_severity_root(text: &str) -> bool {
-    any_word(text, |w| w.len() >= 4 && holds_severity_root(w.as_bytes()))
+    holds_severity_root(text.as_bytes())
 }
 
 /// [`by_first_byte`] of [`SEVERITY_ROOTS`].
 const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = by_first_byte(&SEVERITY_ROOTS);
 
 const _: () = assert!(ERROR_WORDS.len() <= 16 && SEVERITY_ROOTS.len() <= 16);
+
+// Every severity root is at least four lowercase ASCII letters ([`has_severity_root`] relies
+// on it). Indexing in a constant: evaluation fails the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    let mut i = 0;
+    while i < SEVERITY_ROOTS.len() {
+        let root = SEVERITY_ROOTS[i].as_bytes();
+        assert!(root.len() >= 4);
+        let mut j = 0;
+        while j < root.len() {
+            assert!(root[j].is_ascii_lowercase());
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// For each byte, the words of `words` (bit `i` for word `i`; at most 16) that start with it
 /// in either case, built at compile time: a byte then picks its few candidates with one
@@ -138,16 +159,20 @@ fn any_starting_with(
     false
 }
 
-/// Whether a severity root starts at some byte of `word`, ASCII case-insensitively: each byte
-/// picks the roots that can start there, so a byte costs one table lookup, not a comparison
-/// with every root (this ran on every line of every log).
-fn holds_severity_root(word: &[u8]) -> bool {
-    (0..word.len()).any(|at| {
-        let rest = word.get(at..).unwrap_or_default();
-        any_starting_with(&SEVERITY_ROOTS, &SEVERITY_ROOTS_BY_FIRST, rest, |root| {
-            rest.get(..root.len())
-                .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
-        })
+/// Whether a severity root starts at some byte of `bytes`, ASCII case-insensitively: each
+/// byte picks the roots that can start there, so a byte costs one table lookup, not a
+/// comparison with every root (this runs on every line of every log).
+fn holds_severity_root(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(at, &b)| {
+        SEVERITY_ROOTS_BY_FIRST
+            .get(usize::from(b))
+            .is_some_and(|&roots| roots != 0)
+            && bytes.get(at..).is_some_and(|rest| {
+                any_starting_with(&SEVERITY_ROOTS, &SEVERITY_ROOTS_BY_FIRST, rest, |root| {
+                    rest.get(..root.len())
+                        .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
+                })
+            })
     })
 }
 
