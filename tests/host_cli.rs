@@ -1,6 +1,7 @@
 //! The `headroom` binary as a user runs it: it starts with no configuration, serves `/health`
-//! and `/metrics`, refuses a bad filter configuration naming the field, and shuts down
-//! gracefully on SIGTERM, letting a streaming response finish.
+//! and `/metrics`, refuses a bad filter configuration naming the field, shuts down
+//! gracefully on SIGTERM, letting a streaming response finish, and names the guest's compiled
+//! functions for `perf` when asked to.
 
 use std::process::Command;
 use std::time::Duration;
@@ -171,5 +172,53 @@ async fn budget_flag_merges_into_the_filter_configuration() -> anyhow::Result<()
         .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("budget"));
+    Ok(())
+}
+
+/// `--guest-perf-map` has wasmtime name the filter's compiled functions in `/tmp/perf-PID.map`,
+/// the file `perf report` reads for JIT code; without it no map is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_perf_map_names_the_filters_functions_for_perf() -> anyhow::Result<()> {
+    let upstream = Upstream::start(Reply::Provider {
+        chunk_delay: Duration::ZERO,
+    })
+    .await?;
+    let url = format!("http://{}", upstream.addr());
+    let request = ClientRequest {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        chunks: vec![br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec()],
+        ..ClientRequest::default()
+    };
+    for asked in [true, false] {
+        let mut args = vec!["--openai-api-url", url.as_str()];
+        if asked {
+            args.push("--guest-perf-map");
+        }
+        let proxy = Process::start(&args, &[])?;
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", proxy.pid()));
+        // The request runs the guest; the map was written when its code was loaded.
+        let response = client::send(proxy.addr(), &request, |_| {}).await?;
+        assert_eq!(response.status, 200);
+        let text = std::fs::read_to_string(&map).unwrap_or_default();
+        let _ = std::fs::remove_file(&map);
+        drop(proxy);
+        let named = text
+            .lines()
+            .filter(|line| line.contains("wasm[0]::function["))
+            .count();
+        if asked {
+            // Each line: start address, size, name; the filter has hundreds of functions.
+            assert!(named > 100, "{named} guest functions named in {map:?}");
+            let first = text.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with("0x") && first.split(' ').count() >= 3,
+                "{first}"
+            );
+        } else {
+            assert_eq!(text, "", "a map was written without --guest-perf-map");
+        }
+    }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::types::Action;
 /// How often the epoch advances; guest call deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Resource bounds of one VM.
+/// Resource bounds of one VM, and how its code is compiled.
 #[derive(Clone, Debug)]
 pub struct VmLimits {
     /// Linear memory one VM may grow to; beyond it allocations fail and the guest traps.
@@ -32,6 +32,11 @@ pub struct VmLimits {
     /// compressor is linear with deterministic limits), and the limit only guards against a
     /// bug in it, or in another module loaded with `--filter`.
     pub call_timeout: Option<Duration>,
+    /// Whether wasmtime writes `/tmp/perf-PID.map`, naming the filter's compiled functions so
+    /// `perf report` attributes the guest's time (for profiling; off by default). Names are
+    /// those the module carries: the built-in filter is stripped to `wasm[0]::function[N]`,
+    /// a `--plugin` built with `CARGO_PROFILE_WASM_RELEASE_STRIP=none` keeps Rust's.
+    pub perf_map: bool,
 }
 
 impl Default for VmLimits {
@@ -39,6 +44,7 @@ impl Default for VmLimits {
         Self {
             memory_bytes: 512 << 20,
             call_timeout: Some(Duration::from_secs(10)),
+            perf_map: false,
         }
     }
 }
@@ -76,6 +82,9 @@ impl Runtime {
         // Compiled in only when calls are limited: the checks are not free (see VmLimits).
         config.epoch_interruption(limits.call_timeout.is_some());
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if limits.perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e:#}"))?;
         let module = super::module_cache::load(&engine, wasm, cache_dir)?;
         check_abi(&module)?;

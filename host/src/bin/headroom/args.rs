@@ -132,6 +132,18 @@ pub(crate) struct ProxyArgs {
     /// checks cost about a quarter of the filter's CPU time (BENCHMARKS.md).
     #[arg(long, env = "HEADROOM_VM_CALL_TIMEOUT_MS", default_value_t = 10_000)]
     pub(crate) vm_call_timeout_ms: u64,
+    /// Write /tmp/perf-PID.map naming the filter's compiled functions, for `perf record` /
+    /// `perf report` (profiling the guest).
+    #[arg(
+        long,
+        env = "HEADROOM_GUEST_PERF_MAP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = parse_switch
+    )]
+    pub(crate) guest_perf_map: bool,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "HEADROOM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub(crate) shutdown_grace_secs: u64,

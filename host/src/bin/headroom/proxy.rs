@@ -160,11 +160,12 @@ fn with_langfuse_env(plugin_config: Vec<u8>) -> Result<(Vec<u8>, Clusters)> {
     ))
 }
 
-fn vm_limits(memory_mb: usize, call_timeout_ms: u64) -> VmLimits {
+fn vm_limits(memory_mb: usize, call_timeout_ms: u64, perf_map: bool) -> VmLimits {
     VmLimits {
         memory_bytes: memory_mb << 20,
         // 0: no limit (see VmLimits::call_timeout for what the limit costs).
         call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
+        perf_map,
     }
 }
 
@@ -173,7 +174,11 @@ pub(crate) fn run_proxy(args: ProxyArgs) -> Result<()> {
     let (plugin_wasm, plugin_source, plugin_config) = load_filter(&args.filter)?;
     let (plugin_config, clusters) = with_langfuse_env(plugin_config)?;
     let database = (!args.stateless).then(|| paths::database_path(&paths::process_env));
-    let limits = vm_limits(args.vm_memory_mb, args.vm_call_timeout_ms);
+    let limits = vm_limits(
+        args.vm_memory_mb,
+        args.vm_call_timeout_ms,
+        args.guest_perf_map,
+    );
     let cache_dir = headroom_host::abi::module_cache::default_dir();
     let records = records::start(records::Config {
         log_file: args.log_file.clone(),
