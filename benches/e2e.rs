@@ -364,7 +364,12 @@ async fn main() -> Result<()> {
     let host = start_host(FILTER_CONFIG)?;
     let host_warm = start_host(WARM_FILTER_CONFIG)?;
     let host_pid = Pid(host.pid());
-    let wasm = plugin_wasm()?;
+    // `HEADROOM_PLUGIN` (which `headroom` reads too) runs another build of the filter in both
+    // proxies: how one change is measured against the build before it.
+    let wasm = match std::env::var_os("HEADROOM_PLUGIN") {
+        Some(path) => PathBuf::from(path),
+        None => plugin_wasm()?,
+    };
     let local_with = |wasm_path: Option<PathBuf>, config: &str| LocalConfig {
         listener_port: 0,
         admin_port: 0,

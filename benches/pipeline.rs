@@ -9,7 +9,9 @@
 //!   nothing is replayed.
 //! - `tokens_o200k/<kind>/<size>`, `tokens_cl100k/<kind>/<size>`: `Encoding::count` on JSON,
 //!   a log and source code.
-//! - `compress_request/agent_json_300`: `corpus::agent_json_request(300, false)`.
+//! - `compress_request/agent_json_300`: `corpus::agent_json_request(300, false)`;
+//!   `…_request_path` is what the filter does before that request (and the 155 KB log one)
+//!   leaves, `…_request_path_and_settle` the same with what it settles at the exchange's end.
 //! - `hostile/<input>/<size>`: the bodies of issue 12 that stalled a worker (unclosed HTML
 //!   comments, a search result of hundreds of thousands of error matches, a huge relevance
 //!   query against a JSON array of the same text, a JSON array of zeros, deeply nested
@@ -25,7 +27,9 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use headroom_plugin::api::Api;
 use headroom_plugin::pipeline::waste::content_signals;
-use headroom_plugin::pipeline::{MemoryHost, Outcome, PipelineConfig, compress_request};
+use headroom_plugin::pipeline::{
+    MemoryHost, Outcome, PipelineConfig, compress_request, compress_request_unsettled,
+};
 use headroom_plugin::tokens::{Encoding, Tokenizer};
 use headroom_tests::corpus;
 
@@ -162,6 +166,33 @@ fn agent_request(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // What the filter does before the request leaves (the rest is settled at the end of the
+    // exchange), beside the whole run, on a JSON and a log output.
+    let log = corpus::agent_log_request(155_000);
+    for (name, body) in [("agent_json_300", &body), ("agent_log_155k", &log)] {
+        group.bench_function(format!("{name}_request_path"), |b| {
+            b.iter_batched(
+                MemoryHost::default,
+                |mut host| {
+                    compress_request_unsettled(Api::OpenAiChat, black_box(body), &config, &mut host)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(format!("{name}_request_path_and_settle"), |b| {
+            b.iter_batched(
+                MemoryHost::default,
+                |mut host| {
+                    let (mut outcome, unsettled) =
+                        compress_request_unsettled(Api::OpenAiChat, body, &config, &mut host)
+                            .expect("the agent request parses");
+                    unsettled.settle(&mut outcome, &mut host);
+                    outcome
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo run --release --example pipeline_digest > digests.txt`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use headroom_plugin::api::Api;
 use headroom_plugin::config::Config;
@@ -23,20 +23,6 @@ fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
         _ => {}
-    }
-}
-
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            json_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
     }
 }
 
@@ -73,9 +59,7 @@ fn main() {
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/headroom-fixtures")
         });
-    let mut files = Vec::new();
-    json_files(&root, &mut files);
-    files.sort();
+    let files = corpus::files_under(&root, |p| p.extension().is_some_and(|e| e == "json"));
     for path in files {
         let Some(value) = std::fs::read_to_string(&path)
             .ok()

@@ -374,3 +374,30 @@ pub fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
         ),
     ]
 }
+
+/// The files under `dir`, at any depth, that `keep` accepts, sorted (none when `dir` is missing).
+pub fn files_under(
+    dir: &std::path::Path,
+    keep: impl Fn(&std::path::Path) -> bool + Copy,
+) -> Vec<std::path::PathBuf> {
+    fn walk(
+        dir: &std::path::Path,
+        keep: impl Fn(&std::path::Path) -> bool + Copy,
+        out: &mut Vec<std::path::PathBuf>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                walk(&path, keep, out);
+            } else if keep(&path) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, keep, &mut out);
+    out.sort();
+    out
+}

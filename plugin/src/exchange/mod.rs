@@ -6,6 +6,7 @@
 
 mod budget;
 pub(crate) mod cache;
+pub(crate) mod deferred;
 mod local;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     /// Models this VM knows have had a response with prompt-cache activity (so the
     /// process-wide set need not be read again for them).
     pub(crate) cache_models_seen: RefCell<HashSet<String>>,
+    /// The original text this VM's runs keep until their exchanges end.
+    pub(crate) unsettled: deferred::UnsettledBytes,
 }
 
 impl std::fmt::Debug for Shared {
@@ -100,6 +103,7 @@ impl Shared {
             prices,
             budget_warned: Cell::new(0),
             cache_models_seen: RefCell::default(),
+            unsettled: deferred::UnsettledBytes::default(),
             host,
         };
         if let Some(lifetime) = savings::claim_metrics_seed(&LedgerData(&*shared.host)) {

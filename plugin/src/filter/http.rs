@@ -19,14 +19,16 @@ use crate::api::Api;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
 use crate::exchange::cache::Capture;
 use crate::exchange::cache::{self, Lookup};
+use crate::exchange::deferred::DeferredRun;
 use crate::exchange::{self, ExchangeState, LocalReply, ProviderHeaders, RequestFacts};
 use crate::fail_open::FailOpen;
 use crate::operator;
-use crate::pipeline::compress_request;
+use crate::pipeline::{Outcome, compress_request_unsettled};
 use crate::record;
 use crate::response_cache::CacheKey;
 use crate::routing::{self, BodyPlan, BodyStep, Route};
 use crate::savings;
+use crate::shared_store::SharedStores;
 use crate::stack_header;
 use crate::usage;
 use crate::usage::strip::{Forward, UsageStrip};
@@ -48,6 +50,16 @@ pub(crate) struct HeadroomHttp {
     cache_key: Option<CacheKey>,
     /// The response being kept for the cache, as the client receives it.
     capture: Option<Capture>,
+    /// The pipeline run whose accounting waits for the end of the exchange.
+    pending: Option<PendingRun>,
+}
+
+/// A run whose accounting waits for the end of its exchange, with what its spans need.
+struct PendingRun {
+    api: Api,
+    /// Its start and end, µs since the epoch, when traces are on.
+    window: Option<(u64, u64)>,
+    run: DeferredRun,
 }
 
 impl HeadroomHttp {
@@ -60,6 +72,7 @@ impl HeadroomHttp {
             strip: None,
             cache_key: None,
             capture: None,
+            pending: None,
         }
     }
 
@@ -91,6 +104,8 @@ impl HeadroomHttp {
         None
     }
 
+    /// Compresses the body and writes it back when it changed; what the run's accounting
+    /// still owes is paid at the end of the exchange when the VM's bound allows, else now.
     fn compress_body(&mut self, shared: &Shared, api: Api, body_size: usize, body: &[u8]) {
         let core = &shared.core;
         let mut stores = core.stores.clone();
@@ -99,18 +114,38 @@ impl HeadroomHttp {
         }
         // The run's clock only when its spans are wanted.
         let started = shared.traces.as_ref().and_then(|_| core.host.now_us());
-        let outcome = compress_request(api, body, &core.config.pipeline, &mut stores);
-        if let Some(start) = started
-            && let Some(end) = core.host.now_us()
-        {
-            super::traces::record_run(shared, api, start, end, outcome.as_ref().map_err(|r| *r));
-        }
-        self.exchange
-            .count_run(core, &stores.timed, outcome.as_ref().ok());
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(reason) => return self.exchange.fail_open(core, api, reason),
+        let result = compress_request_unsettled(api, body, &core.config.pipeline, &mut stores);
+        let window = started.and_then(|start| Some((start, core.host.now_us()?)));
+        let (outcome, unsettled) = match result {
+            Ok(run) => run,
+            Err(reason) => {
+                if let Some((start, end)) = window {
+                    super::traces::record_run(shared, api, start, end, Err(reason));
+                }
+                self.exchange.count_run(core, &stores.timed, None);
+                return self.exchange.fail_open(core, api, reason);
+            }
         };
+        let rewritten = self.write_body(core, api, body_size, body, &outcome);
+        let run = DeferredRun::new(&core.unsettled, outcome, unsettled, stores, rewritten);
+        if run.waits() {
+            self.pending = Some(PendingRun { api, window, run });
+        } else {
+            let (outcome, stores) = run.settle();
+            self.account(shared, api, window, &outcome, &stores, rewritten);
+        }
+    }
+
+    /// Writes the body the run decided (and `include_usage`, when the filter adds it) back;
+    /// whether a rewritten body goes upstream.
+    fn write_body(
+        &mut self,
+        core: &exchange::Shared,
+        api: Api,
+        body_size: usize,
+        body: &[u8],
+        outcome: &Outcome,
+    ) -> bool {
         let injected =
             if core.config.read_usage && core.config.stream_usage && outcome.stream_without_usage {
                 usage::with_include_usage(outcome.body.as_deref().unwrap_or(body))
@@ -127,15 +162,37 @@ impl HeadroomHttp {
                 api.as_str(),
                 outcome.blocks.len()
             );
-            return;
+            return false;
         };
         if let Err(status) =
             hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body_size, new_body)
         {
             warn!("headroom: cannot replace the request body: {status:?}");
-            return self.exchange.fail_open(core, api, FailOpen::Internal);
+            self.exchange.fail_open(core, api, FailOpen::Internal);
+            return false;
         }
-        self.exchange.count_rewrite(core, &outcome);
+        true
+    }
+
+    /// Records a settled run: its spans (`window`: its start and end, µs), what it did, and
+    /// what its rewritten body saved.
+    fn account(
+        &mut self,
+        shared: &Shared,
+        api: Api,
+        window: Option<(u64, u64)>,
+        outcome: &Outcome,
+        stores: &SharedStores,
+        rewritten: bool,
+    ) {
+        if let Some((start, end)) = window {
+            super::traces::record_run(shared, api, start, end, Ok(outcome));
+        }
+        self.exchange
+            .count_run(&shared.core, &stores.timed, Some(outcome));
+        if rewritten {
+            self.exchange.count_rewrite(&shared.core, outcome);
+        }
     }
 
     /// Starts keeping the response for the cache when the exchange layer allows it.
@@ -171,6 +228,11 @@ impl HeadroomHttp {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        if let Some(PendingRun { api, window, run }) = self.pending.take() {
+            let rewritten = run.rewritten;
+            let (outcome, stores) = run.settle();
+            self.account(&shared, api, window, &outcome, &stores, rewritten);
+        }
         if let Some(record) = self.exchange.finish(&shared.core)
             && let Err(status) = hostcalls::set_property(vec![record::PROPERTY], Some(&record))
         {

@@ -26,6 +26,7 @@ mod needle;
 pub mod relevance;
 pub mod request;
 pub mod search;
+pub mod settle;
 pub mod signals;
 pub mod store;
 pub mod text;
@@ -44,5 +45,7 @@ pub use config::PipelineConfig;
 pub use hash::{ContentHash, MarkerKey};
 pub use request::{
     BlockReport, BlockTiming, Decision, MemoryHost, Outcome, PipelineHost, compress_request,
+    compress_request_unsettled,
 };
+pub use settle::Unsettled;
 pub use store::{OmittedStore, ReplayEntry, ReplayStore, Sent};

@@ -31,6 +31,7 @@ use super::detect::ContentKind;
 use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
+use super::settle::{Unsettled, count_for_gate, gate_passes};
 use super::signals::distinct_error_roots;
 use super::store::{
     MemoryStore, OmittedStore, ReplayEntry, ReplayStore, Sent, replay_key, waste_key,
@@ -40,7 +41,7 @@ use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, ErrorKind, Kind, Value, encode_string};
 use crate::shape::{object, required_array, string_field};
-use crate::tokens::{Exactness, Tokenizer};
+use crate::tokens::{Counted, Exactness, Tokenizer};
 
 /// What the pipeline needs from its host: the two shared stores.
 pub trait PipelineHost {
@@ -57,7 +58,11 @@ pub trait PipelineHost {
 }
 
 /// Runs `f`, telling `host` how long it took under `transform` (when it has a clock).
-fn timed<T>(host: &mut dyn PipelineHost, transform: &'static str, f: impl FnOnce() -> T) -> T {
+pub(crate) fn timed<T>(
+    host: &mut dyn PipelineHost,
+    transform: &'static str,
+    f: impl FnOnce() -> T,
+) -> T {
     let start = host.now_us();
     let out = f();
     if let (Some(start), Some(end)) = (start, host.now_us()) {
@@ -385,6 +390,33 @@ pub fn compress_request(
     config: &PipelineConfig,
     host: &mut dyn PipelineHost,
 ) -> Result<Outcome, FailOpen> {
+    run(api, body, config, host, None)
+}
+
+/// [`compress_request`] with the accounting no byte depends on left owed: the same body, and
+/// the same outcome once [`Unsettled::settle`] has run (the exact original counts of outputs
+/// whose token gate a prefix settled, their replay records, the new outputs' waste signals).
+/// The replay record of an output is written when settled, so a copy of it later in the same
+/// request is decided again (to the same bytes) rather than replayed.
+pub fn compress_request_unsettled(
+    api: Api,
+    body: &[u8],
+    config: &PipelineConfig,
+    host: &mut dyn PipelineHost,
+) -> Result<(Outcome, Unsettled), FailOpen> {
+    let mut unsettled = Unsettled::default();
+    let outcome = run(api, body, config, host, Some(&mut unsettled))?;
+    Ok((outcome, unsettled))
+}
+
+/// The request path; with `unsettled`, what can wait is owed there instead of done.
+fn run(
+    api: Api,
+    body: &[u8],
+    config: &PipelineConfig,
+    host: &mut dyn PipelineHost,
+    mut unsettled: Option<&mut Unsettled>,
+) -> Result<Outcome, FailOpen> {
     let doc = Document::parse_bounded(body, config.max_json_depth, config.max_json_values)
         .map_err(|e| match e.kind {
             ErrorKind::TooManyValues => FailOpen::TooLarge,
@@ -429,6 +461,7 @@ pub fn compress_request(
             let mut text = OutputText::new(slot.value);
             let started = host.now_us();
             let mut key = None;
+            let mut owed_reason = None;
             let (mut report, replacement) = decide(
                 &slot,
                 &mut text,
@@ -436,8 +469,17 @@ pub fn compress_request(
                 &mut queries,
                 tokenizer,
                 host,
-                &mut key,
+                (&mut key, unsettled.is_some().then_some(&mut owed_reason)),
             );
+            let index = blocks.len();
+            // Only an output whose count is owed needs its text (a replayed one is never decoded).
+            if let Some(reason_tail) = owed_reason
+                && let (Some(unsettled), Some(key), Some(candidate)) =
+                    (unsettled.as_deref_mut(), key, replacement.as_ref())
+                && let Some(text) = text.get()
+            {
+                unsettled.owe_count(index, text, key, candidate.clone(), reason_tail);
+            }
             if let (Some(start_us), Some(end)) = (started, host.now_us()) {
                 report.timing = Some(BlockTiming {
                     start_us,
@@ -470,9 +512,15 @@ pub fn compress_request(
                     let cached = cache
                         .and_then(|k| host.replay().get(k))
                         .and_then(|entry| WasteTokens::decode(&entry));
-                    let found = match cached {
-                        Some(found) => found,
-                        None => {
+                    let found = match (cached, unsettled.as_deref_mut()) {
+                        (Some(found), _) => found,
+                        (None, Some(unsettled)) => {
+                            let text = text.get().unwrap_or_default();
+                            let parsed_json = report.kind == Some(ContentKind::Json);
+                            unsettled.owe_waste(index, text, parsed_json, cache);
+                            WasteTokens::default()
+                        }
+                        (None, None) => {
                             let text = text.get().unwrap_or_default();
                             let found = timed(host, "waste_signals", || {
                                 let parsed_json = report.kind == Some(ContentKind::Json);
@@ -516,7 +564,9 @@ pub fn compress_request(
 
 /// Decides one tool output under its relevance query and replay fingerprint; returns its
 /// report and the replacement text, if any, and sets `key_out` to its replay key when it got
-/// that far.
+/// that far. With `owed_out`, a gate a prefix of the original settles is not counted further:
+/// the report then lacks `tokens_before`, the replay record is not written, and `owed_out` is
+/// set to the reason's text after the count (see [`super::settle`]).
 ///
 /// A later turn's output is looked up by its raw bytes before anything else: a hit needs
 /// neither decoding nor a content hash, both kept in the entry. Only outputs that could have
@@ -529,7 +579,7 @@ fn decide(
     queries: &mut Queries<'_>,
     tokenizer: Tokenizer,
     host: &mut dyn PipelineHost,
-    key_out: &mut Option<ContentHash>,
+    (key_out, owed_out): (&mut Option<ContentHash>, Option<&mut Option<String>>),
 ) -> (BlockReport, Option<String>) {
     let raw = slot.value.raw();
     let mut report = BlockReport {
@@ -672,16 +722,30 @@ fn decide(
             return finish(report, decision, reason);
         }
     };
-    let (before, after) = timed(host, "token_count", || {
-        (
-            tokenizer.count(text).tokens,
-            tokenizer.count(&candidate).tokens,
-        )
+    let early = owed_out.is_some();
+    let (counted, after) = timed(host, "token_count", || {
+        let after = tokenizer.count(&candidate).tokens;
+        let m = config.min_token_savings;
+        (count_for_gate(tokenizer, text, after, m, early), after)
     });
-    report.tokens_before = Some(before);
     report.tokens_after = Some(after);
-    let needed = (before as f64 * config.min_token_savings.clamp(0.0, 1.0)).ceil() as u64;
-    if after >= before || before - after < needed.max(1) {
+    let before = match counted {
+        Counted::Whole(before) => before,
+        Counted::AtLeast(_) => {
+            // The gate passes: only the figures wait.
+            if result.lossy {
+                host.omitted().put(report.hash, text.as_bytes());
+            }
+            report.decision = Decision::Compressed;
+            report.bytes_after = candidate.len();
+            if let Some(owed) = owed_out {
+                *owed = Some(limited(compressed_reason_tail(after, result.lossy)));
+            }
+            return (report, Some(candidate));
+        }
+    };
+    report.tokens_before = Some(before);
+    if !gate_passes(before, after, config.min_token_savings) {
         host.replay().put(key, &unchanged);
         let reason = limited(format!(
             "{after} tokens after >= {before} before (or below min_token_savings)"
@@ -699,16 +763,21 @@ fn decide(
     host.replay().put(key, &entry);
     report.decision = Decision::Compressed;
     report.reason = limited(format!(
-        "{} tokens -> {after}{}",
-        before,
-        if result.lossy {
-            ", original kept under its hash"
-        } else {
-            ", lossless"
-        }
+        "{before}{}",
+        compressed_reason_tail(after, result.lossy)
     ));
     report.bytes_after = candidate.len();
     (report, Some(candidate))
+}
+
+/// The reason of a compressed output after its original's count.
+fn compressed_reason_tail(after: u64, lossy: bool) -> String {
+    let kept = if lossy {
+        ", original kept under its hash"
+    } else {
+        ", lossless"
+    };
+    format!(" tokens -> {after}{kept}")
 }
 
 /// Chat Completions: `role:"tool"` (named through the assistant's `tool_calls`) and legacy

@@ -504,6 +504,7 @@ mod tests {
                         assert_eq!(table.count_piece(piece), heap, "{piece:?}");
                         assert_eq!(cache.count(table, piece, tail), heap, "{piece:?}");
                         assert_eq!(cache.count(table, piece, piece), heap, "{piece:?}");
+                        std::ops::ControlFlow::Continue(())
                     });
                     // Every prefix of a long word, merged both ways.
                     for end in 2..=SMALL_PIECE.min(text.len()) {

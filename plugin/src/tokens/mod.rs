@@ -13,6 +13,7 @@ mod pretokenize;
 mod unicode;
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 
 thread_local! {
     /// The piece caches of this VM (one thread), by encoding: cl100k_base, o200k_base.
@@ -47,11 +48,29 @@ impl Encoding {
     /// The exact number of tokens tiktoken's `encode_ordinary` makes of `text` (special tokens
     /// are not recognised: a tool output saying `<|endoftext|>` is ordinary text).
     pub fn count(self, text: &str) -> usize {
+        self.count_while(text, |_| true).0
+    }
+
+    /// Counts `text` piece by piece while `go_on` accepts the running total; returns the total
+    /// and whether the whole text was counted. Every piece is at least one token, so a running
+    /// total is a lower bound of the whole count.
+    #[inline]
+    fn count_while(self, text: &str, mut go_on: impl FnMut(usize) -> bool) -> (usize, bool) {
         let ranks = self.ranks();
         let mut total = 0usize;
+        let mut whole = true;
         let slot = match self {
             Self::Cl100kBase => 0,
             Self::O200kBase => 1,
+        };
+        let mut add = |n: usize| {
+            total += n;
+            if go_on(total) {
+                ControlFlow::Continue(())
+            } else {
+                whole = false;
+                ControlFlow::Break(())
+            }
         };
         let cached = CACHES.try_with(|caches| {
             let Ok(mut caches) = caches.try_borrow_mut() else {
@@ -62,17 +81,15 @@ impl Encoding {
             };
             let cache = cache.get_or_insert_with(bpe::PieceCache::new);
             pretokenize::for_each_piece(self, text, |piece, tail| {
-                total += cache.count(ranks, piece, tail);
+                add(cache.count(ranks, piece, tail))
             });
             true
         });
+        // Only an unusable cache falls back, and before it counted anything.
         if cached != Ok(true) {
-            total = 0;
-            pretokenize::for_each_piece(self, text, |piece, _| {
-                total += ranks.count_piece(piece);
-            });
+            pretokenize::for_each_piece(self, text, |piece, _| add(ranks.count_piece(piece)));
         }
-        total
+        (total, whole)
     }
 
     /// Heap bytes of this encoding's piece-count cache (allocated on first count, per VM).
@@ -112,6 +129,15 @@ pub struct TokenCount {
     pub tokens: u64,
     /// Exact or estimated.
     pub exactness: Exactness,
+}
+
+/// What [`Tokenizer::count_to`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// The whole text was counted: this is its figure.
+    Whole(u64),
+    /// Counting stopped at this figure, reached by a prefix: the whole text has at least as many.
+    AtLeast(u64),
 }
 
 /// How tokens are counted for one model.
@@ -170,6 +196,22 @@ impl Tokenizer {
         TokenCount {
             tokens: self.scale(to_u64(self.encoding().count(text))),
             exactness: self.exactness(),
+        }
+    }
+
+    /// Counts the tokens of `text` until the figure reaches `floor`: the whole count when it
+    /// stays below (or the text ends first), else a figure of at least `floor` that the whole
+    /// count is not below. A decision that holds for every count from `floor` up needs no more
+    /// (issue 18: the token gate of a large output that shrinks is settled by a prefix).
+    pub fn count_to(self, text: &str, floor: u64) -> Counted {
+        let (base, whole) = self
+            .encoding()
+            .count_while(text, |total| self.scale(to_u64(total)) < floor);
+        let tokens = self.scale(to_u64(base));
+        if whole {
+            Counted::Whole(tokens)
+        } else {
+            Counted::AtLeast(tokens)
         }
     }
 
@@ -234,6 +276,35 @@ mod tests {
         let count = Tokenizer::Anthropic.count("hello world");
         assert_eq!(count.tokens, 3);
         assert_eq!(count.exactness, Exactness::Estimate);
+    }
+
+    #[test]
+    fn count_to_stops_at_the_floor_and_never_above_the_whole_count() {
+        let text = "fn main() { println!(\"hello, world\"); }\n".repeat(200)
+            + "2026-12-06T10:00:00Z ERROR db timeout after 30s\n";
+        for tokenizer in [
+            Tokenizer::OpenAi(Encoding::O200kBase),
+            Tokenizer::OpenAi(Encoding::Cl100kBase),
+            Tokenizer::Anthropic,
+        ] {
+            let whole = tokenizer.count(&text).tokens;
+            assert_eq!(tokenizer.count_to(&text, whole + 1), Counted::Whole(whole));
+            assert_eq!(tokenizer.count_to(&text, u64::MAX), Counted::Whole(whole));
+            for floor in [1, 7, whole / 3, whole / 2, whole - 1] {
+                match tokenizer.count_to(&text, floor) {
+                    Counted::AtLeast(n) => {
+                        assert!(
+                            n >= floor && n <= whole,
+                            "{tokenizer:?} {floor}: {n} of {whole}"
+                        );
+                        // A prefix: stopped within a piece or two of the floor.
+                        assert!(n < floor + 64, "{tokenizer:?} {floor}: {n}");
+                    }
+                    Counted::Whole(n) => assert_eq!(n, whole, "{tokenizer:?} {floor}"),
+                }
+            }
+            assert_eq!(tokenizer.count_to("", 1), Counted::Whole(0));
+        }
     }
 
     /// Upstream's tokenizer fixtures (gpt-4o-mini = o200k_base) must match exactly.

@@ -22,6 +22,8 @@
 //! lookahead `\s+(?!\S)` emulated, as the previous implementation did) on generated corpora,
 //! every code point, and upstream's tokenizer fixtures.
 
+use std::ops::ControlFlow;
+
 use super::Encoding;
 use super::unicode::{END, LETTER, LOWER, MARK, NEWLINE, NUMBER, OTHER, SPACE, UPPER, at};
 
@@ -258,9 +260,13 @@ fn o200k_end(b: &[u8], p: usize) -> usize {
 }
 
 /// Calls `piece` with each pre-tokenized piece of `text`, in order, and the text from the
-/// piece's start to the end; the pieces concatenate to `text`.
+/// piece's start to the end, until it breaks; the pieces concatenate to `text`.
 #[inline]
-pub(crate) fn for_each_piece(encoding: Encoding, text: &str, piece: impl FnMut(&[u8], &[u8])) {
+pub(crate) fn for_each_piece(
+    encoding: Encoding,
+    text: &str,
+    piece: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) {
     match encoding {
         Encoding::Cl100kBase => split(text.as_bytes(), cl100k_end, piece),
         Encoding::O200kBase => split(text.as_bytes(), o200k_end, piece),
@@ -268,7 +274,11 @@ pub(crate) fn for_each_piece(encoding: Encoding, text: &str, piece: impl FnMut(&
 }
 
 #[inline(always)]
-fn split(b: &[u8], end_of: fn(&[u8], usize) -> usize, mut piece: impl FnMut(&[u8], &[u8])) {
+fn split(
+    b: &[u8],
+    end_of: fn(&[u8], usize) -> usize,
+    mut piece: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) {
     let mut p = 0;
     while let Some(tail) = b.get(p..).filter(|t| !t.is_empty()) {
         let mut end = end_of(b, p);
@@ -276,8 +286,10 @@ fn split(b: &[u8], end_of: fn(&[u8], usize) -> usize, mut piece: impl FnMut(&[u8
             // Every alternative consumes a character; guard against a bug anyway.
             end = (p + at(b, p).1.max(1)).min(b.len());
         }
-        if let Some(found) = tail.get(..end - p) {
-            piece(found, tail);
+        if let Some(found) = tail.get(..end - p)
+            && piece(found, tail).is_break()
+        {
+            return;
         }
         p = end;
     }
@@ -363,6 +375,7 @@ pub(crate) mod tests {
         for_each_piece(encoding, text, |p, _| {
             let start = p.as_ptr() as usize - base;
             out.push(&text[start..start + p.len()]);
+            ControlFlow::Continue(())
         });
         out
     }
