@@ -4,15 +4,28 @@
 //! search output), with an OpenAI and a Claude model, cold and then warm through one store,
 //! that must give the same body, the same reports and waste figures, and leave the same replay
 //! records (the warm run reads them) as settling at once (`compress_request`).
+//!
+//! And in both hosts, with the real filter: a compressed request reaches the upstream before
+//! its tool outputs are counted; once its response has ended, the counters hold what settling
+//! at once gives.
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
 use headroom_plugin::api::Api;
 use headroom_plugin::config::Config;
 use headroom_plugin::pipeline::{
     MemoryHost, Outcome, compress_request, compress_request_unsettled,
 };
+use headroom_tests::client::{self, ClientRequest};
 use headroom_tests::corpus;
+use headroom_tests::envoy::EnvoyTarget;
+use headroom_tests::headroom::{InProcess, test_config};
+use headroom_tests::prom;
+use headroom_tests::scenario::Target;
+use headroom_tests::upstream::{Reply, Scripted, Upstream};
 
 /// A report without its clock readings, for comparison.
 fn untimed(outcome: &Outcome) -> String {
@@ -111,4 +124,110 @@ fn settling_at_the_end_of_the_exchange_gives_what_settling_at_once_gives() {
     println!("{compared} runs compared, {owing} with accounting settled later");
     // Most cold runs compress something; warm runs replay and owe nothing.
     assert!(owing >= compared / 5, "{owing} of {compared}");
+}
+
+/// An OpenAI stream whose chunks after the first wait for [`Upstream::release`].
+fn held_stream() -> Reply {
+    let chunk = |data: &str| format!("data: {data}\n\n").into_bytes();
+    Reply::Scripted(Scripted {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: vec![
+            chunk(
+                r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":500,"completion_tokens":1,"total_tokens":501}}"#,
+            ),
+            chunk("[DONE]"),
+        ],
+        lockstep: true,
+        ..Scripted::default()
+    })
+}
+
+/// The filter's counters that matter here: requests, compressed tool outputs, tokens saved.
+async fn counters(target: &impl Target) -> Result<(f64, f64, f64)> {
+    let empty = prom::parse("");
+    let scrape = prom::parse(&target.scrape().await?);
+    let value = |series: &str| prom::delta(&empty, &scrape, series);
+    Ok((
+        value("headroom_requests_total"),
+        value(r#"headroom_tool_outputs_total{decision="compressed"}"#),
+        value("headroom_tokens_saved_total"),
+    ))
+}
+
+async fn accounting_waits_for_the_end_of_the_exchange(
+    target: &impl Target,
+    upstream: &Upstream,
+) -> Result<()> {
+    let name = target.name().to_owned();
+    let body = corpus::agent_json_request(300, true);
+    let expected = compress_request(
+        Api::OpenAiChat,
+        &body,
+        &Config::default().pipeline,
+        &mut MemoryHost::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?
+    .tokens_saved();
+    ensure!(expected > 1000, "the corpus compresses: {expected}");
+    let request = ClientRequest::post_json("/v1/chat/completions", body.clone());
+    let addr = target.addr();
+    let exchange = tokio::spawn(async move { client::send(addr, &request, |_| {}).await });
+    let mut sent = Vec::new();
+    for _ in 0..200 {
+        sent = upstream.take_received();
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    ensure!(sent.len() == 1, "{name}: {} upstream requests", sent.len());
+    ensure!(
+        sent[0].body.len() < body.len() / 4,
+        "{name}: the upstream got {} bytes of {}",
+        sent[0].body.len(),
+        body.len()
+    );
+    // The upstream holds its answer: the request is counted, its tool output not yet.
+    let (requests, compressed, saved) = counters(target).await?;
+    ensure!(requests == 1.0, "{name}: {requests} requests while held");
+    ensure!(
+        compressed == 0.0 && saved == 0.0,
+        "{name}: counted before the exchange ended: {compressed} compressed, {saved} saved"
+    );
+    upstream.release();
+    upstream.release();
+    let response = exchange.await??;
+    ensure!(response.status == 200, "{name}: {}", response.status);
+    for _ in 0..100 {
+        let (_, compressed, saved) = counters(target).await?;
+        if compressed >= 1.0 {
+            ensure!(compressed == 1.0, "{name}: {compressed} compressed");
+            ensure!(
+                saved == expected as f64,
+                "{name}: {saved} tokens saved, settling at once gives {expected}"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{name}: the tool output was never counted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headroom_counts_a_compressed_request_when_its_exchange_ends() -> Result<()> {
+    let upstream = Upstream::start(held_stream()).await?;
+    let host = InProcess::start(test_config(upstream.addr()))?;
+    accounting_waits_for_the_end_of_the_exchange(&host, &upstream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_counts_a_compressed_request_when_its_exchange_ends() -> Result<()> {
+    let upstream = Upstream::start(held_stream()).await?;
+    let target = EnvoyTarget::start(upstream.addr().port(), "{}", 2).await?;
+    let result = accounting_waits_for_the_end_of_the_exchange(&target, &upstream).await;
+    target.explain(result)
 }
