@@ -106,43 +106,19 @@ impl DeferredRun {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::tests::{chat_request, configure};
     use super::*;
     use crate::api::Api;
-    use crate::host::InMemoryHost;
-    use crate::pipeline::{PipelineConfig, compress_request, compress_request_unsettled};
-
-    fn request_with_array(records: usize) -> Vec<u8> {
-        let rows: Vec<String> = (0..records)
-            .map(|i| {
-                format!(
-                    r#"{{"id":{i},"status":"ok","region":"eu-west-{}","latency_ms":{}}}"#,
-                    i % 3,
-                    i * 7 % 101
-                )
-            })
-            .collect();
-        let output = format!("[{}]", rows.join(","));
-        serde_json::to_vec(&serde_json::json!({
-            "model": "gpt-4o",
-            "messages": [
-                {"role": "user", "content": "list the instances"},
-                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                    "function": {"name": "list", "arguments": "{}"}}]},
-                {"role": "tool", "tool_call_id": "c1", "content": output}
-            ]
-        }))
-        .unwrap()
-    }
+    use crate::pipeline::{compress_request, compress_request_unsettled};
 
     #[test]
     fn a_deferred_run_settles_to_the_immediate_outcome_and_gives_its_bytes_back() {
-        let body = request_with_array(400);
-        let config = PipelineConfig::default();
-        let host = Rc::new(InMemoryHost::default());
-        let shared = crate::exchange::Shared::configure(crate::config::Config::default(), host);
+        let body = chat_request(400);
+        let (_, shared) = configure("{}");
+        let config = &shared.config.pipeline;
         let mut stores = shared.stores.clone();
         let (outcome, unsettled) =
-            compress_request_unsettled(Api::OpenAiChat, &body, &config, &mut stores).unwrap();
+            compress_request_unsettled(Api::OpenAiChat, &body, config, &mut stores).unwrap();
         assert!(!unsettled.is_empty(), "a compressed output owes its count");
         let sent = outcome.body.clone();
         let bytes = UnsettledBytes::default();
@@ -156,10 +132,9 @@ mod tests {
         let (settled, _) = run.settle();
         assert_eq!(bytes.get(), 0);
 
-        let fresh = Rc::new(InMemoryHost::default());
-        let other = crate::exchange::Shared::configure(crate::config::Config::default(), fresh);
+        let (_, other) = configure("{}");
         let mut stores = other.stores.clone();
-        let immediate = compress_request(Api::OpenAiChat, &body, &config, &mut stores).unwrap();
+        let immediate = compress_request(Api::OpenAiChat, &body, config, &mut stores).unwrap();
         assert_eq!(sent, immediate.body);
         assert_eq!(settled.tokens_saved(), immediate.tokens_saved());
         assert!(settled.tokens_saved() > 0);
@@ -174,17 +149,12 @@ mod tests {
 
     #[test]
     fn past_the_bound_a_run_settles_now() {
-        let body = request_with_array(400);
-        let host = Rc::new(InMemoryHost::default());
-        let shared = crate::exchange::Shared::configure(crate::config::Config::default(), host);
+        let body = chat_request(400);
+        let (_, shared) = configure("{}");
         let mut stores = shared.stores.clone();
-        let (outcome, unsettled) = compress_request_unsettled(
-            Api::OpenAiChat,
-            &body,
-            &PipelineConfig::default(),
-            &mut stores,
-        )
-        .unwrap();
+        let config = &shared.config.pipeline;
+        let (outcome, unsettled) =
+            compress_request_unsettled(Api::OpenAiChat, &body, config, &mut stores).unwrap();
         let bytes = UnsettledBytes::default();
         let kept = MAX_UNSETTLED_BYTES - unsettled.retained_bytes() + 1;
         bytes.0.set(kept);

@@ -19,7 +19,7 @@ use crate::metrics::Counter;
 use crate::operator;
 use crate::pipeline::{PipelineHost as _, compress_request};
 
-fn configure(config: &str) -> (Rc<InMemoryHost>, Shared) {
+pub(super) fn configure(config: &str) -> (Rc<InMemoryHost>, Shared) {
     let host = Rc::new(InMemoryHost::default());
     let config = Config::from_bytes(config.as_bytes()).unwrap();
     let shared = Shared::configure(config, host.clone());
@@ -27,7 +27,7 @@ fn configure(config: &str) -> (Rc<InMemoryHost>, Shared) {
 }
 
 /// An OpenAI chat request whose tool output is a JSON array of `rows` records.
-fn chat_request(rows: usize) -> Vec<u8> {
+pub(super) fn chat_request(rows: usize) -> Vec<u8> {
     let records: Vec<serde_json::Value> = (0..rows)
         .map(|i| {
             let region = ["eu-west-1", "us-east-1", "ap-south-1"][i % 3];

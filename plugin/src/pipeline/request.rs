@@ -31,12 +31,12 @@ use super::detect::ContentKind;
 use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
-use super::settle::{Unsettled, count_for_gate, gate_passes};
+use super::settle::{Unsettled, count_for_gate, examine_new_output, gate_passes};
 use super::signals::distinct_error_roots;
 use super::store::{
     MemoryStore, OmittedStore, ReplayEntry, ReplayStore, Sent, replay_key, waste_key,
 };
-use super::waste::{RereadTracker, WasteTokens, content_signals};
+use super::waste::{RereadTracker, WasteTokens};
 use crate::api::Api;
 use crate::fail_open::FailOpen;
 use crate::json::{Document, ErrorKind, Kind, Value, encode_string};
@@ -512,24 +512,17 @@ fn run(
                     let cached = cache
                         .and_then(|k| host.replay().get(k))
                         .and_then(|entry| WasteTokens::decode(&entry));
+                    let parsed_json = report.kind == Some(ContentKind::Json);
                     let found = match (cached, unsettled.as_deref_mut()) {
                         (Some(found), _) => found,
                         (None, Some(unsettled)) => {
                             let text = text.get().unwrap_or_default();
-                            let parsed_json = report.kind == Some(ContentKind::Json);
                             unsettled.owe_waste(index, text, parsed_json, cache);
                             WasteTokens::default()
                         }
                         (None, None) => {
                             let text = text.get().unwrap_or_default();
-                            let found = timed(host, "waste_signals", || {
-                                let parsed_json = report.kind == Some(ContentKind::Json);
-                                content_signals(text, tokenizer, counted, parsed_json)
-                            });
-                            if let Some(cache) = cache {
-                                host.replay().put(cache, &found.encode());
-                            }
-                            found
+                            examine_new_output(host, tokenizer, text, counted, parsed_json, cache)
                         }
                     };
                     waste.merge(&found);
@@ -729,44 +722,42 @@ fn decide(
         (count_for_gate(tokenizer, text, after, m, early), after)
     });
     report.tokens_after = Some(after);
+    // A prefix that passes the gate leaves the exact count, the reason's figure and the replay
+    // record owed (`owed_out`).
     let before = match counted {
-        Counted::Whole(before) => before,
-        Counted::AtLeast(_) => {
-            // The gate passes: only the figures wait.
-            if result.lossy {
-                host.omitted().put(report.hash, text.as_bytes());
+        Counted::Whole(before) => {
+            report.tokens_before = Some(before);
+            if !gate_passes(before, after, config.min_token_savings) {
+                host.replay().put(key, &unchanged);
+                let reason = limited(format!(
+                    "{after} tokens after >= {before} before (or below min_token_savings)"
+                ));
+                return finish(report, Decision::NoGain, reason);
             }
-            report.decision = Decision::Compressed;
-            report.bytes_after = candidate.len();
-            if let Some(owed) = owed_out {
-                *owed = Some(limited(compressed_reason_tail(after, result.lossy)));
-            }
-            return (report, Some(candidate));
+            Some(before)
         }
+        Counted::AtLeast(_) => None,
     };
-    report.tokens_before = Some(before);
-    if !gate_passes(before, after, config.min_token_savings) {
-        host.replay().put(key, &unchanged);
-        let reason = limited(format!(
-            "{after} tokens after >= {before} before (or below min_token_savings)"
-        ));
-        return finish(report, Decision::NoGain, reason);
-    }
     if result.lossy {
         host.omitted().put(report.hash, text.as_bytes());
     }
-    let entry = entry_of(Sent::Replaced {
-        text: candidate.clone(),
-        tokens_before: before,
-        tokens_after: after,
-    });
-    host.replay().put(key, &entry);
     report.decision = Decision::Compressed;
-    report.reason = limited(format!(
-        "{before}{}",
-        compressed_reason_tail(after, result.lossy)
-    ));
     report.bytes_after = candidate.len();
+    let tail = compressed_reason_tail(after, result.lossy);
+    match (before, owed_out) {
+        (Some(before), _) => {
+            let entry = entry_of(Sent::Replaced {
+                text: candidate.clone(),
+                tokens_before: before,
+                tokens_after: after,
+            });
+            host.replay().put(key, &entry);
+            report.reason = limited(format!("{before}{tail}"));
+        }
+        (None, Some(owed)) => *owed = Some(limited(tail)),
+        // Only an owed count stops at a prefix.
+        (None, None) => {}
+    }
     (report, Some(candidate))
 }
 

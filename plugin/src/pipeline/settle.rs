@@ -11,7 +11,7 @@
 use super::hash::ContentHash;
 use super::request::{Outcome, PipelineHost, timed};
 use super::store::{ReplayEntry, Sent};
-use super::waste::content_signals;
+use super::waste::{WasteTokens, content_signals};
 use crate::tokens::{Counted, Tokenizer};
 
 /// The smallest token count of an original for which the gate "`after` tokens saves at least
@@ -63,7 +63,7 @@ pub(crate) fn count_for_gate(
     min_savings: f64,
     early: bool,
 ) -> Counted {
-    match gate_floor(after, min_savings).filter(|_| early) {
+    match early.then(|| gate_floor(after, min_savings)).flatten() {
         Some(floor) => match tokenizer.count_to(text, floor) {
             Counted::AtLeast(n) if !gate_passes(n, after, min_savings) => {
                 Counted::Whole(tokenizer.count(text).tokens)
@@ -72,6 +72,25 @@ pub(crate) fn count_for_gate(
         },
         None => Counted::Whole(tokenizer.count(text).tokens),
     }
+}
+
+/// The waste signals of an output new in the conversation (timed as `waste_signals`), kept
+/// under `cache` for a later replay of it.
+pub(crate) fn examine_new_output(
+    host: &mut dyn PipelineHost,
+    tokenizer: Tokenizer,
+    text: &str,
+    counted: Option<u64>,
+    parsed_json: bool,
+    cache: Option<ContentHash>,
+) -> WasteTokens {
+    let found = timed(host, "waste_signals", || {
+        content_signals(text, tokenizer, counted, parsed_json)
+    });
+    if let Some(cache) = cache {
+        host.replay().put(cache, &found.encode());
+    }
+    found
 }
 
 /// What is owed for one tool output of a request.
@@ -134,11 +153,13 @@ impl Unsettled {
         candidate: String,
         reason_tail: String,
     ) {
-        self.entry(block, text).count = Some(OwedRecord {
-            key,
-            candidate,
-            reason_tail,
-        });
+        if let Some(owed) = self.entry(block, text) {
+            owed.count = Some(OwedRecord {
+                key,
+                candidate,
+                reason_tail,
+            });
+        }
     }
 
     /// Owes `block`'s waste signals.
@@ -149,13 +170,15 @@ impl Unsettled {
         parsed_json: bool,
         cache: Option<ContentHash>,
     ) {
-        self.entry(block, text).waste = Some(OwedWaste { parsed_json, cache });
+        if let Some(owed) = self.entry(block, text) {
+            owed.waste = Some(OwedWaste { parsed_json, cache });
+        }
     }
 
-    fn entry(&mut self, block: usize, text: &str) -> &mut Owed {
-        // Blocks are owed in order, so an output owing both is the last one.
-        let same = self.owed.last().is_some_and(|o| o.block == block);
-        if !same {
+    /// The owed entry of `block`: blocks are owed in order, so one owing both a count and its
+    /// waste signals is the last.
+    fn entry(&mut self, block: usize, text: &str) -> Option<&mut Owed> {
+        if self.owed.last().is_none_or(|o| o.block != block) {
             self.owed.push(Owed {
                 block,
                 text: text.to_owned(),
@@ -163,10 +186,7 @@ impl Unsettled {
                 waste: None,
             });
         }
-        let last = self.owed.len() - 1;
-        // Just pushed or found above.
-        #[allow(clippy::indexing_slicing)]
-        &mut self.owed[last]
+        self.owed.last_mut()
     }
 
     /// Pays what is owed into `outcome` (its blocks' original counts and reasons, its waste)
@@ -194,12 +214,14 @@ impl Unsettled {
             }
             if let Some(waste) = owed.waste {
                 let counted = report.tokens_before;
-                let found = timed(host, "waste_signals", || {
-                    content_signals(&owed.text, tokenizer, counted, waste.parsed_json)
-                });
-                if let Some(cache) = waste.cache {
-                    host.replay().put(cache, &found.encode());
-                }
+                let found = examine_new_output(
+                    host,
+                    tokenizer,
+                    &owed.text,
+                    counted,
+                    waste.parsed_json,
+                    waste.cache,
+                );
                 outcome.waste.merge(&found);
             }
         }
