@@ -216,6 +216,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Strings made of escapes of every kind, runs of plain text between them of every
+        /// length (the dense `\"` of a document inside a string included) and non-ASCII
+        /// text: decoded as serde_json decodes them, and rejected where it rejects them.
+        #[test]
+        fn decodes_as_serde_json_does(
+            parts in proptest::collection::vec(
+                "(\\\\[\"\\\\/bfnrt]|\\\\u00[0-7][0-9a-f]|\\\\uD83D\\\\uDE00|\\\\x|[a-z:,{}]{0,9}|é|日本|\"|\n)",
+                0..24,
+            )
+        ) {
+            let raw = format!("\"{}\"", parts.concat());
+            let ours = decode_string(&raw).ok().map(Cow::into_owned);
+            let theirs: Option<String> = serde_json::from_str(&raw).ok();
+            proptest::prop_assert_eq!(ours, theirs, "{}", raw);
+        }
+    }
+
     #[test]
     fn encode_then_decode_round_trips() {
         let mut text: String = (0u8..0x80).map(char::from).collect();

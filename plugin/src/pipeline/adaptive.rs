@@ -2,9 +2,10 @@
 //! much new information the items carry, times the bias (1.0 neutral; upstream's live-zone path
 //! passed 0.0 and collapsed every selection to its floor, bug B1).
 
-use super::fixed_hash::FixedSet;
+use std::borrow::Cow;
 
-use super::relevance::for_each_word;
+use super::fixed_hash::FixedSet;
+use super::relevance::{lowercase, raw_words};
 
 /// The fraction of items (0..=1) that bring at least one word not seen in earlier items.
 /// Digits are masked first, so ids, counters and timestamps do not count as new information.
@@ -13,29 +14,37 @@ pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
         return 0.0;
     }
     // Which words were seen is all that matters (not their order), so a hash set with a fixed
-    // hasher keeps this deterministic.
-    let mut seen: FixedSet<String> = FixedSet::default();
+    // hasher keeps this deterministic. A word with nothing to lowercase or mask is kept as a
+    // slice of its item: only the others are copied.
+    let mut seen: FixedSet<Cow<'_, str>> = FixedSet::default();
     let mut buf = String::new();
     let mut masked = String::new();
     let mut novel = 0usize;
     for item in items {
         let mut brought = false;
-        for_each_word(item.as_ref(), &mut buf, |word| {
-            let word = if word.bytes().any(|b| b.is_ascii_digit()) {
+        for word in raw_words(item.as_ref()) {
+            let lowered = lowercase(word, &mut buf);
+            let key = if word.digit {
                 masked.clear();
                 masked.extend(
-                    word.chars()
+                    lowered
+                        .chars()
                         .map(|c| if c.is_ascii_digit() { '0' } else { c }),
                 );
                 masked.as_str()
             } else {
-                word
+                lowered
             };
-            if !seen.contains(word) {
-                seen.insert(word.to_owned());
+            if !seen.contains(key) {
+                // Unchanged by lowercasing and masking: the key is the item's own slice.
+                seen.insert(if word.ascii && !word.upper && !word.digit {
+                    Cow::Borrowed(word.text)
+                } else {
+                    Cow::Owned(key.to_owned())
+                });
                 brought = true;
             }
-        });
+        }
         if brought {
             novel += 1;
         }
@@ -61,6 +70,49 @@ pub fn keep_count(n: usize, novelty: f64, bias: f64, min_k: usize, max_k: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition of [`novelty`]: every word lowercased, then its ASCII digits masked,
+    /// in a set of owned strings.
+    fn reference_novelty(items: &[String]) -> f64 {
+        let mut seen = std::collections::BTreeSet::new();
+        let novel = items
+            .iter()
+            .filter(|item| {
+                let mut brought = false;
+                for word in super::super::relevance::words(item) {
+                    let masked: String = word
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { '0' } else { c })
+                        .collect();
+                    brought |= seen.insert(masked);
+                }
+                brought
+            })
+            .count();
+        if items.is_empty() {
+            0.0
+        } else {
+            novel as f64 / items.len() as f64
+        }
+    }
+
+    proptest::proptest! {
+        /// Items of words in either case, with digits, non-ASCII letters (a final sigma, which
+        /// lowercases by its position) and separators: the same fraction as the definition.
+        #[test]
+        fn novelty_is_its_definition(
+            items in proptest::collection::vec(
+                proptest::collection::vec(
+                    "(id|ID|Id7|id8|ok|OK|caf\u{e9}|CAF\u{c9}|\u{3a3}\u{3a3}|x1y|_|[a-c]{1,3}| |,|:)",
+                    0..8,
+                ),
+                0..12,
+            )
+        ) {
+            let items: Vec<String> = items.into_iter().map(|parts| parts.concat()).collect();
+            proptest::prop_assert_eq!(novelty(&items).to_bits(), reference_novelty(&items).to_bits());
+        }
+    }
 
     #[test]
     fn neutral_bias_scales_with_novelty() {

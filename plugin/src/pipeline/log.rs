@@ -17,6 +17,7 @@
 //! The first and last lines stay. Everything left out is kept under the block's hash (the
 //! marker names it). Linear in the lines: one template and two hash-map lookups per line.
 
+use super::byte_class::{ALPHANUMERIC, DIGIT, HEX, QUOTE, class};
 use super::fixed_hash::FixedMap;
 
 use super::detect::{Level, PANICKED_AT, is_exception_line, is_stack_frame, line_level};
@@ -413,24 +414,31 @@ fn template_with(line: &str, keep_quoted: bool) -> String {
                 out.push(char::from(b));
             }
         } else if b.is_ascii_alphanumeric() {
-            let rest = bytes.get(at..).unwrap_or_default();
-            let end = at
-                + rest
-                    .iter()
-                    .position(|d| !d.is_ascii_alphanumeric())
-                    .unwrap_or(rest.len());
+            // The word, in one pass that also notes what `push_word_template` needs.
+            let mut end = at;
+            let mut has_digit = false;
+            let mut all_hex = true;
+            while let Some(&d) = bytes.get(end) {
+                let flags = class(d);
+                if flags & ALPHANUMERIC == 0 {
+                    break;
+                }
+                has_digit |= flags & DIGIT != 0;
+                all_hex &= flags & HEX != 0;
+                end += 1;
+            }
             let word = line.get(at..end).unwrap_or_default();
-            push_word_template(word, &mut out);
+            push_word_template(word, has_digit, all_hex, &mut out);
             at = end;
         } else {
             // This byte (an apostrophe inside a word, or any other) and the run after it.
-            let rest = bytes.get(at + 1..).unwrap_or_default();
-            let end = at
-                + 1
-                + rest
-                    .iter()
-                    .position(|&d| d == b'"' || d == b'\'' || d.is_ascii_alphanumeric())
-                    .unwrap_or(rest.len());
+            let mut end = at + 1;
+            while bytes
+                .get(end)
+                .is_some_and(|&d| class(d) & (ALPHANUMERIC | QUOTE) == 0)
+            {
+                end += 1;
+            }
             out.push_str(line.get(at..end).unwrap_or_default());
             at = end;
         }
@@ -438,11 +446,11 @@ fn template_with(line: &str, keep_quoted: bool) -> String {
     out
 }
 
-/// Appends the template of an ASCII word: `#` for a hex id of 6+ characters with a digit,
-/// else the word with each digit run masked (`took45ms` and `took7ms` share `took0ms`).
-fn push_word_template(word: &str, out: &mut String) {
-    let has_digit = word.bytes().any(|c| c.is_ascii_digit());
-    if word.len() >= 6 && has_digit && word.bytes().all(|c| c.is_ascii_hexdigit()) {
+/// Appends the template of an ASCII word (`has_digit`: it holds an ASCII digit; `all_hex`:
+/// every byte is a hex digit): `#` for a hex id of 6+ characters with a digit, else the word
+/// with each digit run masked (`took45ms` and `took7ms` share `took0ms`).
+fn push_word_template(word: &str, has_digit: bool, all_hex: bool, out: &mut String) {
+    if word.len() >= 6 && has_digit && all_hex {
         out.push('#');
     } else if has_digit {
         let mut in_digits = false;
@@ -494,7 +502,10 @@ fn template_by_chars(line: &str, keep_quoted: bool) -> String {
                 end = i + d.len_utf8();
                 chars.next();
             }
-            push_word_template(line.get(at..end).unwrap_or_default(), &mut out);
+            let word = line.get(at..end).unwrap_or_default();
+            let has_digit = word.bytes().any(|c| c.is_ascii_digit());
+            let all_hex = word.bytes().all(|c| c.is_ascii_hexdigit());
+            push_word_template(word, has_digit, all_hex, &mut out);
         } else {
             out.push(c);
         }
@@ -513,7 +524,7 @@ mod tests {
         #[test]
         fn templates_agree_with_the_character_walk(
             parts in proptest::collection::vec(
-                "(\"|'|you've|é'|日本|ab12cd34|deadbeef99|took45ms|x1|[a-z]{1,4}|[0-9]{1,3}| |=|:|\\.|ß)",
+                "(\"|'|you've|é'|日本|ab12cd34|deadbeef99|took45ms|DEADBEEF12|Gz9|x1|[a-z]{1,4}|[0-9]{1,3}| |=|:|\\.|ß)",
                 0..16,
             )
         ) {

@@ -14,6 +14,7 @@
 
 pub mod adaptive;
 pub mod block;
+mod byte_class;
 pub mod config;
 pub mod detect;
 pub mod diff;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::byte_class::{ALPHANUMERIC, DIGIT, NON_ASCII, UNDERSCORE, UPPER, class};
 use super::fixed_hash::FixedMap;
 
 /// Words too common to say anything about relevance.
@@ -17,7 +18,7 @@ const STOP_WORDS: [&str; 40] = [
 /// Lowercase word tokens of `text`: runs of letters, digits and `_`, at least 2 characters
 /// (numbers of any length count: ids are what users ask about).
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    raw_words(text).map(str::to_lowercase)
+    raw_words(text).map(|word| word.text.to_lowercase())
 }
 
 /// The words of [`words`] before lowercasing: the runs between characters that are neither
@@ -26,70 +27,97 @@ pub(crate) fn raw_words(text: &str) -> RawWords<'_> {
     RawWords { text, pos: 0 }
 }
 
-/// The iterator of [`raw_words`]. It walks bytes and decodes a character only where a byte is
-/// not ASCII: tool outputs are mostly ASCII, and this loop runs over every item twice (BM25
-/// and novelty), so it must not pay `char` decoding per byte.
+/// A word as [`raw_words`] found it, with what the scan saw of its bytes, so a caller
+/// lowercases or masks only the words that need it, without another pass over each word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawWord<'t> {
+    /// The word, as it is in the text.
+    pub text: &'t str,
+    /// Every byte is ASCII.
+    pub ascii: bool,
+    /// It holds an ASCII uppercase letter.
+    pub upper: bool,
+    /// It holds an ASCII digit.
+    pub digit: bool,
+}
+
+/// The iterator of [`raw_words`]. It walks bytes through their [`class`] and decodes a
+/// character only where a byte is not ASCII: tool outputs are mostly ASCII.
 pub(crate) struct RawWords<'t> {
     text: &'t str,
     pos: usize,
 }
 
 impl<'t> Iterator for RawWords<'t> {
-    type Item = &'t str;
+    type Item = RawWord<'t>;
 
-    fn next(&mut self) -> Option<&'t str> {
+    fn next(&mut self) -> Option<RawWord<'t>> {
         let bytes = self.text.as_bytes();
         while self.pos < bytes.len() {
             let start = self.pos;
             let mut i = start;
-            let mut chars = 0usize;
-            let mut all_digits = true;
+            // The union of the classes of the word's bytes; a non-ASCII alphanumeric
+            // character adds NON_ASCII.
+            let mut seen = 0u8;
             // The word: the longest run of word characters from `start`.
             let separator_len = loop {
-                match bytes.get(i) {
-                    None => break 0,
-                    Some(&b) if b < 0x80 => {
-                        if b.is_ascii_alphanumeric() || b == b'_' {
-                            all_digits &= b.is_ascii_digit();
-                            chars += 1;
-                            i += 1;
-                        } else {
-                            break 1;
-                        }
+                let Some(&b) = bytes.get(i) else { break 0 };
+                let flags = class(b);
+                if flags & (ALPHANUMERIC | UNDERSCORE) != 0 {
+                    seen |= flags;
+                    i += 1;
+                    continue;
+                }
+                if flags & NON_ASCII == 0 {
+                    break 1;
+                }
+                match self.text.get(i..).and_then(|rest| rest.chars().next()) {
+                    Some(c) if c.is_alphanumeric() => {
+                        seen |= NON_ASCII;
+                        i += c.len_utf8();
                     }
-                    Some(_) => match self.text.get(i..).and_then(|rest| rest.chars().next()) {
-                        Some(c) if c.is_alphanumeric() => {
-                            all_digits = false;
-                            chars += 1;
-                            i += c.len_utf8();
-                        }
-                        Some(c) => break c.len_utf8(),
-                        None => break 1,
-                    },
+                    Some(c) => break c.len_utf8(),
+                    None => break 1,
                 }
             };
             self.pos = i + separator_len;
-            if chars >= 2 || (chars == 1 && all_digits) {
-                return self.text.get(start..i);
+            let Some(text) = self.text.get(start..i) else {
+                continue;
+            };
+            let ascii = seen & NON_ASCII == 0;
+            // At least 2 characters, or one ASCII digit. An ASCII word has as many characters
+            // as bytes; only a word with a non-ASCII character is counted.
+            let long_enough = if ascii {
+                text.len() >= 2 || seen & DIGIT != 0
+            } else {
+                text.chars().nth(1).is_some()
+            };
+            if long_enough {
+                return Some(RawWord {
+                    text,
+                    ascii,
+                    upper: seen & UPPER != 0,
+                    digit: seen & DIGIT != 0,
+                });
             }
         }
         None
     }
 }
 
-/// Calls `each` with every word of [`words`] (lowercased into a reused buffer: no allocation
-/// for ASCII words).
-pub(crate) fn for_each_word(text: &str, buf: &mut String, mut each: impl FnMut(&str)) {
-    for word in raw_words(text) {
-        buf.clear();
-        if word.is_ascii() {
-            buf.push_str(word);
-            buf.make_ascii_lowercase();
-        } else {
-            buf.push_str(&word.to_lowercase());
-        }
-        each(buf);
+/// `word` lowercased: the word itself when it has nothing to lowercase, otherwise into `buf`.
+pub(crate) fn lowercase<'a>(word: RawWord<'a>, buf: &'a mut String) -> &'a str {
+    if word.ascii && !word.upper {
+        return word.text;
     }
+    buf.clear();
+    if word.ascii {
+        buf.push_str(word.text);
+        buf.make_ascii_lowercase();
+    } else {
+        buf.push_str(&word.text.to_lowercase());
+    }
+    buf
 }
 
 /// A query keeps at most this many distinct terms: the first ones in the text's order. The
@@ -182,25 +210,37 @@ impl Query {
                 *slot |= 1 << (b & 63);
             }
         }
-        let may_be_term = |word: &str| {
-            lengths_seen & (1 << word.len().min(63)) != 0
-                && word.as_bytes().first().is_some_and(|&b| {
-                    firsts_seen
-                        .get(usize::from(b >> 6))
-                        .is_some_and(|slot| slot & (1 << (b & 63)) != 0)
-                })
+        // Of a lowercased word: its length and first byte.
+        let may_be_term = |len: usize, first: u8| {
+            lengths_seen & (1 << len.min(63)) != 0
+                && firsts_seen
+                    .get(usize::from(first >> 6))
+                    .is_some_and(|slot| slot & (1 << (first & 63)) != 0)
         };
         for doc in docs {
             let mut length = 0usize;
             hits.clear();
-            for_each_word(doc.as_ref(), &mut buf, |word| {
+            for word in raw_words(doc.as_ref()) {
                 length += 1;
-                if may_be_term(word)
+                // Lowercasing keeps an ASCII word's length and lowercases its first byte, so
+                // most words are ruled out before they are lowercased.
+                if word.ascii
+                    && !word.text.as_bytes().first().is_some_and(|&first| {
+                        may_be_term(word.text.len(), first.to_ascii_lowercase())
+                    })
+                {
+                    continue;
+                }
+                let word = lowercase(word, &mut buf);
+                if word
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|&first| may_be_term(word.len(), first))
                     && let Ok(t) = self.terms.binary_search_by(|term| term.as_str().cmp(word))
                 {
                     hits.push(t);
                 }
-            });
+            }
             hits.sort_unstable();
             let mut tf: Vec<(usize, usize)> = Vec::new();
             for &t in &hits {
@@ -318,6 +358,28 @@ mod tests {
             .collect()
     }
 
+    /// The words [`raw_words`] finds, after checking what it says of each one's bytes.
+    fn scanned(text: &str) -> Vec<&str> {
+        raw_words(text)
+            .map(|word| {
+                let RawWord {
+                    text,
+                    ascii,
+                    upper,
+                    digit,
+                } = word;
+                assert_eq!(ascii, text.is_ascii(), "{text:?}");
+                assert_eq!(
+                    upper,
+                    text.bytes().any(|b| b.is_ascii_uppercase()),
+                    "{text:?}"
+                );
+                assert_eq!(digit, text.bytes().any(|b| b.is_ascii_digit()), "{text:?}");
+                text
+            })
+            .collect()
+    }
+
     #[test]
     fn raw_words_match_their_definition() {
         let texts = [
@@ -334,14 +396,10 @@ mod tests {
             "5\u{e9}",
         ];
         for text in texts {
-            assert_eq!(
-                raw_words(text).collect::<Vec<_>>(),
-                reference_words(text),
-                "{text:?}"
-            );
+            assert_eq!(scanned(text), reference_words(text), "{text:?}");
         }
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        let alphabet: Vec<char> = "aZ09_ -.\u{e9}\u{4e2d}\u{663}\u{a0}\u{1F600}\n"
+        let alphabet: Vec<char> = "aZ09_ -.\u{e9}\u{c9}\u{212a}\u{4e2d}\u{663}\u{a0}\u{1F600}\n"
             .chars()
             .collect();
         for _ in 0..500 {
@@ -352,11 +410,7 @@ mod tests {
                 state ^= state << 17;
                 text.push(alphabet[(state % alphabet.len() as u64) as usize]);
             }
-            assert_eq!(
-                raw_words(&text).collect::<Vec<_>>(),
-                reference_words(&text),
-                "{text:?}"
-            );
+            assert_eq!(scanned(&text), reference_words(&text), "{text:?}");
         }
     }
 
@@ -365,22 +419,21 @@ mod tests {
     fn reference_scores(query: &Query, docs: &[String]) -> Vec<f64> {
         let n = docs.len();
         let terms: Vec<&str> = query.terms.iter().map(String::as_str).collect();
-        let mut buf = String::new();
         let mut lengths = Vec::new();
         let mut counts: Vec<Vec<(usize, usize)>> = Vec::new();
         let mut df = vec![0usize; terms.len()];
         for doc in docs {
             let mut length = 0usize;
             let mut tf: Vec<(usize, usize)> = Vec::new();
-            for_each_word(doc, &mut buf, |word| {
+            for word in words(doc) {
                 length += 1;
-                if let Ok(t) = terms.binary_search(&word) {
+                if let Ok(t) = terms.binary_search(&word.as_str()) {
                     match tf.iter_mut().find(|(term, _)| *term == t) {
                         Some((_, count)) => *count += 1,
                         None => tf.push((t, 1)),
                     }
                 }
-            });
+            }
             tf.sort_unstable();
             for &(t, _) in &tf {
                 df[t] += 1;
