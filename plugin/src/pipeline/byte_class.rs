@@ -1,5 +1,6 @@
 //! What each byte value is to the walks over the words of a tool output (relevance's words, log
-//! templates): one table, so a walk pays one load per byte instead of a chain of range tests.
+//! templates, log level words): one table, so a walk pays one load per byte instead of a chain
+//! of range tests.
 //! These walks run over every item and line, some of them twice.
 
 /// `a`–`z`.

@@ -5,6 +5,7 @@
 
 use crate::json::{Document, Kind};
 
+use super::byte_class::{ALPHANUMERIC, UNDERSCORE, class};
 use super::needle::Needle;
 
 /// What a tool output is.
@@ -307,24 +308,10 @@ pub(crate) enum Level {
     Error,
 }
 
-/// ASCII letters, digits and `_`: the bytes of a word [`line_level`] looks at, as a table (this
-/// test runs on every byte of every log line).
+/// ASCII letters, digits and `_`: the bytes of a word [`line_level`] looks at, by their
+/// [`class`] (this test runs on every byte of every log line).
 fn is_word_byte(b: u8) -> bool {
-    const WORD_BYTES: [bool; 256] = {
-        let mut table = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let byte = b as u8;
-            // Indexing in a constant: evaluation fails the build, not a request.
-            #[allow(clippy::indexing_slicing)]
-            {
-                table[b] = byte.is_ascii_alphanumeric() || byte == b'_';
-            }
-            b += 1;
-        }
-        table
-    };
-    WORD_BYTES.get(usize::from(b)).copied().unwrap_or(false)
+    class(b) & (ALPHANUMERIC | UNDERSCORE) != 0
 }
 
 /// Upper-case level names a log line may hold as whole words.
