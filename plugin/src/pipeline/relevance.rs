@@ -210,33 +210,30 @@ impl Query {
                 *slot |= 1 << (b & 63);
             }
         }
-        // Of a lowercased word: its length and first byte.
-        let may_be_term = |len: usize, first: u8| {
-            lengths_seen & (1 << len.min(63)) != 0
-                && firsts_seen
-                    .get(usize::from(first >> 6))
-                    .is_some_and(|slot| slot & (1 << (first & 63)) != 0)
+        // Lowercasing keeps an ASCII word's length, and its first byte lowercased is the
+        // lowercased word's: an ASCII word is ruled out before it is lowercased, another after.
+        let may_be_term = |word: &str| {
+            lengths_seen & (1 << word.len().min(63)) != 0
+                && word.as_bytes().first().is_some_and(|&b| {
+                    let b = b.to_ascii_lowercase();
+                    firsts_seen
+                        .get(usize::from(b >> 6))
+                        .is_some_and(|slot| slot & (1 << (b & 63)) != 0)
+                })
         };
         for doc in docs {
             let mut length = 0usize;
             hits.clear();
             for word in raw_words(doc.as_ref()) {
                 length += 1;
-                // Lowercasing keeps an ASCII word's length and lowercases its first byte, so
-                // most words are ruled out before they are lowercased.
-                if word.ascii
-                    && !word.text.as_bytes().first().is_some_and(|&first| {
-                        may_be_term(word.text.len(), first.to_ascii_lowercase())
-                    })
-                {
+                if word.ascii && !may_be_term(word.text) {
                     continue;
                 }
-                let word = lowercase(word, &mut buf);
-                if word
-                    .as_bytes()
-                    .first()
-                    .is_some_and(|&first| may_be_term(word.len(), first))
-                    && let Ok(t) = self.terms.binary_search_by(|term| term.as_str().cmp(word))
+                let lowered = lowercase(word, &mut buf);
+                if (word.ascii || may_be_term(lowered))
+                    && let Ok(t) = self
+                        .terms
+                        .binary_search_by(|term| term.as_str().cmp(lowered))
                 {
                     hits.push(t);
                 }
