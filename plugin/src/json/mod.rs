@@ -7,7 +7,7 @@
 
 mod minify;
 mod span;
-mod special;
+pub(crate) mod special;
 mod string;
 
 pub use minify::{minify, minify_bounded};

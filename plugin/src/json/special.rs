@@ -4,7 +4,8 @@
 //! arithmetic (SWAR): portable, safe, and as fast in wasm as natively, where a byte loop was
 //! the parser's largest cost (issue 18's profile).
 
-const LOWS: u64 = u64::from_ne_bytes([0x7f; 8]);
+/// The low seven bits of every byte.
+pub(crate) const LOWS: u64 = u64::from_ne_bytes([0x7f; 8]);
 const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
 const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
 /// The bits a byte below 0x20 has clear.
@@ -12,7 +13,7 @@ const CONTROL: u64 = u64::from_ne_bytes([0xe0; 8]);
 
 /// The high bit of each zero byte of `word`, exactly: the sum of two 7-bit values never
 /// carries into the next byte.
-const fn zero_bytes(word: u64) -> u64 {
+pub(crate) const fn zero_bytes(word: u64) -> u64 {
     !(((word & LOWS).wrapping_add(LOWS)) | word | LOWS)
 }
 
@@ -42,16 +43,28 @@ fn is_special(byte: u8) -> bool {
 
 /// Offset of the first `"`, `\` or control character in `bytes`.
 pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
+    find_flagged(bytes, 0, special_bytes, is_special)
+}
+
+/// Offset of the first byte at or after `from` that `flags` flags in a word (the high bit of
+/// each such byte, exactly) and `is_flagged` says of a byte alone (for the last few bytes):
+/// eight bytes at a time, then byte by byte.
+pub(crate) fn find_flagged(
+    bytes: &[u8],
+    from: usize,
+    flags: impl Fn(u64) -> u64,
+    is_flagged: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut at = from;
     while let Some(word) = word_at(bytes, at) {
-        let flags = special_bytes(word);
-        if flags != 0 {
-            return Some(at + first_flagged(flags));
+        let flagged = flags(word);
+        if flagged != 0 {
+            return Some(at + first_flagged(flagged));
         }
         at += 8;
     }
     let tail = bytes.get(at..).unwrap_or_default();
-    tail.iter().position(|&b| is_special(b)).map(|i| at + i)
+    tail.iter().position(|&b| is_flagged(b)).map(|i| at + i)
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! What each byte value is to the walks over the words of a tool output (relevance's words, log
 //! templates, log level words): one table, so a walk pays one load per byte instead of a chain
 //! of range tests.
-//! These walks run over every item and line, some of them twice.
+//! These walks run over every item and line, some of them twice. A log template only changes
+//! at digits and quotes, so its walk first skips to the next one eight bytes at a time
+//! ([`find_digit_or_quote`]).
+
+use crate::json::special::{LOWS, find_flagged, zero_bytes};
 
 /// `a`–`z`.
 pub(crate) const LOWER: u8 = 1;
@@ -48,9 +52,78 @@ pub(crate) fn class(byte: u8) -> u8 {
     CLASSES.get(usize::from(byte)).copied().unwrap_or(0)
 }
 
+/// The high bit of each byte of `word` that is an ASCII digit or a quote (`"`, `'`), exactly:
+/// a 7-bit value plus `0x50` or `0x46` never carries into the next byte, and a byte with its
+/// high bit set is neither.
+const fn digit_or_quote_bytes(word: u64) -> u64 {
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const FROM_ZERO: u64 = u64::from_ne_bytes([0x80 - b'0'; 8]);
+    const PAST_NINE: u64 = u64::from_ne_bytes([0x80 - b'9' - 1; 8]);
+    const DOUBLE: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const SINGLE: u64 = u64::from_ne_bytes([b'\''; 8]);
+    let low = word & LOWS;
+    let digits = low.wrapping_add(FROM_ZERO) & !low.wrapping_add(PAST_NINE) & !word & HIGHS;
+    digits | zero_bytes(word ^ DOUBLE) | zero_bytes(word ^ SINGLE)
+}
+
+/// Offset in `bytes` of the first ASCII digit or quote at or after `from`: what a log
+/// template changes (everything else of a line is its own template). Eight bytes at a time,
+/// like the JSON string scan ([`crate::json::special`]); this runs over every log line.
+pub(crate) fn find_digit_or_quote(bytes: &[u8], from: usize) -> Option<usize> {
+    find_flagged(bytes, from, digit_or_quote_bytes, |b| {
+        class(b) & (DIGIT | QUOTE) != 0
+    })
+}
+
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_and_quote_flags_are_exact_for_every_byte_value_in_every_lane() {
+        for byte in 0..=255u8 {
+            for lane in 0..8 {
+                for fill in [0u8, b'a', b'/', b':', b'!', b'(', 0x7f, 0xff, 0xb0] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = byte;
+                    let flags = digit_or_quote_bytes(u64::from_le_bytes(bytes));
+                    for (i, b) in bytes.iter().enumerate() {
+                        let flagged = flags & (0x80 << (8 * i)) != 0;
+                        let expected = b.is_ascii_digit() || *b == b'"' || *b == b'\'';
+                        assert_eq!(flagged, expected, "{bytes:?} lane {i}");
+                    }
+                    assert_eq!(flags & !u64::from_ne_bytes([0x80; 8]), 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn finds_the_first_digit_or_quote_from_any_start() {
+        let naive = |bytes: &[u8], from: usize| {
+            (from..bytes.len())
+                .find(|&i| bytes[i].is_ascii_digit() || matches!(bytes[i], b'"' | b'\''))
+        };
+        for byte in 0..=255u8 {
+            for at in 0..20 {
+                let mut bytes = vec![b'x'; 24];
+                bytes[at] = byte;
+                bytes[at + 1] = b'7';
+                for from in [0, at, at + 1, at + 2, 23, 24, 30] {
+                    assert_eq!(
+                        find_digit_or_quote(&bytes, from),
+                        naive(&bytes, from),
+                        "{byte:#x} at {at} from {from}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            find_digit_or_quote("plain text, é and 😀".as_bytes(), 0),
+            None
+        );
+    }
 
     #[test]
     fn flags_are_the_std_predicates() {

@@ -6,7 +6,7 @@
 use crate::json::{Document, Kind};
 
 use super::byte_class::{ALPHANUMERIC, UNDERSCORE, class};
-use super::needle::Needle;
+use super::needle::{CaselessNeedle, Needle};
 
 /// What a tool output is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -368,37 +368,48 @@ pub(crate) fn line_level(line: &str) -> Level {
         Some(b'W') => level = Level::Warn,
         _ => {}
     }
-    let lower = line.trim_start().to_ascii_lowercase();
-    let error_prefixes = [
-        "error:",
-        "error[",
-        "[error]",
-        "fatal:",
-        "panic:",
-        "npm err!",
-        "yarn error",
-        "e ",
-        "traceback (most recent call last)",
-        "exception in thread",
-        "caused by:",
+    written_level(line, level)
+}
+
+/// The level of `line` given `level`, the one its upper-case words and logcat letter gave:
+/// the error and warning forms written out (`error:`, `[warn]`, `level=error`, a panic, an
+/// exception line, a deprecation), compared regardless of ASCII case without a lowercased
+/// copy of the line.
+fn written_level(line: &str, mut level: Level) -> Level {
+    static ERROR_PREFIXES: [CaselessNeedle; 11] = [
+        CaselessNeedle::new("error:"),
+        CaselessNeedle::new("error["),
+        CaselessNeedle::new("[error]"),
+        CaselessNeedle::new("fatal:"),
+        CaselessNeedle::new("panic:"),
+        CaselessNeedle::new("npm err!"),
+        CaselessNeedle::new("yarn error"),
+        CaselessNeedle::new("e "),
+        CaselessNeedle::new("traceback (most recent call last)"),
+        CaselessNeedle::new("exception in thread"),
+        CaselessNeedle::new("caused by:"),
     ];
-    static LEVEL_ERROR: Needle = Needle::new("level=error");
-    static JSON_LEVEL_ERROR: Needle = Needle::new("\"level\":\"error\"");
-    static LEVEL_WARN: Needle = Needle::new("level=warn");
-    static DEPRECAT: Needle = Needle::new("deprecat");
-    if error_prefixes.iter().any(|p| lower.starts_with(p))
-        || LEVEL_ERROR.is_in(&lower)
-        || JSON_LEVEL_ERROR.is_in(&lower)
-        || PANICKED_AT.is_in(&lower)
-        || is_exception_line(line.trim_start())
+    static LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("level=error");
+    static JSON_LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("\"level\":\"error\"");
+    static CASELESS_PANICKED_AT: CaselessNeedle = CaselessNeedle::new("' panicked at");
+    static WARNING: CaselessNeedle = CaselessNeedle::new("warning:");
+    static WARN_BRACKET: CaselessNeedle = CaselessNeedle::new("[warn");
+    static LEVEL_WARN: CaselessNeedle = CaselessNeedle::new("level=warn");
+    static DEPRECAT: CaselessNeedle = CaselessNeedle::new("deprecat");
+    let trimmed = line.trim_start();
+    if ERROR_PREFIXES.iter().any(|p| p.starts(trimmed))
+        || LEVEL_ERROR.is_in(trimmed)
+        || JSON_LEVEL_ERROR.is_in(trimmed)
+        || CASELESS_PANICKED_AT.is_in(trimmed)
+        || is_exception_line(trimmed)
     {
         return Level::Error;
     }
     if level == Level::Other
-        && (lower.starts_with("warning:")
-            || lower.starts_with("[warn")
-            || LEVEL_WARN.is_in(&lower)
-            || DEPRECAT.is_in(&lower))
+        && (WARNING.starts(trimmed)
+            || WARN_BRACKET.starts(trimmed)
+            || LEVEL_WARN.is_in(trimmed)
+            || DEPRECAT.is_in(trimmed))
     {
         level = Level::Warn;
     }
@@ -697,6 +708,47 @@ fn code_language(lines: &[&str]) -> Option<(&'static str, f64)> {
     Some((name, (0.5 + ratio).min(1.0)))
 }
 
+/// What [`written_level`] computed before it compared without a lowercased copy: the
+/// reference it is property-tested against.
+#[cfg(test)]
+fn written_level_by_lowercasing(line: &str, mut level: Level) -> Level {
+    let lower = line.trim_start().to_ascii_lowercase();
+    let error_prefixes = [
+        "error:",
+        "error[",
+        "[error]",
+        "fatal:",
+        "panic:",
+        "npm err!",
+        "yarn error",
+        "e ",
+        "traceback (most recent call last)",
+        "exception in thread",
+        "caused by:",
+    ];
+    static LEVEL_ERROR: Needle = Needle::new("level=error");
+    static JSON_LEVEL_ERROR: Needle = Needle::new("\"level\":\"error\"");
+    static LEVEL_WARN: Needle = Needle::new("level=warn");
+    static DEPRECAT: Needle = Needle::new("deprecat");
+    if error_prefixes.iter().any(|p| lower.starts_with(p))
+        || LEVEL_ERROR.is_in(&lower)
+        || JSON_LEVEL_ERROR.is_in(&lower)
+        || PANICKED_AT.is_in(&lower)
+        || is_exception_line(line.trim_start())
+    {
+        return Level::Error;
+    }
+    if level == Level::Other
+        && (lower.starts_with("warning:")
+            || lower.starts_with("[warn")
+            || LEVEL_WARN.is_in(&lower)
+            || DEPRECAT.is_in(&lower))
+    {
+        level = Level::Warn;
+    }
+    level
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -736,6 +788,32 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(level_word(&line), expected, "{:?}", line);
+        }
+
+        /// Comparing regardless of case gives the level lowercasing the line gave: prefixes,
+        /// logfmt and JSON levels, panics and deprecations in any case, after indentation.
+        #[test]
+        fn levels_are_what_lowercasing_the_line_gave(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Error:", "ERROR[", "[Error]", "Fatal:", "PANIC:", "npm ERR!", "Yarn Error",
+                    "E ", "e ", "Traceback (most recent call last)", "Exception in thread",
+                    "Caused By:", "Level=Error", "level=warn", "LEVEL=WARN", "\"Level\":\"ERROR\"",
+                    "thread 'main' Panicked at", "Deprecated", "DEPRECATION", "Warning:", "[WARN]",
+                    "[warning]", "ValueError:", "  ", "\t", " ", "x", "é", "É", "7", ":", "'",
+                    "\"", "=", "level", "info", "INFO",
+                ]),
+                0..8,
+            )
+        ) {
+            let line: String = parts.concat();
+            for level in [Level::Other, Level::Warn, Level::Error] {
+                proptest::prop_assert_eq!(
+                    written_level(&line, level),
+                    written_level_by_lowercasing(&line, level),
+                    "{:?} {:?}", line, level
+                );
+            }
         }
     }
 

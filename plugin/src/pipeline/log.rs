@@ -15,14 +15,16 @@
 //!   each, the others are left out, counted by the marker.
 //!
 //! The first and last lines stay. Everything left out is kept under the block's hash (the
-//! marker names it). Linear in the lines: one template and two hash-map lookups per line.
+//! marker names it). Linear in the lines: one template (written into one buffer) and two hash-map
+//! lookups per line.
 
-use super::byte_class::{ALPHANUMERIC, DIGIT, HEX, QUOTE, class};
+use super::byte_class::{ALPHANUMERIC, DIGIT, HEX, class, find_digit_or_quote};
 use super::fixed_hash::FixedMap;
 
 use super::detect::{Level, PANICKED_AT, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
 use super::marker::{Marker, count_of};
+use super::needle::CaselessNeedle;
 use super::relevance::Query;
 use super::signals::has_severity_root;
 use super::text::strip_ansi;
@@ -109,6 +111,8 @@ pub fn compress(
     let (mut severe_lines, mut frames) = (0usize, 0usize);
     // The exception line of a repeated traceback (counted with the traceback).
     let mut counted_exception: Option<usize> = None;
+    // The current line's template: one buffer, copied into a map only when new.
+    let mut line_template = String::new();
     for i in 0..n {
         let line = lines.get(i).copied().unwrap_or("");
         let trimmed = line.trim_start();
@@ -152,14 +156,14 @@ pub fn compress(
         }
         if is_severe(line) {
             severe_lines += 1;
-            let template = severe_template(line);
-            if let Some(&first) = severe_first.get(&template) {
+            write_template(line, true, &mut line_template);
+            if let Some(&first) = severe_first.get(line_template.as_str()) {
                 if let Some(count) = repeats.get_mut(first) {
                     *count += 1;
                 }
                 continue;
             }
-            severe_first.insert(template, i);
+            severe_first.insert(line_template.clone(), i);
             if current == Why::Dropped
                 && let Some(slot) = why.get_mut(i)
             {
@@ -184,15 +188,15 @@ pub fn compress(
             // exception's.
             frames += 1;
         } else {
-            let template = template(line);
-            match routine_first.get(&template) {
+            write_template(line, false, &mut line_template);
+            match routine_first.get(line_template.as_str()) {
                 Some(&first) => {
                     if let Some(count) = repeats.get_mut(first) {
                         *count += 1;
                     }
                 }
                 None => {
-                    routine_first.insert(template, i);
+                    routine_first.insert(line_template.clone(), i);
                     routine.push(i);
                 }
             }
@@ -358,19 +362,25 @@ fn keep_trace(lines: &[&str], why: &mut [Why], at: usize, context: usize) {
 
 /// Test and build summaries: `=== 3 failed, 10 passed ===`, `test result:`, `Tests: ...`.
 fn is_summary(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
+    // Lowercase forms, compared regardless of ASCII case (no lowercased copy of the line).
+    static PREFIXES: [CaselessNeedle; 7] = [
+        CaselessNeedle::new("running "),
+        CaselessNeedle::new("test result:"),
+        CaselessNeedle::new("tests:"),
+        CaselessNeedle::new("test suites:"),
+        CaselessNeedle::new("build success"),
+        CaselessNeedle::new("build failure"),
+        CaselessNeedle::new("build failed"),
+    ];
+    static PASSED: CaselessNeedle = CaselessNeedle::new(" passed");
+    static FAILED: CaselessNeedle = CaselessNeedle::new("failed");
+    static IN: CaselessNeedle = CaselessNeedle::new(" in ");
     (line.starts_with("===") && line.len() > 6 && !line.trim_matches('=').trim().is_empty())
         || (line.starts_with("___") && !line.trim_matches('_').trim().is_empty())
-        || lower.starts_with("running ")
-        || lower.starts_with("test result:")
-        || lower.starts_with("tests:")
-        || lower.starts_with("test suites:")
-        || lower.starts_with("build success")
-        || lower.starts_with("build failure")
-        || lower.starts_with("build failed")
-        || lower.contains(" passed")
-            && lower.chars().any(|c| c.is_ascii_digit())
-            && (lower.contains("failed") || lower.contains(" in "))
+        || PREFIXES.iter().any(|p| p.starts(line))
+        || PASSED.is_in(line)
+            && line.bytes().any(|b| b.is_ascii_digit())
+            && (FAILED.is_in(line) || IN.is_in(line))
 }
 
 /// A line with its variable parts masked: digit runs become `0`, hex runs of 6+ and quoted
@@ -388,62 +398,82 @@ pub fn severe_template(line: &str) -> String {
 }
 
 fn template_with(line: &str, keep_quoted: bool) -> String {
-    // Byte by byte: every character that matters is ASCII, and the runs between them (any
-    // other bytes, UTF-8 included) are copied whole, so a run ends on a character boundary.
-    let bytes = line.as_bytes();
     let mut out = String::with_capacity(line.len());
+    write_template(line, keep_quoted, &mut out);
+    out
+}
+
+/// Writes the template of `line` (as [`template`], or [`severe_template`] when `keep_quoted`)
+/// to `out`, which it clears first: the log compressor makes one per line into one buffer and
+/// allocates only for a template it has not seen.
+///
+/// Every character that matters is ASCII, and most of a line is its own template (words
+/// without digits, punctuation, non-ASCII text): only what changes (a word with a digit, a
+/// collapsed quoted string) is looked at and written piecewise; the runs before it are copied
+/// whole, each ending on a character boundary.
+fn write_template(line: &str, keep_quoted: bool, out: &mut String) {
+    out.clear();
+    let bytes = line.as_bytes();
+    // `line[copied..at]` is its own template and is not written yet.
+    let mut copied = 0;
     let mut at = 0;
-    while let Some(&b) = bytes.get(at) {
-        // A quote opens a string; an apostrophe inside a word (`you've`) does not.
-        let opens = b == b'"'
-            || (b == b'\''
-                && !line
-                    .get(..at)
-                    .and_then(|head| head.chars().next_back())
-                    .is_some_and(char::is_alphanumeric));
-        if opens {
-            out.push(char::from(b));
-            at += 1;
-            if !keep_quoted {
-                // Skip to past the closing quote, or to the end.
-                let rest = bytes.get(at..).unwrap_or_default();
-                at = rest
-                    .iter()
-                    .position(|&d| d == b)
-                    .map_or(bytes.len(), |i| at + i + 1);
-                out.push(char::from(b));
+    // Only a digit or a quote changes anything: words without digits, punctuation and
+    // non-ASCII text are skipped eight bytes at a time.
+    while let Some(found) = find_digit_or_quote(bytes, at) {
+        let Some(&b) = bytes.get(found) else { break };
+        if class(b) & DIGIT != 0 {
+            // The word holding it: back to its start (never before `at`, which is a word's
+            // start or follows a byte that ends one), then forward, noting whether it is all
+            // hex.
+            let mut start = found;
+            while start > at
+                && bytes
+                    .get(start - 1)
+                    .is_some_and(|&d| class(d) & ALPHANUMERIC != 0)
+            {
+                start -= 1;
             }
-        } else if b.is_ascii_alphanumeric() {
-            // The word, in one pass that also notes what `push_word_template` needs.
-            let mut end = at;
-            let mut has_digit = false;
+            let mut end = start;
             let mut all_hex = true;
             while let Some(&d) = bytes.get(end) {
                 let flags = class(d);
                 if flags & ALPHANUMERIC == 0 {
                     break;
                 }
-                has_digit |= flags & DIGIT != 0;
                 all_hex &= flags & HEX != 0;
                 end += 1;
             }
-            let word = line.get(at..end).unwrap_or_default();
-            push_word_template(word, has_digit, all_hex, &mut out);
+            out.push_str(line.get(copied..start).unwrap_or_default());
+            let word = line.get(start..end).unwrap_or_default();
+            push_word_template(word, true, all_hex, out);
+            copied = end;
             at = end;
+        } else if !keep_quoted && opens_string(line, found) {
+            // The opening quote stays, the string goes, the closing quote is written (also
+            // when the string is never closed).
+            let close = bytes
+                .get(found + 1..)
+                .and_then(|rest| rest.iter().position(|&d| d == b));
+            out.push_str(line.get(copied..=found).unwrap_or_default());
+            out.push(char::from(b));
+            at = close.map_or(bytes.len(), |i| found + 1 + i + 1);
+            copied = at;
         } else {
-            // This byte (an apostrophe inside a word, or any other) and the run after it.
-            let mut end = at + 1;
-            while bytes
-                .get(end)
-                .is_some_and(|&d| class(d) & (ALPHANUMERIC | QUOTE) == 0)
-            {
-                end += 1;
-            }
-            out.push_str(line.get(at..end).unwrap_or_default());
-            at = end;
+            // An apostrophe inside a word or, when `keep_quoted`, any quote: its own template.
+            at = found + 1;
         }
     }
-    out
+    out.push_str(line.get(copied..).unwrap_or_default());
+}
+
+/// Whether the quote at byte `at` of `line` opens a string: a double quote always, an
+/// apostrophe unless it is inside a word (`you've`).
+fn opens_string(line: &str, at: usize) -> bool {
+    line.as_bytes().get(at) == Some(&b'"')
+        || !line
+            .get(..at)
+            .and_then(|head| head.chars().next_back())
+            .is_some_and(char::is_alphanumeric)
 }
 
 /// Appends the template of an ASCII word (`has_digit`: it holds an ASCII digit; `all_hex`:
@@ -513,6 +543,25 @@ fn template_by_chars(line: &str, keep_quoted: bool) -> String {
     out
 }
 
+/// What [`is_summary`] computed before it compared without a lowercased copy: the reference
+/// it is property-tested against.
+#[cfg(test)]
+fn is_summary_by_lowercasing(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    (line.starts_with("===") && line.len() > 6 && !line.trim_matches('=').trim().is_empty())
+        || (line.starts_with("___") && !line.trim_matches('_').trim().is_empty())
+        || lower.starts_with("running ")
+        || lower.starts_with("test result:")
+        || lower.starts_with("tests:")
+        || lower.starts_with("test suites:")
+        || lower.starts_with("build success")
+        || lower.starts_with("build failure")
+        || lower.starts_with("build failed")
+        || lower.contains(" passed")
+            && lower.chars().any(|c| c.is_ascii_digit())
+            && (lower.contains("failed") || lower.contains(" in "))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -520,7 +569,7 @@ mod tests {
 
     proptest::proptest! {
         /// The byte walk makes the templates the character walk made, quotes, apostrophes,
-        /// hex ids, digit runs and non-ASCII text included.
+        /// hex ids, digit runs and non-ASCII text included, also into a reused buffer.
         #[test]
         fn templates_agree_with_the_character_walk(
             parts in proptest::collection::vec(
@@ -529,9 +578,32 @@ mod tests {
             )
         ) {
             let line: String = parts.concat();
+            // The compressor's buffer holds the previous line's template.
+            let mut reused = String::from("the previous line's 0 template");
             for keep in [false, true] {
-                proptest::prop_assert_eq!(template_with(&line, keep), template_by_chars(&line, keep));
+                let expected = template_by_chars(&line, keep);
+                proptest::prop_assert_eq!(&template_with(&line, keep), &expected);
+                write_template(&line, keep, &mut reused);
+                proptest::prop_assert_eq!(&reused, &expected);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Comparing regardless of case finds the summaries lowercasing the line found.
+        #[test]
+        fn summaries_are_what_lowercasing_the_line_found(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Running ", "TEST RESULT:", "Tests:", "Test Suites:", "BUILD SUCCESS",
+                    "Build Failure", "build FAILED", " Passed", " passed", "FAILED", " IN ",
+                    " in ", "===", "___", "=", "_", " ", "3", "x", "é", "ok",
+                ]),
+                0..8,
+            )
+        ) {
+            let line: String = parts.concat();
+            proptest::prop_assert_eq!(is_summary(&line), is_summary_by_lowercasing(&line), "{:?}", line);
         }
     }
 
