@@ -391,7 +391,7 @@ fn written_level(line: &str, mut level: Level) -> Level {
     ];
     static LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("level=error");
     static JSON_LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("\"level\":\"error\"");
-    static CASELESS_PANICKED_AT: CaselessNeedle = CaselessNeedle::new("' panicked at");
+    static CASELESS_PANICKED_AT: CaselessNeedle = CaselessNeedle::new(PANICKED_AT_TEXT);
     static WARNING: CaselessNeedle = CaselessNeedle::new("warning:");
     static WARN_BRACKET: CaselessNeedle = CaselessNeedle::new("[warn");
     static LEVEL_WARN: CaselessNeedle = CaselessNeedle::new("level=warn");
@@ -434,7 +434,10 @@ fn logcat_level(line: &str) -> Option<u8> {
 }
 
 /// A Rust panic (`thread 'main' panicked at src/main.rs:2:5`).
-pub(crate) static PANICKED_AT: Needle = Needle::new("' panicked at");
+pub(crate) static PANICKED_AT: Needle = Needle::new(PANICKED_AT_TEXT);
+
+/// The text of [`PANICKED_AT`], which [`line_level`] also looks for regardless of case.
+const PANICKED_AT_TEXT: &str = "' panicked at";
 
 /// `SomethingError: ...` / `java.lang.IllegalStateException: ...` / `FooException`.
 pub(crate) fn is_exception_line(line: &str) -> bool {

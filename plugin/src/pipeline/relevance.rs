@@ -147,6 +147,8 @@ pub struct Query {
     terms: Vec<String>,
     /// Whether the text had more distinct terms than [`MAX_QUERY_TERMS`].
     truncated: bool,
+    /// The terms' signatures, made once per question rather than per scored collection.
+    signatures: Signatures,
 }
 
 /// The signatures of a query's terms, for [`Query::scores`] to rule out most words without a
@@ -154,6 +156,7 @@ pub struct Query {
 /// lowercased, hashed into a bit set of at least 128 bits per term (64 past 8,192 terms), so a
 /// word that is no term passes about once in 128 (length and first byte alone let most words
 /// of a log through: the terms of a question start with most letters and have most lengths).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Signatures {
     bits: Vec<u64>,
     /// `32 - log2(bits.len() * 64)`: the top bits of a multiplicative hash index the set.
@@ -169,11 +172,10 @@ impl Signatures {
             shift: 32 - (words * 64).trailing_zeros(),
         };
         for term in terms {
-            if let Some(bit) = signatures.bit(term) {
-                let (word, mask) = bit;
-                if let Some(slot) = signatures.bits.get_mut(word) {
-                    *slot |= mask;
-                }
+            if let Some((word, mask)) = signatures.bit(term)
+                && let Some(slot) = signatures.bits.get_mut(word)
+            {
+                *slot |= mask;
             }
         }
         signatures
@@ -209,8 +211,10 @@ impl Query {
             }
             terms.insert(word);
         }
+        let terms: Vec<String> = terms.into_iter().collect();
         Query {
-            terms: terms.into_iter().collect(),
+            signatures: Signatures::of(&terms),
+            terms,
             truncated,
         }
     }
@@ -247,21 +251,19 @@ impl Query {
         let mut df: FixedMap<usize, usize> = FixedMap::default();
         // Most words are no term: a word whose signature (length, first and last byte) no
         // term has is not looked up (exact: the filter only skips searches that would fail).
-        let signatures = Signatures::of(&self.terms);
         // Lowercasing keeps an ASCII word's length, and its first and last bytes lowercased
         // are the lowercased word's: an ASCII word is ruled out before it is lowercased,
         // another after.
-        let may_be_term = |word: &str| signatures.may_hold(word);
         for doc in docs {
             let mut length = 0usize;
             hits.clear();
             for word in raw_words(doc.as_ref()) {
                 length += 1;
-                if word.ascii && !may_be_term(word.text) {
+                if word.ascii && !self.signatures.may_hold(word.text) {
                     continue;
                 }
                 let lowered = lowercase(word, &mut buf);
-                if (word.ascii || may_be_term(lowered))
+                if (word.ascii || self.signatures.may_hold(lowered))
                     && let Ok(t) = self
                         .terms
                         .binary_search_by(|term| term.as_str().cmp(lowered))

@@ -159,21 +159,6 @@ fn any_starting_with(
     false
 }
 
-/// The first four bytes of each of [`SEVERITY_ROOTS`] as a little-endian word.
-// Indexing in a constant: evaluation fails the build, not a request (every root has four
-// bytes, asserted above).
-#[allow(clippy::indexing_slicing)]
-const SEVERITY_ROOT_HEADS: [u32; SEVERITY_ROOTS.len()] = {
-    let mut heads = [0u32; SEVERITY_ROOTS.len()];
-    let mut i = 0;
-    while i < SEVERITY_ROOTS.len() {
-        let root = SEVERITY_ROOTS[i].as_bytes();
-        heads[i] = u32::from_le_bytes([root[0], root[1], root[2], root[3]]);
-        i += 1;
-    }
-    heads
-};
-
 /// Bit 5 of every byte: set in a lowercase letter, so `byte | 0x20` equals a lowercase letter
 /// exactly when `byte` is that letter in either case.
 const CASE_BITS: u32 = 0x2020_2020;
@@ -182,8 +167,8 @@ const CASE_BITS: u32 = 0x2020_2020;
 /// on every line of every log). Every root is four or more letters, so:
 /// - where the fourth byte from here is no letter, no root starts at any of these four bytes:
 ///   the walk moves on by four;
-/// - elsewhere this byte picks the roots that can start with it (one table lookup), and each
-///   is compared on its first four bytes at once, case folded, before the rest.
+/// - elsewhere this byte picks the roots that can start with it ([`any_starting_with`]), and
+///   each is compared on its first four bytes at once, case folded, before the rest.
 fn holds_severity_root(bytes: &[u8]) -> bool {
     let mut at = 0usize;
     while let Some(&[first, second, third, fourth]) = bytes.get(at..at.saturating_add(4)) {
@@ -191,25 +176,18 @@ fn holds_severity_root(bytes: &[u8]) -> bool {
             at += 4;
             continue;
         }
-        let mut roots = SEVERITY_ROOTS_BY_FIRST
-            .get(usize::from(first))
-            .copied()
-            .unwrap_or(0);
-        if roots != 0 {
-            let head = u32::from_le_bytes([first, second, third, fourth]) | CASE_BITS;
-            while roots != 0 {
-                let i = roots.trailing_zeros() as usize;
-                roots &= roots - 1;
-                if SEVERITY_ROOT_HEADS.get(i) == Some(&head)
-                    && SEVERITY_ROOTS.get(i).is_some_and(|root| {
-                        bytes
-                            .get(at..at + root.len())
-                            .is_some_and(|part| part.eq_ignore_ascii_case(root.as_bytes()))
-                    })
-                {
-                    return true;
-                }
-            }
+        let head = u32::from_le_bytes([first, second, third, fourth]) | CASE_BITS;
+        let rest = bytes.get(at..).unwrap_or_default();
+        if any_starting_with(&SEVERITY_ROOTS, &SEVERITY_ROOTS_BY_FIRST, rest, |root| {
+            let root = root.as_bytes();
+            root.get(..4)
+                .and_then(|h| <[u8; 4]>::try_from(h).ok())
+                .is_some_and(|h| u32::from_le_bytes(h) == head)
+                && rest
+                    .get(..root.len())
+                    .is_some_and(|part| part.eq_ignore_ascii_case(root))
+        }) {
+            return true;
         }
         at += 1;
     }
