@@ -19,9 +19,10 @@
 //! compressing it again changes nothing: tables and marked texts are never reprocessed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use super::fixed_hash::FixedMap;
+use super::fixed_hash::{FixedMap, FixedSet};
+use crate::tokens::hash_bytes;
 
 use super::adaptive::{keep_count, novelty};
 use super::config::PipelineConfig;
@@ -241,10 +242,10 @@ fn write_value(ctx: &mut Ctx<'_>, value: Value<'_>, out: &mut String, path: &Pat
 }
 
 fn is_table(value: Value<'_>) -> bool {
-    value
-        .members()
-        .next()
-        .is_some_and(|(key, _)| key == format!("\"{TABLE_KEY}\""))
+    value.members().next().is_some_and(|(key, _)| {
+        // The raw key, quotes included (no allocation: this runs for every object).
+        key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) == Some(TABLE_KEY)
+    })
 }
 
 /// One array item, rendered.
@@ -513,17 +514,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
         flag_all(&relevant, &mut is_relevant);
     }
     // Duplicates: low uniqueness says the repeats can go.
-    // Only looked up: a hash map with fixed keys (items share long prefixes, which makes
-    // ordered comparisons slow).
-    let mut first_seen: FixedMap<&str, usize> = FixedMap::default();
-    let mut duplicate = vec![false; n];
-    for (i, item) in items.iter().enumerate() {
-        if first_seen.insert(item.text.as_ref(), i).is_some()
-            && let Some(slot) = duplicate.get_mut(i)
-        {
-            *slot = true;
-        }
-    }
+    let duplicate = repeats(&texts);
     let duplicates = duplicate.iter().filter(|d| **d).count();
     // Only whole records repeat meaninglessly; repeated numbers, booleans or nulls are data.
     let records = items
@@ -605,6 +596,30 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
         }
     }
     (kept < n).then_some((keep, why))
+}
+
+/// Which of `texts` repeat an earlier one.
+///
+/// Only looked up, so hash maps (items share long prefixes, which makes ordered comparisons
+/// slow). A text first goes by a fast hash of its bytes: one whose fast hash no other text has
+/// repeats nothing, and only texts sharing one are hashed again with SipHash and compared (so a
+/// body built to collide on the fast hash costs what every body cost before). SipHash over
+/// every item's bytes was a tenth of this selection in the guest.
+fn repeats(texts: &[&str]) -> Vec<bool> {
+    let fast: Vec<u64> = texts.iter().map(|t| hash_bytes(t.as_bytes())).collect();
+    let mut sharing: FixedMap<u64, bool> = FixedMap::default();
+    for &h in &fast {
+        sharing
+            .entry(h)
+            .and_modify(|shared| *shared = true)
+            .or_insert(false);
+    }
+    let mut first_seen: FixedSet<&str> = FixedSet::default();
+    texts
+        .iter()
+        .zip(&fast)
+        .map(|(text, h)| sharing.get(h) == Some(&true) && !first_seen.insert(text))
+        .collect()
 }
 
 /// How an item reports an error, weakest first.
@@ -690,6 +705,49 @@ fn error_mark(value: Value<'_>) -> ErrorMark {
     }
 }
 
+/// The items' members by key, in key order: each key's (item index, value) pairs, in item
+/// order; a key repeated within one item keeps its last value.
+///
+/// Records list their keys in the same order, so the column of an item's `j`-th member is
+/// looked for at position `j` of the previous item's first: most members skip the map.
+fn columns<'d>(items: &[Item<'d>]) -> Vec<(&'d str, Vec<(usize, Value<'d>)>)> {
+    let mut columns: Vec<(&'d str, Vec<(usize, Value<'d>)>)> = Vec::new();
+    let mut by_key: FixedMap<&'d str, usize> = FixedMap::default();
+    // The column of each member of the last object, by member position.
+    let mut order: Vec<usize> = Vec::new();
+    let mut next_order: Vec<usize> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if item.value.kind() != Kind::Object {
+            continue;
+        }
+        next_order.clear();
+        for (j, (key, member)) in item.value.members().enumerate() {
+            let hinted = order
+                .get(j)
+                .copied()
+                .filter(|&c| columns.get(c).is_some_and(|(k, _)| *k == key));
+            let at = match hinted {
+                Some(c) => c,
+                None => *by_key.entry(key).or_insert_with(|| {
+                    columns.push((key, Vec::new()));
+                    columns.len() - 1
+                }),
+            };
+            next_order.push(at);
+            if let Some((_, column)) = columns.get_mut(at) {
+                // A duplicate key within one item: the last value wins, as it always has.
+                match column.last_mut() {
+                    Some((seen, value)) if *seen == i => *value = member,
+                    _ => column.push((i, member)),
+                }
+            }
+        }
+        std::mem::swap(&mut order, &mut next_order);
+    }
+    columns.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    columns
+}
+
 /// Per-field signals of an array of objects: rare keys, rare categorical values, numeric
 /// outliers, and the top items by a score field.
 ///
@@ -698,26 +756,13 @@ fn error_mark(value: Value<'_>) -> ErrorMark {
 /// cost items × keys). Every signal below looks only at the items holding a value; its
 /// indices into a column are mapped back to item indices.
 fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
-    let mut fields: BTreeMap<&str, Vec<(usize, Value<'_>)>> = BTreeMap::new();
-    for (i, item) in items.iter().enumerate() {
-        if item.value.kind() != Kind::Object {
-            continue;
-        }
-        for (key, member) in item.value.members() {
-            let column = fields.entry(key).or_default();
-            // A duplicate key within one item: the last value wins, as it always has.
-            match column.last_mut() {
-                Some((at, value)) if *at == i => *value = member,
-                _ => column.push((i, member)),
-            }
-        }
-    }
+    let fields = columns(items);
     let objects = items
         .iter()
         .filter(|i| i.value.kind() == Kind::Object)
         .count();
     let mut signals = Vec::new();
-    for (key, column) in &fields {
+    for (key, column) in fields {
         let present: Vec<usize> = column.iter().map(|(i, _)| *i).collect();
         let to_items = |indices: Vec<usize>| -> Vec<usize> {
             indices
@@ -737,16 +782,11 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
                     .and_then(|v| v.raw().parse().ok())
             })
             .collect();
-        let categorical: Vec<Option<&str>> = column
-            .iter()
-            .map(|(_, v)| {
-                Some(*v)
-                    .filter(|v| {
-                        matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40
-                    })
-                    .map(|v| v.raw())
-            })
-            .collect();
+        let categorical = column.iter().map(|(_, v)| {
+            Some(*v)
+                .filter(|v| matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40)
+                .map(|v| Cow::Borrowed(v.raw()))
+        });
         let name = key.trim_matches('"').to_ascii_lowercase();
         if matches!(
             name.as_str(),
@@ -764,19 +804,15 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
             }
         }
         signals.push(to_items(numeric_outliers(&numbers)));
-        signals.push(to_items(rare_values(&categorical)));
+        signals.push(to_items(rare_values(categorical)));
         // Free-text values with numbers in them ("heartbeat ping 17") are all distinct; their
         // templates are not, and a rare template ("checkpoint saved at step 4500") matters.
-        let templates: Vec<Option<String>> = column
-            .iter()
-            .map(|(_, v)| {
-                Some(*v)
-                    .filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
-                    .map(|v| template_of(v.raw()))
-            })
-            .collect();
-        let templates: Vec<Option<&str>> = templates.iter().map(Option::as_deref).collect();
-        signals.push(to_items(rare_values(&templates)));
+        let templates = column.iter().map(|(_, v)| {
+            Some(*v)
+                .filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
+                .map(|v| template_of(v.raw()))
+        });
+        signals.push(to_items(rare_values(templates)));
     }
     signals
 }
@@ -794,6 +830,83 @@ mod tests {
             ContentHash::of(text.as_bytes()),
         )
         .unwrap()
+    }
+
+    proptest::proptest! {
+        /// Texts that repeat, differ in one byte, or are empty: the same marks as one map of
+        /// every text.
+        #[test]
+        fn repeats_are_the_reference(
+            texts in proptest::collection::vec("(ab|abc|a|b|)(x{0,9})(1|2)?", 0..40)
+        ) {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let mut seen = std::collections::BTreeSet::new();
+            let reference: Vec<bool> = texts.iter().map(|t| !seen.insert(*t)).collect();
+            proptest::prop_assert_eq!(repeats(&texts), reference);
+        }
+    }
+
+    /// `columns` as it was: every member through an ordered map by key.
+    fn reference_columns<'d>(items: &[Item<'d>]) -> Vec<(&'d str, Vec<(usize, Value<'d>)>)> {
+        let mut fields: std::collections::BTreeMap<&str, Vec<(usize, Value<'_>)>> =
+            Default::default();
+        for (i, item) in items.iter().enumerate() {
+            if item.value.kind() != Kind::Object {
+                continue;
+            }
+            for (key, member) in item.value.members() {
+                let column = fields.entry(key).or_default();
+                match column.last_mut() {
+                    Some((at, value)) if *at == i => *value = member,
+                    _ => column.push((i, member)),
+                }
+            }
+        }
+        fields.into_iter().collect()
+    }
+
+    proptest::proptest! {
+        /// Records with their keys in one order, in another, missing, repeated within an
+        /// item, and items that are no objects: the same columns as the ordered map.
+        #[test]
+        fn columns_are_the_reference(
+            shapes in proptest::collection::vec(
+                proptest::option::weighted(0.9, proptest::collection::vec((0usize..6, 0u8..3), 0..7)),
+                0..30,
+            )
+        ) {
+            let text = format!(
+                "[{}]",
+                shapes
+                    .iter()
+                    .map(|shape| match shape {
+                        None => "7".to_string(),
+                        Some(members) => format!(
+                            "{{{}}}",
+                            members
+                                .iter()
+                                .map(|(k, v)| format!("\"k{k}\":{v}"))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let doc = Document::parse(text.as_bytes(), 8).unwrap();
+            let items: Vec<Item<'_>> = doc
+                .root()
+                .elements()
+                .map(|value| Item { value, text: Cow::Borrowed(""), cells: Vec::new() })
+                .collect();
+            let raw = |columns: Vec<(&str, Vec<(usize, Value<'_>)>)>| -> Vec<(String, Vec<(usize, String)>)> {
+                columns
+                    .into_iter()
+                    .map(|(k, c)| (k.to_string(), c.into_iter().map(|(i, v)| (i, v.raw().to_string())).collect()))
+                    .collect()
+            };
+            proptest::prop_assert_eq!(raw(columns(&items)), raw(reference_columns(&items)));
+        }
     }
 
     fn rows(n: usize, f: impl Fn(usize) -> String) -> String {

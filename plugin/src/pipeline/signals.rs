@@ -2,7 +2,7 @@
 //! search compressors: error words, statistical outliers, rare values. Lossy selection is only
 //! allowed when at least one signal fires (otherwise nothing says which items to keep).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 /// Words that mark an item as an error (matched as whole lowercase words).
 pub const ERROR_WORDS: [&str; 16] = [
@@ -309,31 +309,57 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
 /// Indices of items whose categorical value is rare: among `values` (`None` = absent), when a
 /// dominant value covers at least half of the items and there are at most 12 distinct values,
 /// items whose value occurs in at most a tenth of the items (at least once allowed).
-pub fn rare_values(values: &[Option<&str>]) -> Vec<usize> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for value in values.iter().flatten() {
-        *counts.entry(value).or_default() += 1;
+///
+/// The values come one at a time and the walk stops at a thirteenth distinct one: most columns
+/// of a tool output (ids, names, timestamps) are distinct from their first rows on, so their
+/// remaining values are never made (a template) nor compared.
+pub fn rare_values<'v>(values: impl IntoIterator<Item = Option<Cow<'v, str>>>) -> Vec<usize> {
+    // At most 12 entries: a linear search is cheaper than any map.
+    let mut distinct: Vec<(Cow<'v, str>, usize)> = Vec::new();
+    let mut of_item: Vec<Option<usize>> = Vec::new();
+    for value in values {
+        let id = match value {
+            None => None,
+            Some(value) => match distinct.iter().position(|(d, _)| *d == value) {
+                Some(at) => {
+                    if let Some((_, count)) = distinct.get_mut(at) {
+                        *count += 1;
+                    }
+                    Some(at)
+                }
+                None if distinct.len() == 12 => return Vec::new(),
+                None => {
+                    distinct.push((value, 1));
+                    Some(distinct.len() - 1)
+                }
+            },
+        };
+        of_item.push(id);
     }
-    let total: usize = counts.values().sum();
-    let top = counts.values().copied().max().unwrap_or(0);
-    if counts.len() < 2 || counts.len() > 12 || total < 5 || top * 2 < total {
+    let total: usize = distinct.iter().map(|(_, count)| count).sum();
+    let top = distinct.iter().map(|(_, count)| *count).max().unwrap_or(0);
+    if distinct.len() < 2 || total < 5 || top * 2 < total {
         return Vec::new();
     }
     let rare_limit = (total / 10).max(1);
-    values
+    of_item
         .iter()
         .enumerate()
-        .filter(|(_, v)| {
-            v.and_then(|v| counts.get(v))
-                .is_some_and(|&c| c <= rare_limit && c < top)
+        .filter(|(_, id)| {
+            id.and_then(|id| distinct.get(id))
+                .is_some_and(|&(_, c)| c <= rare_limit && c < top)
         })
         .map(|(i, _)| i)
         .collect()
 }
 
 /// The template of a value: every run of ASCII digits becomes one `#`, so values that differ
-/// only in their numbers (`ping 7`, `ping 12`) share a template.
-pub fn template_of(value: &str) -> String {
+/// only in their numbers (`ping 7`, `ping 12`) share a template. A value without digits is its
+/// own template (borrowed).
+pub fn template_of(value: &str) -> Cow<'_, str> {
+    if !value.bytes().any(|b| b.is_ascii_digit()) {
+        return Cow::Borrowed(value);
+    }
     let mut out = String::with_capacity(value.len());
     let mut in_digits = false;
     for ch in value.chars() {
@@ -347,7 +373,7 @@ pub fn template_of(value: &str) -> String {
             in_digits = false;
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -426,11 +452,56 @@ mod tests {
         let mut statuses = vec![Some("ok"); 40];
         statuses[3] = Some("error");
         statuses[30] = None;
-        assert_eq!(rare_values(&statuses), vec![3]);
+        assert_eq!(rare_values(borrowed(&statuses)), vec![3]);
         let uniform: Vec<Option<&str>> = ["a", "b", "c", "d", "e", "f"]
             .into_iter()
             .map(Some)
             .collect();
-        assert!(rare_values(&uniform).is_empty());
+        assert!(rare_values(borrowed(&uniform)).is_empty());
+    }
+
+    fn borrowed<'v>(values: &[Option<&'v str>]) -> Vec<Option<Cow<'v, str>>> {
+        values.iter().map(|v| v.map(Cow::Borrowed)).collect()
+    }
+
+    /// `rare_values` as it was: every value counted in an ordered map, then the limits.
+    fn reference_rare_values(values: &[Option<&str>]) -> Vec<usize> {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for value in values.iter().flatten() {
+            *counts.entry(value).or_default() += 1;
+        }
+        let total: usize = counts.values().sum();
+        let top = counts.values().copied().max().unwrap_or(0);
+        if counts.len() < 2 || counts.len() > 12 || total < 5 || top * 2 < total {
+            return Vec::new();
+        }
+        let rare_limit = (total / 10).max(1);
+        values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                v.and_then(|v| counts.get(v))
+                    .is_some_and(|&c| c <= rare_limit && c < top)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Columns with few and many distinct values (the stop at a thirteenth), absent
+        /// values and a dominant one: the same indices as counting them all.
+        #[test]
+        fn rare_values_are_the_reference(
+            picks in proptest::collection::vec(proptest::option::weighted(0.9, 0usize..40), 0..120),
+            spread in 1usize..40,
+        ) {
+            let names: Vec<String> = (0..40).map(|k| format!("v{k}")).collect();
+            // Most picks fold onto value 0 so a dominant value is common.
+            let values: Vec<Option<&str>> = picks
+                .iter()
+                .map(|p| p.map(|k| names.get(if k >= spread { 0 } else { k }).map_or("v0", String::as_str)))
+                .collect();
+            proptest::prop_assert_eq!(rare_values(borrowed(&values)), reference_rare_values(&values));
+        }
     }
 }

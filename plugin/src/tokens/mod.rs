@@ -12,6 +12,9 @@ mod bpe;
 mod pretokenize;
 mod unicode;
 
+/// A fast, fixed 64-bit hash of bytes (the rank index's), for pre-filters elsewhere.
+pub(crate) use bpe::hash_bytes;
+
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 
