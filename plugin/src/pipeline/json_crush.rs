@@ -261,7 +261,8 @@ struct Item<'d> {
 /// of millions of numbers allocates nothing per item), a container is written out.
 fn render<'d>(ctx: &mut Ctx<'_>, value: Value<'d>, path: &Path<'_>) -> Cow<'d, str> {
     if matches!(value.kind(), Kind::Object | Kind::Array) {
-        let mut out = String::new();
+        // The compact form is at most its source's length, unless a nested array left a marker.
+        let mut out = String::with_capacity(value.raw().len());
         write_value(ctx, value, &mut out, path);
         Cow::Owned(out)
     } else {
@@ -285,7 +286,7 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
             let text = if cells.is_empty() {
                 render(ctx, value, &item_path)
             } else {
-                let mut text = String::new();
+                let mut text = String::with_capacity(value.raw().len());
                 text.push('{');
                 for (i, (key, cell)) in cells.iter().enumerate() {
                     if i > 0 {
