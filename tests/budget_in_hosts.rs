@@ -626,6 +626,18 @@ async fn concurrent_overshoot(target: &impl Target, limit: f64) -> Result<()> {
     let estimate = mini_estimate(STREAM, 5);
     let bound = (limit / estimate).floor() as usize;
     ensure!(bound == 2, "the test's arithmetic: {bound}");
+    // The budget's shared-data key exists before the burst: a request over the limit is
+    // refused, and its check writes the (empty) state. Proxy-wasm shared data has no atomic
+    // create, so two workers whose first reservations on a missing key overlap can each
+    // write over the other (README, "Overshoot bound"); this test checks the bound that
+    // compare-and-swap gives once the key exists.
+    let over = STREAM.replace("\"max_tokens\":5", "\"max_tokens\":100000");
+    let refused = send(target, &post("/v1/chat/completions", &over, &[])).await?;
+    ensure!(
+        refused.status == 429,
+        "{name}: over the limit: {}",
+        refused.status
+    );
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let addr = target.addr();
