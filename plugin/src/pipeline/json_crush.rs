@@ -604,8 +604,8 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
 /// Only looked up, so hash maps (items share long prefixes, which makes ordered comparisons
 /// slow). A text first goes by a fast hash of its bytes: one whose fast hash no other text has
 /// repeats nothing, and only texts sharing one are hashed again with SipHash and compared (so a
-/// body built to collide on the fast hash costs what every body cost before). SipHash over
-/// every item's bytes was a tenth of this selection in the guest.
+/// body built to collide on the fast hash costs what every body cost before). Most items are
+/// distinct, so most are hashed once, by the fast hash, instead of with SipHash.
 fn repeats(texts: &[&str]) -> Vec<bool> {
     let fast: Vec<u64> = texts.iter().map(|t| hash_bytes(t.as_bytes())).collect();
     let mut sharing: FixedMap<u64, bool> = FixedMap::default();
@@ -709,8 +709,8 @@ fn error_mark(value: Value<'_>) -> ErrorMark {
 /// The items' members by key, in key order: each key's (item index, value) pairs, in item
 /// order; a key repeated within one item keeps its last value.
 ///
-/// Records list their keys in the same order, so the column of an item's `j`-th member is
-/// looked for at position `j` of the previous item's first: most members skip the map.
+/// Records list their keys in the same order, so an item's `j`-th member is first tried
+/// against the column the previous object's `j`-th member went to: most members skip the map.
 fn columns<'d>(items: &[Item<'d>]) -> Vec<(&'d str, Vec<(usize, Value<'d>)>)> {
     let mut columns: Vec<(&'d str, Vec<(usize, Value<'d>)>)> = Vec::new();
     let mut by_key: FixedMap<&'d str, usize> = FixedMap::default();
