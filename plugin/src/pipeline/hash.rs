@@ -1,37 +1,44 @@
-//! The one content hash of the pipeline: SHA-256 of the original bytes, truncated to 64 bits
-//! and written as 16 lowercase hex digits. It names omitted originals in markers and in the
-//! [`OmittedStore`](super::store::OmittedStore), and keys the replay map.
+//! The pipeline's content hashes, 64 bits written as 16 lowercase hex digits.
 //!
-//! Why SHA-256 and not a fast non-cryptographic hash: the stores are shared by every request
-//! of the gateway, so a key must not be forgeable. With SHA-256 a colliding pair costs about
-//! 2^32 work even truncated, but can only be made between two texts the attacker chose;
-//! matching someone else's content (a second preimage) costs 2^64. FNV or xxHash collisions
-//! can be constructed at will. 64 bits keep markers short (about 8 tokens).
+//! - **The name of a text** ([`ContentHash::of`], [`ContentHash::digest`]): BLAKE3 of the
+//!   original, truncated. Markers name omitted originals by it, the
+//!   [`OmittedStore`](super::store::OmittedStore) keeps them under it, and every first sight of
+//!   an output hashes the whole output for it, so it is on the request's latency path. It was
+//!   SHA-256 until issue 18: wasm has no SHA instructions, so SHA-256 ran in software at about
+//!   0.3 GB/s in V8 (a third of a millisecond per 100 KB output, and 5 % of `headroom`'s CPU on
+//!   a cold JSON request), where BLAKE3 with simd128 runs at 1.6 GB/s. Names sent before keep
+//!   working: a stored original stays under the name it was given.
+//! - **Keys of several small parts** ([`ContentHash::of_parts`]): SHA-256, each part framed by
+//!   its length (the configuration and query fingerprints, the waste key). Unchanged, so the keys
+//!   of stored decisions survive an upgrade and their bytes are replayed as they were sent.
+//! - **The replay key of an output's raw bytes** ([`ContentHash::blake3_of_parts`]): BLAKE3,
+//!   framed the same way, computed by every later turn for every output it resends.
 //!
-//! One key is BLAKE3 instead ([`ContentHash::blake3_of_parts`]): the replay key of a tool
-//! output's raw bytes, which every later turn computes for every output it resends. BLAKE3 is as
-//! hard to forge as SHA-256 and 5× faster in wasm (1.6 GB/s against 0.3 GB/s in V8 with
-//! simd128); markers keep SHA-256 because their names are part of the bytes sent upstream.
+//! Why cryptographic hashes and not a fast non-cryptographic one: the stores are shared by
+//! every request of the gateway, so a key must not be forgeable. Truncated to 64 bits, a
+//! colliding pair costs about 2^32 work and only between two texts the attacker chose; matching
+//! someone else's content (a second preimage) costs 2^64. FNV or xxHash collisions can be
+//! constructed at will. 64 bits keep markers short (about 8 tokens).
 
 use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-/// A content hash: the first 8 bytes of SHA-256.
+/// A content hash: the first 8 bytes of a 32-byte digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContentHash(pub [u8; 8]);
 
 impl ContentHash {
-    /// The hash of `bytes`.
+    /// The name of the text `bytes`: its BLAKE3 [`ContentHash::digest`], truncated.
     pub fn of(bytes: &[u8]) -> ContentHash {
-        Self::of_parts(&[bytes])
+        Self::from_digest(&Self::digest(bytes))
     }
 
-    /// The full SHA-256 digest of `bytes`, for callers that derive more than one key from one
+    /// The full BLAKE3 digest of `bytes`, for callers that derive more than one key from one
     /// pass over a large text ([`ContentHash::from_digest`] gives its [`ContentHash`]).
     pub fn digest(bytes: &[u8]) -> [u8; 32] {
-        Sha256::digest(bytes).into()
+        *blake3::hash(bytes).as_bytes()
     }
 
     /// The content hash of the text whose [`ContentHash::digest`] is `digest`.
@@ -43,8 +50,8 @@ impl ContentHash {
         ContentHash(short)
     }
 
-    /// The hash of the concatenation of `parts` (each prefixed by its length, so part
-    /// boundaries matter).
+    /// The SHA-256 key of `parts`, each prefixed by its length when there is more than one (so
+    /// part boundaries matter).
     pub fn of_parts(parts: &[&[u8]]) -> ContentHash {
         let mut sha = Sha256::new();
         frame_parts(parts, |bytes| sha.update(bytes));
@@ -103,8 +110,8 @@ fn frame_parts(parts: &[&[u8]], mut feed: impl FnMut(&[u8])) {
 /// The deployment secret (`marker_secret` in the filter's configuration) that keys the hashes
 /// markers carry and the credential scopes of the retrieval store. Without it a marker names
 /// the plain content hash, which anyone can compute for a text they guess; with it the name is
-/// HMAC-SHA256 of the content's digest, which only the fleet can. Every replica must be given
-/// the same secret, or the same conversation would get different bytes from different
+/// HMAC-SHA256 of the content's BLAKE3 digest, which only the fleet can. Every replica must be
+/// given the same secret, or the same conversation would get different bytes from different
 /// replicas. Its `Debug` never shows the secret.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct MarkerKey(Option<Vec<u8>>);
@@ -146,11 +153,12 @@ impl MarkerKey {
         }
     }
 
-    /// The hash a marker names for the original whose SHA-256 is `digest`: the content hash
-    /// without a secret (the bytes every earlier version sent), else keyed.
+    /// The hash a marker names for the original whose [`ContentHash::digest`] is `digest`: the
+    /// content hash without a secret, else keyed (`v2`: the digest is BLAKE3's, no longer
+    /// SHA-256's).
     pub fn marker_hash(&self, digest: &[u8; 32]) -> ContentHash {
         if self.is_set() {
-            self.hash_parts(&[b"headroom-marker-v1", digest])
+            self.hash_parts(&[b"headroom-marker-v2", digest])
         } else {
             ContentHash::from_digest(digest)
         }
@@ -174,24 +182,31 @@ mod tests {
     }
 
     #[test]
-    fn sha256_vectors() {
+    fn names_are_blake3() {
+        // The official BLAKE3 test vectors for the empty input and "abc".
         let digest = |input: &[u8]| hex(&ContentHash::digest(input));
         assert_eq!(
             digest(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
         assert_eq!(
             digest(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
         );
+        assert_eq!(ContentHash::of(b"abc").to_hex(), "6437b3ac38465133");
+    }
+
+    #[test]
+    fn keys_of_parts_are_sha256() {
+        // FIPS 180-2's vectors: a single part is hashed unframed.
+        let key = |input: &[u8]| ContentHash::of_parts(&[input]).to_hex();
+        assert_eq!(key(b""), "e3b0c44298fc1c14");
+        assert_eq!(key(b"abc"), "ba7816bf8f01cfea");
         assert_eq!(
-            digest(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            key(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8"
         );
-        assert_eq!(
-            digest(&[b'a'; 1_000_000]),
-            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
-        );
+        assert_eq!(key(&[b'a'; 1_000_000]), "cdc76e5c9914fb92");
     }
 
     #[test]
@@ -219,8 +234,8 @@ mod tests {
     #[test]
     fn content_hash_is_short_and_round_trips() {
         let hash = ContentHash::of(b"abc");
-        assert_eq!(hash.to_hex(), "ba7816bf8f01cfea");
-        assert_eq!(ContentHash::from_hex("BA7816BF8F01CFEA"), Some(hash));
+        assert_eq!(hash.to_hex(), "6437b3ac38465133");
+        assert_eq!(ContentHash::from_hex("6437B3AC38465133"), Some(hash));
         assert_eq!(ContentHash::from_hex("ba78"), None);
         assert_ne!(
             ContentHash::of_parts(&[b"ab", b"c"]),
