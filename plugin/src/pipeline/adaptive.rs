@@ -4,8 +4,9 @@
 
 use std::borrow::Cow;
 
-use super::fixed_hash::FixedSet;
+use super::fixed_hash::fixed_hash_str;
 use super::relevance::{lowercase, raw_words};
+use super::short_eq::same_str;
 
 /// The fraction of items (0..=1) that bring at least one word not seen in earlier items.
 /// Digits are masked first, so ids, counters and timestamps do not count as new information.
@@ -13,10 +14,11 @@ pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
     if items.is_empty() {
         return 0.0;
     }
-    // Which words were seen is all that matters (not their order), so a hash set with a fixed
-    // hasher keeps this deterministic. A word with nothing to lowercase or mask is kept as a
-    // slice of its item: only the others are copied.
-    let mut seen: FixedSet<Cow<'_, str>> = FixedSet::default();
+    // Which words were seen is all that matters (not their order), so a hash table with the
+    // fixed hasher keeps this deterministic; it compares words itself ([`same_str`]). A word
+    // with nothing to lowercase or mask is kept as a slice of its item: only the others are
+    // copied.
+    let mut seen: hashbrown::HashTable<Cow<'_, str>> = hashbrown::HashTable::new();
     let mut buf = String::new();
     let mut masked = String::new();
     let mut novel = 0usize;
@@ -35,13 +37,15 @@ pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
             } else {
                 lowered
             };
-            if !seen.contains(key) {
+            let hash = fixed_hash_str(key);
+            if seen.find(hash, |seen| same_str(seen, key)).is_none() {
                 // Unchanged by lowercasing and masking: the key is the item's own slice.
-                seen.insert(if word.ascii && !word.upper && !word.digit {
+                let kept = if word.ascii && !word.upper && !word.digit {
                     Cow::Borrowed(word.text)
                 } else {
                     Cow::Owned(key.to_owned())
-                });
+                };
+                seen.insert_unique(hash, kept, |seen| fixed_hash_str(seen));
                 brought = true;
             }
         }

@@ -10,10 +10,17 @@
 //! seed would be 8 % faster on a cold 100 KB JSON compression; not worth that exposure.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 /// A `HashMap` with the fixed hasher.
 pub(crate) type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// A `HashSet` with the fixed hasher.
 pub(crate) type FixedSet<T> = HashSet<T, BuildHasherDefault<DefaultHasher>>;
+
+/// The fixed hash of a string, for tables that compare their entries themselves
+/// (`hashbrown::HashTable` with [`super::short_eq::same_str`]).
+#[inline]
+pub(crate) fn fixed_hash_str(text: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(text)
+}

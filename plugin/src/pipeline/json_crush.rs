@@ -29,6 +29,7 @@ use super::config::PipelineConfig;
 use super::hash::ContentHash;
 use super::marker::{Marker, contains_marker, count_of};
 use super::relevance::Query;
+use super::short_eq::same_str;
 use super::signals::{has_error_word, numeric_outliers, rare_values, template_of};
 use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
 
@@ -726,7 +727,7 @@ fn columns<'d>(items: &[Item<'d>]) -> Vec<(&'d str, Vec<(usize, Value<'d>)>)> {
             let hinted = order
                 .get(j)
                 .copied()
-                .filter(|&c| columns.get(c).is_some_and(|(k, _)| *k == key));
+                .filter(|&c| columns.get(c).is_some_and(|(k, _)| same_str(k, key)));
             let at = match hinted {
                 Some(c) => c,
                 None => *by_key.entry(key).or_insert_with(|| {

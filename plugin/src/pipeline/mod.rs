@@ -28,6 +28,7 @@ pub mod relevance;
 pub mod request;
 pub mod search;
 pub mod settle;
+mod short_eq;
 pub mod signals;
 pub mod store;
 pub mod text;

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use super::short_eq::same_str;
+
 /// Words that mark an item as an error (matched as whole lowercase words).
 pub const ERROR_WORDS: [&str; 16] = [
     "error",
@@ -320,7 +322,7 @@ pub fn rare_values<'v>(values: impl IntoIterator<Item = Option<Cow<'v, str>>>) -
     for value in values {
         let id = match value {
             None => None,
-            Some(value) => match distinct.iter().position(|(d, _)| *d == value) {
+            Some(value) => match distinct.iter().position(|(d, _)| same_str(d, &value)) {
                 Some(at) => {
                     if let Some((_, count)) = distinct.get_mut(at) {
                         *count += 1;
