@@ -120,9 +120,9 @@ pub trait ReplayStore {
 /// The replay key of an original tool output: BLAKE3 of its raw bytes as the request carries
 /// them (a JSON string, escapes and quotes included) and of the fingerprint of everything else
 /// its compression depends on (configuration, tokenizer, relevance query). Keyed on the raw
-/// bytes so a later turn finds its decision without decoding the output or hashing it with
-/// SHA-256 ([`ContentHash::blake3_of_parts`]); the same text escaped differently is another key
-/// with the same decision.
+/// bytes so a later turn finds its decision without decoding the output or hashing the
+/// decoded text for its name ([`ContentHash::blake3_of_parts`]); the same text escaped
+/// differently is another key with the same decision.
 pub fn replay_key(config_fingerprint: ContentHash, raw: &[u8]) -> ContentHash {
     ContentHash::blake3_of_parts(&[b"headroom-replay-v3", &config_fingerprint.0, raw])
 }
