@@ -13,17 +13,22 @@
 //! - `replay_native/<size>`, `replay_wasm/<size>`: the same body again with the default stores:
 //!   what a later turn that resends an already-compressed tool output costs (parse, hash,
 //!   store lookup, splice).
+//! - `request_path_wasm/<agent request>`: the cold agent requests of the e2e benchmark (110 KB
+//!   with a 300-record JSON output, 165 KB with a log), timed only until the request body is
+//!   handed back (what the client waits for); the stream's end, where the filter settles the
+//!   rest of its accounting, is left out.
 //! - `abi_passthrough/100KB`: a 100 KB body on a path the filter does not buffer: the ABI's
 //!   fixed cost (context creation, headers and body callbacks, done/log/delete).
 //!
-//! - `pipeline_wasm_alt/<kind>/<size>`, `replay_wasm_alt/<size>`: with `HEADROOM_BENCH_ALT_WASM`
+//! - `pipeline_wasm_alt/<kind>/<size>`, `request_path_wasm_alt/<agent request>`,
+//!   `replay_wasm_alt/<size>`: with `HEADROOM_BENCH_ALT_WASM`
 //!   naming another build of the filter (other code-generation flags, say), the same
 //!   measurements on it, in the same run, so the two builds are compared side by side.
 //!
 //! Run: `cargo bench --bench filter` (add `-- --quick` for a fast pass).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use headroom_host::abi::shared::Metrics;
@@ -80,8 +85,9 @@ fn runtime_with(wasm: &[u8], configuration: &[u8], limits: VmLimits) -> Arc<Runt
     Runtime::new(wasm, plugin, limits, None).expect("the embedded filter loads")
 }
 
-/// One request through the VM, as the proxy drives it; returns the body the upstream would get.
-fn through_vm(vm: &mut Vm, path: &str, body: &[u8]) -> Vec<u8> {
+/// A stream of `vm` with a JSON POST's request headers for `path` and `body`: what the proxy
+/// has before the filter's first callback.
+fn open_stream(vm: &mut Vm, path: &str, body: &[u8]) -> u32 {
     let info = StreamInfo {
         source: None,
         destination: None,
@@ -101,6 +107,12 @@ fn through_vm(vm: &mut Vm, path: &str, body: &[u8]) -> Vec<u8> {
             body.len().to_string().into_bytes(),
         ),
     ]);
+    id
+}
+
+/// One request through the VM, as the proxy drives it; returns the body the upstream would get.
+fn through_vm(vm: &mut Vm, path: &str, body: &[u8]) -> Vec<u8> {
+    let id = open_stream(vm, path, body);
     vm.on_request_headers(id, false).expect("no trap");
     vm.stream(id).expect("stream exists").request_body = body.to_vec();
     vm.on_request_body(id, false).expect("no trap");
@@ -108,6 +120,41 @@ fn through_vm(vm: &mut Vm, path: &str, body: &[u8]) -> Vec<u8> {
     let out = std::mem::take(&mut vm.stream(id).expect("stream exists").request_body);
     vm.finish_stream(id).expect("no trap");
     out
+}
+
+/// The part of [`through_vm`] a client waits for, timed: the request's callbacks until its
+/// body is handed back. The stream's end, where the filter settles what it still owes (the
+/// original's exact count, the waste signals), runs after the clock stops.
+fn request_path_time(vm: &mut Vm, path: &str, body: &[u8]) -> Duration {
+    let id = open_stream(vm, path, body);
+    vm.stream(id).expect("stream exists").request_body = body.to_vec();
+    let start = Instant::now();
+    vm.on_request_headers(id, false).expect("no trap");
+    vm.on_request_body(id, false).expect("no trap");
+    vm.on_request_body(id, true).expect("no trap");
+    let elapsed = start.elapsed();
+    vm.finish_stream(id).expect("no trap");
+    elapsed
+}
+
+/// `request_path_wasm[_alt]/<agent request>`: [`request_path_time`] of the e2e benchmark's
+/// cold agent requests in `vm`.
+fn request_path_group(c: &mut Criterion, name: &str, vm: &mut Vm) {
+    let mut group = c.benchmark_group(name);
+    for (label, body) in [
+        ("agent_json_300", corpus::agent_json_request(300, false)),
+        ("agent_log_155k", corpus::agent_log_request(155_000)),
+    ] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| request_path_time(vm, "/v1/chat/completions", body))
+                    .sum()
+            })
+        });
+    }
+    group.finish();
 }
 
 /// Chat requests whose tool outputs are of each kind the pipeline compresses, at each size:
@@ -200,6 +247,11 @@ fn pipeline(c: &mut Criterion) {
             });
         }
         group.finish();
+    }
+    request_path_group(c, "request_path_wasm", &mut vm);
+    if let Some(alt) = &alt {
+        let mut vm = runtime_of(alt, NO_STORES).instantiate().expect("a VM");
+        request_path_group(c, "request_path_wasm_alt", &mut vm);
     }
     let mut replay = c.benchmark_group("replay_native");
     for (label, size) in SIZES {

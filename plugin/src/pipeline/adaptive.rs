@@ -5,55 +5,81 @@
 use std::borrow::Cow;
 
 use super::fixed_hash::fixed_hash_str;
-use super::relevance::{lowercase, raw_words};
+use super::relevance::{RawWord, WordSink, lowercase, raw_words};
 use super::short_eq::same_str;
 
 /// The fraction of items (0..=1) that bring at least one word not seen in earlier items.
 /// Digits are masked first, so ids, counters and timestamps do not count as new information.
 pub fn novelty<S: AsRef<str>>(items: &[S]) -> f64 {
-    if items.is_empty() {
-        return 0.0;
-    }
-    // Which words were seen is all that matters (not their order), so a hash table with the
-    // fixed hasher keeps this deterministic; it compares words itself ([`same_str`]). A word
-    // with nothing to lowercase or mask is kept as a slice of its item: only the others are
-    // copied.
-    let mut seen: hashbrown::HashTable<Cow<'_, str>> = hashbrown::HashTable::new();
-    let mut buf = String::new();
-    let mut masked = String::new();
-    let mut novel = 0usize;
+    let mut counter = Novelty::default();
     for item in items {
-        let mut brought = false;
         for word in raw_words(item.as_ref()) {
-            let lowered = lowercase(word, &mut buf);
-            let key = if word.digit {
-                masked.clear();
-                masked.extend(
-                    lowered
-                        .chars()
-                        .map(|c| if c.is_ascii_digit() { '0' } else { c }),
-                );
-                masked.as_str()
-            } else {
-                lowered
-            };
-            let hash = fixed_hash_str(key);
-            if seen.find(hash, |seen| same_str(seen, key)).is_none() {
-                // Unchanged by lowercasing and masking: the key is the item's own slice.
-                let kept = if word.ascii && !word.upper && !word.digit {
-                    Cow::Borrowed(word.text)
-                } else {
-                    Cow::Owned(key.to_owned())
-                };
-                seen.insert_unique(hash, kept, |seen| fixed_hash_str(seen));
-                brought = true;
-            }
+            counter.word(word);
         }
-        if brought {
-            novel += 1;
+        counter.end_doc();
+    }
+    counter.fraction()
+}
+
+/// [`novelty`] fed a word at a time, so a walk over the items' words made for another signal
+/// (BM25's, [`super::relevance::Query::relevant_feeding`]) computes it too.
+#[derive(Default)]
+pub(crate) struct Novelty<'t> {
+    /// Which words were seen is all that matters (not their order), so a hash table with the
+    /// fixed hasher keeps this deterministic; it compares words itself ([`same_str`]). A word
+    /// with nothing to lowercase or mask is kept as a slice of its item: only the others are
+    /// copied.
+    seen: hashbrown::HashTable<Cow<'t, str>>,
+    buf: String,
+    masked: String,
+    /// Items that brought a new word, items ended, and whether the current one has.
+    novel: usize,
+    items: usize,
+    brought: bool,
+}
+
+impl<'t> Novelty<'t> {
+    /// The fraction of the items ended so far that brought a new word (0 for none).
+    pub(crate) fn fraction(&self) -> f64 {
+        if self.items == 0 {
+            return 0.0;
+        }
+        self.novel as f64 / self.items as f64
+    }
+}
+
+impl<'t> WordSink<'t> for Novelty<'t> {
+    fn word(&mut self, word: RawWord<'t>) {
+        let lowered = lowercase(word, &mut self.buf);
+        let key = if word.digit {
+            self.masked.clear();
+            self.masked.extend(
+                lowered
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '0' } else { c }),
+            );
+            self.masked.as_str()
+        } else {
+            lowered
+        };
+        let hash = fixed_hash_str(key);
+        if self.seen.find(hash, |seen| same_str(seen, key)).is_none() {
+            // Unchanged by lowercasing and masking: the key is the item's own slice.
+            let kept = if word.ascii && !word.upper && !word.digit {
+                Cow::Borrowed(word.text)
+            } else {
+                Cow::Owned(key.to_owned())
+            };
+            self.seen
+                .insert_unique(hash, kept, |seen| fixed_hash_str(seen));
+            self.brought = true;
         }
     }
-    novel as f64 / items.len() as f64
+
+    fn end_doc(&mut self) {
+        self.novel += usize::from(std::mem::take(&mut self.brought));
+        self.items += 1;
+    }
 }
 
 /// The number of items to keep out of `n`: `bias × (min_k + novelty × (max_k − min_k))`,
@@ -115,6 +141,26 @@ mod tests {
         ) {
             let items: Vec<String> = items.into_iter().map(|parts| parts.concat()).collect();
             proptest::prop_assert_eq!(novelty(&items).to_bits(), reference_novelty(&items).to_bits());
+        }
+    }
+
+    proptest::proptest! {
+        /// Novelty counted on BM25's walk (with a question or none) is the novelty of its own
+        /// walk, and feeding it changes nothing BM25 finds.
+        #[test]
+        fn novelty_fed_by_bm25_is_novelty(
+            items in proptest::collection::vec(
+                proptest::collection::vec("(id|ID|Id7|ok|caf\u{e9}|x1y|failed|retry|_| |,|:)", 0..8),
+                0..12,
+            ),
+            question in "(failed|retry|id|what)( (failed|retry|id|what)){0,2}|",
+        ) {
+            let items: Vec<String> = items.into_iter().map(|parts| parts.concat()).collect();
+            let query = super::super::relevance::Query::new(&question);
+            let mut counter = Novelty::default();
+            let fed = query.relevant_feeding(&items, 5, &mut counter);
+            proptest::prop_assert_eq!(fed, query.relevant(&items, 5));
+            proptest::prop_assert_eq!(counter.fraction().to_bits(), novelty(&items).to_bits());
         }
     }
 

@@ -24,13 +24,13 @@ use std::collections::BTreeSet;
 use super::fixed_hash::{FixedMap, FixedSet};
 use crate::tokens::hash_bytes;
 
-use super::adaptive::{keep_count, novelty};
+use super::adaptive::{Novelty, keep_count, novelty};
 use super::config::PipelineConfig;
 use super::hash::ContentHash;
 use super::marker::{Marker, contains_marker, count_of};
 use super::relevance::Query;
 use super::short_eq::same_str;
-use super::signals::{has_error_word, numeric_outliers, rare_values, template_of};
+use super::signals::{has_error_word, numeric_outliers, rare_templates, rare_values};
 use crate::json::{Document, Kind, Value, encode_string, minify_bounded};
 
 /// The unsignalled sample of a reduced array (first, last and evenly spread items) keeps at
@@ -509,7 +509,17 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
         any_signal |= flag_field(&numeric_outliers(&values), &mut flagged);
     }
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_ref()).collect();
-    let relevant = ctx.query.relevant(&texts, ctx.config.max_items);
+    // With a signal already fired the selection is lossy and needs novelty: BM25's walk over
+    // the items' words counts it too. Otherwise it is counted below only if needed.
+    let (relevant, counted) = if any_signal {
+        let mut counter = Novelty::default();
+        let relevant = ctx
+            .query
+            .relevant_feeding(&texts, ctx.config.max_items, &mut counter);
+        (relevant, Some(counter))
+    } else {
+        (ctx.query.relevant(&texts, ctx.config.max_items), None)
+    };
     any_signal |= flag(&relevant, &mut flagged);
     let mut is_relevant = vec![false; n];
     if !relevant.is_empty() && relevant.len() * 2 <= n {
@@ -528,7 +538,7 @@ fn select(ctx: &Ctx<'_>, items: &[Item<'_>]) -> Option<(Vec<bool>, KeptItems)> {
     }
     let k = keep_count(
         n,
-        novelty(&texts),
+        counted.map_or_else(|| novelty(&texts), |counter| counter.fraction()),
         ctx.config.effective_bias(),
         3,
         ctx.config.max_items,
@@ -787,7 +797,7 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
         let categorical = column.iter().map(|(_, v)| {
             Some(*v)
                 .filter(|v| matches!(v.kind(), Kind::String | Kind::Bool) && v.raw().len() <= 40)
-                .map(|v| Cow::Borrowed(v.raw()))
+                .map(|v| v.raw())
         });
         let name = key.trim_matches('"').to_ascii_lowercase();
         if matches!(
@@ -809,12 +819,12 @@ fn field_signals(items: &[Item<'_>]) -> Vec<Vec<usize>> {
         signals.push(to_items(rare_values(categorical)));
         // Free-text values with numbers in them ("heartbeat ping 17") are all distinct; their
         // templates are not, and a rare template ("checkpoint saved at step 4500") matters.
-        let templates = column.iter().map(|(_, v)| {
+        let free_text = column.iter().map(|(_, v)| {
             Some(*v)
                 .filter(|v| v.kind() == Kind::String && v.raw().len() <= 240)
-                .map(|v| template_of(v.raw()))
+                .map(|v| v.raw())
         });
-        signals.push(to_items(rare_values(templates)));
+        signals.push(to_items(rare_templates(free_text)));
     }
     signals
 }

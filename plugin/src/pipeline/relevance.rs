@@ -51,6 +51,7 @@ pub(crate) struct RawWords<'t> {
 impl<'t> Iterator for RawWords<'t> {
     type Item = RawWord<'t>;
 
+    #[inline]
     fn next(&mut self) -> Option<RawWord<'t>> {
         let bytes = self.text.as_bytes();
         while self.pos < bytes.len() {
@@ -103,6 +104,27 @@ impl<'t> Iterator for RawWords<'t> {
         }
         None
     }
+}
+
+/// What else a walk over documents' words feeds: one walk serves BM25 and another signal
+/// ([`super::adaptive::Novelty`]) instead of two walks over every item.
+pub(crate) trait WordSink<'t> {
+    /// Whether it takes words at all (a walk that finds nothing for BM25 is made only for a
+    /// sink that does).
+    const TAKES_WORDS: bool = true;
+    /// The next word of the current document, as [`raw_words`] finds it.
+    fn word(&mut self, word: RawWord<'t>);
+    /// The current document has no more words.
+    fn end_doc(&mut self);
+}
+
+/// A sink that takes nothing (a walk made for BM25 alone).
+struct NoSink;
+
+impl WordSink<'_> for NoSink {
+    const TAKES_WORDS: bool = false;
+    fn word(&mut self, _: RawWord<'_>) {}
+    fn end_doc(&mut self) {}
 }
 
 /// `word` lowercased: the word itself when it has nothing to lowercase, otherwise into `buf`.
@@ -237,8 +259,24 @@ impl Query {
     /// nothing here is proportional to the number of query terms per document word (a
     /// document holding a whole long query used to cost a scan of its term list per word).
     pub fn scores<S: AsRef<str>>(&self, docs: &[S]) -> Vec<f64> {
+        self.scores_feeding(docs, &mut NoSink)
+    }
+
+    /// [`Query::scores`], feeding every word of every document to `sink` on the way (all of
+    /// them, in order, whether or not the query has terms).
+    fn scores_feeding<'t, S: AsRef<str>, W: WordSink<'t>>(
+        &self,
+        docs: &'t [S],
+        sink: &mut W,
+    ) -> Vec<f64> {
         let n = docs.len();
         if self.terms.is_empty() || n == 0 {
+            if W::TAKES_WORDS {
+                for doc in docs {
+                    raw_words(doc.as_ref()).for_each(|word| sink.word(word));
+                    sink.end_doc();
+                }
+            }
             return vec![0.0; n];
         }
         // Per document: its number of words and, for each term present (in term order), how
@@ -259,6 +297,7 @@ impl Query {
             hits.clear();
             for word in raw_words(doc.as_ref()) {
                 length += 1;
+                sink.word(word);
                 if word.ascii && !self.signatures.may_hold(word.text) {
                     continue;
                 }
@@ -271,6 +310,7 @@ impl Query {
                     hits.push(t);
                 }
             }
+            sink.end_doc();
             hits.sort_unstable();
             let mut tf: Vec<(usize, usize)> = Vec::new();
             for &t in &hits {
@@ -357,7 +397,17 @@ impl Query {
     /// Indices of the documents relevant to the query: a positive score of at least three quarters of the
     /// best one, at most `limit` of them (best first, ties by position).
     pub fn relevant<S: AsRef<str>>(&self, docs: &[S], limit: usize) -> Vec<usize> {
-        let scores = self.scores(docs);
+        self.relevant_feeding(docs, limit, &mut NoSink)
+    }
+
+    /// [`Query::relevant`], feeding every word of every document to `sink` on the way.
+    pub(crate) fn relevant_feeding<'t, S: AsRef<str>, W: WordSink<'t>>(
+        &self,
+        docs: &'t [S],
+        limit: usize,
+        sink: &mut W,
+    ) -> Vec<usize> {
+        let scores = self.scores_feeding(docs, sink);
         let best = scores.iter().copied().fold(0.0f64, f64::max);
         if best <= 0.0 {
             return Vec::new();

@@ -2,8 +2,6 @@
 //! search compressors: error words, statistical outliers, rare values. Lossy selection is only
 //! allowed when at least one signal fires (otherwise nothing says which items to keep).
 
-use std::borrow::Cow;
-
 use super::short_eq::same_str;
 
 /// Words that mark an item as an error (matched as whole lowercase words).
@@ -311,18 +309,33 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
 /// Indices of items whose categorical value is rare: among `values` (`None` = absent), when a
 /// dominant value covers at least half of the items and there are at most 12 distinct values,
 /// items whose value occurs in at most a tenth of the items (at least once allowed).
+pub fn rare_values<'v>(values: impl IntoIterator<Item = Option<&'v str>>) -> Vec<usize> {
+    rare_values_by(values, same_str)
+}
+
+/// Indices of items whose value's template is rare, as [`rare_values`] says of values. A
+/// value's template is the value with every run of ASCII digits made one `#`: values that
+/// differ only in their numbers (`ping 7`, `ping 12`) share one.
+pub fn rare_templates<'v>(values: impl IntoIterator<Item = Option<&'v str>>) -> Vec<usize> {
+    rare_values_by(values, same_template)
+}
+
+/// [`rare_values`] with `same` saying which values count as one.
 ///
 /// The values come one at a time and the walk stops at a thirteenth distinct one: most columns
 /// of a tool output (ids, names, timestamps) are distinct from their first rows on, so their
-/// remaining values are never made (a template) nor compared.
-pub fn rare_values<'v>(values: impl IntoIterator<Item = Option<Cow<'v, str>>>) -> Vec<usize> {
+/// remaining values are never compared.
+fn rare_values_by<'v>(
+    values: impl IntoIterator<Item = Option<&'v str>>,
+    same: impl Fn(&str, &str) -> bool,
+) -> Vec<usize> {
     // At most 12 entries: a linear search is cheaper than any map.
-    let mut distinct: Vec<(Cow<'v, str>, usize)> = Vec::new();
+    let mut distinct: Vec<(&'v str, usize)> = Vec::new();
     let mut of_item: Vec<Option<usize>> = Vec::new();
     for value in values {
         let id = match value {
             None => None,
-            Some(value) => match distinct.iter().position(|(d, _)| same_str(d, &value)) {
+            Some(value) => match distinct.iter().position(|(d, _)| same(d, value)) {
                 Some(at) => {
                     if let Some((_, count)) = distinct.get_mut(at) {
                         *count += 1;
@@ -355,32 +368,87 @@ pub fn rare_values<'v>(values: impl IntoIterator<Item = Option<Cow<'v, str>>>) -
         .collect()
 }
 
-/// The template of a value: every run of ASCII digits becomes one `#`, so values that differ
-/// only in their numbers (`ping 7`, `ping 12`) share a template. A value without digits is its
-/// own template (borrowed).
-pub fn template_of(value: &str) -> Cow<'_, str> {
-    if !value.bytes().any(|b| b.is_ascii_digit()) {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut in_digits = false;
-    for ch in value.chars() {
-        if ch.is_ascii_digit() {
-            if !in_digits {
-                out.push('#');
+/// Whether `a` and `b` have the same template ([`rare_templates`]), compared byte by byte as
+/// both are read, without making either (a column's values are compared with at most 12
+/// others; making each template cost an allocation and a pass per value).
+pub fn same_template(a: &str, b: &str) -> bool {
+    same_str(a, b) || template_bytes(a.as_bytes()).eq(template_bytes(b.as_bytes()))
+}
+
+/// The bytes of a template: `#` for each run of ASCII digits, any other byte as it is (an
+/// ASCII digit is never part of a longer UTF-8 sequence, so characters are kept whole).
+fn template_bytes(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let &byte = bytes.get(at)?;
+        at += 1;
+        if byte.is_ascii_digit() {
+            while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+                at += 1;
             }
-            in_digits = true;
+            Some(b'#')
         } else {
-            out.push(ch);
-            in_digits = false;
+            Some(byte)
         }
-    }
-    Cow::Owned(out)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The template of a value, made: every run of ASCII digits becomes one `#`.
+    fn template_of(value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        let mut in_digits = false;
+        for ch in value.chars() {
+            if ch.is_ascii_digit() {
+                if !in_digits {
+                    out.push('#');
+                }
+                in_digits = true;
+            } else {
+                out.push(ch);
+                in_digits = false;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Values of digit runs, literal `#`, letters and non-ASCII characters: the same
+        /// templates exactly when the made templates are equal.
+        #[test]
+        fn same_template_compares_made_templates(
+            parts in proptest::collection::vec(("([0-9]{1,3}|#|a|b|é|日| )", "([0-9]{1,3}|#)"), 0..6),
+            other in "([0-9]{1,3}|#|a|b|é|日| ){0,6}",
+        ) {
+            // `b` is `a` with its digit runs swapped for others or for `#`.
+            let a: String = parts.iter().map(|(p, _)| p.as_str()).collect();
+            let b: String = parts
+                .iter()
+                .map(|(p, q)| if p.starts_with(|c: char| c.is_ascii_digit()) { q.as_str() } else { p.as_str() })
+                .collect();
+            for (x, y) in [(&a, &b), (&a, &other), (&b, &other)] {
+                proptest::prop_assert_eq!(same_template(x, y), template_of(x) == template_of(y), "{:?} {:?}", x, y);
+            }
+        }
+
+        /// A column of values that mostly share a template: the same indices as counting the
+        /// made templates.
+        #[test]
+        fn rare_templates_count_made_templates(
+            values in proptest::collection::vec(
+                proptest::option::weighted(0.9, "(ping [0-9]{1,4}|ping #|pong 7|step [0-9]x|ping)"),
+                0..60,
+            )
+        ) {
+            let made: Vec<Option<String>> = values.iter().map(|v| v.as_deref().map(template_of)).collect();
+            let made: Vec<Option<&str>> = made.iter().map(Option::as_deref).collect();
+            let raw: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+            proptest::prop_assert_eq!(rare_templates(raw.iter().copied()), rare_values(made.iter().copied()));
+        }
+    }
 
     #[test]
     fn templates_ignore_numbers() {
@@ -454,16 +522,12 @@ mod tests {
         let mut statuses = vec![Some("ok"); 40];
         statuses[3] = Some("error");
         statuses[30] = None;
-        assert_eq!(rare_values(borrowed(&statuses)), vec![3]);
+        assert_eq!(rare_values(statuses.iter().copied()), vec![3]);
         let uniform: Vec<Option<&str>> = ["a", "b", "c", "d", "e", "f"]
             .into_iter()
             .map(Some)
             .collect();
-        assert!(rare_values(borrowed(&uniform)).is_empty());
-    }
-
-    fn borrowed<'v>(values: &[Option<&'v str>]) -> Vec<Option<Cow<'v, str>>> {
-        values.iter().map(|v| v.map(Cow::Borrowed)).collect()
+        assert!(rare_values(uniform.iter().copied()).is_empty());
     }
 
     /// `rare_values` as it was: every value counted in an ordered map, then the limits.
@@ -503,7 +567,7 @@ mod tests {
                 .iter()
                 .map(|p| p.map(|k| names.get(if k >= spread { 0 } else { k }).map_or("v0", String::as_str)))
                 .collect();
-            proptest::prop_assert_eq!(rare_values(borrowed(&values)), reference_rare_values(&values));
+            proptest::prop_assert_eq!(rare_values(values.iter().copied()), reference_rare_values(&values));
         }
     }
 }
