@@ -18,7 +18,10 @@
 //!
 //! Run: `scripts/bench` (installs Envoy, builds, runs this). Options after `--`:
 //! `--quick` (fewer rounds), `--rounds N`, `--concurrency N`, `--chunk-delay-ms N`,
-//! `--only TEXT` (the workloads whose name contains it), `--out DIR` (default
+//! `--answer-delay-ms N` (the upstream waits this long before each response, as a model
+//! thinks; what a proxy does meanwhile is off the client's clock; default 0),
+//! `--think-ms N` (each client pauses this long after a response before its next request, as an
+//! agent does while the model answers; default 0, back to back), `--only TEXT` (the workloads whose name contains it), `--out DIR` (default
 //! `target/bench-e2e`), `--write-benchmarks-md` (updates BENCHMARKS.md).
 
 use std::collections::BTreeMap;
@@ -52,6 +55,11 @@ struct Options {
     rounds: usize,
     concurrency: usize,
     chunk_delay_ms: u64,
+    /// A client's pause between a response and its next request (0: back to back). Work a
+    /// proxy does after a response only delays the next request when there is no pause.
+    think_ms: u64,
+    /// The upstream's pause before each response (0: at once).
+    answer_delay_ms: u64,
     out: PathBuf,
     write_md: bool,
     /// Only the workloads whose name contains this (all when empty).
@@ -63,6 +71,8 @@ fn options() -> Options {
         rounds: 5,
         concurrency: 8,
         chunk_delay_ms: 5,
+        think_ms: 0,
+        answer_delay_ms: 0,
         out: PathBuf::from("target/bench-e2e"),
         write_md: false,
         only: String::new(),
@@ -83,6 +93,14 @@ fn options() -> Options {
             }
             "--chunk-delay-ms" => {
                 o.chunk_delay_ms = next.parse().unwrap_or(o.chunk_delay_ms);
+                i += 1;
+            }
+            "--answer-delay-ms" => {
+                o.answer_delay_ms = next.parse().unwrap_or(o.answer_delay_ms);
+                i += 1;
+            }
+            "--think-ms" => {
+                o.think_ms = next.parse().unwrap_or(o.think_ms);
                 i += 1;
             }
             "--out" => {
@@ -279,6 +297,7 @@ async fn batch(
     w: &Arc<Workload>,
     requests: usize,
     concurrency: usize,
+    think: Duration,
 ) -> Result<Samples> {
     let pid = target.serving(w).1;
     let cpu0 = pid.map(Pid::cpu_seconds).unwrap_or(0.0);
@@ -291,6 +310,9 @@ async fn batch(
             let mut out = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
                 out.push(one_request(&target, &w).await?);
+                if !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
             }
             anyhow::Ok(out)
         }));
@@ -335,6 +357,7 @@ async fn main() -> Result<()> {
     );
     let delay = Duration::from_millis(o.chunk_delay_ms);
     let upstream = Upstream::start(Reply::Provider { chunk_delay: delay }).await?;
+    upstream.set_answer_delay(Duration::from_millis(o.answer_delay_ms));
     let up = upstream.addr();
     let url = format!("http://{up}");
 
@@ -429,7 +452,7 @@ async fn main() -> Result<()> {
         later_turn: false,
     });
     for t in &targets {
-        batch(t, &tiny, 4, 1)
+        batch(t, &tiny, 4, 1, Duration::ZERO)
             .await
             .with_context(|| format!("warm-up of {}", t.name))?;
     }
@@ -448,13 +471,14 @@ async fn main() -> Result<()> {
     let filter_rss_kb = Pid(envoy_filter.pid()).status_kb("VmRSS:");
     let per_worker_vm_kb = (rss_by_workers[&4] as f64 - rss_by_workers[&1] as f64) / 3.0;
 
+    let think = Duration::from_millis(o.think_ms);
     let mut results = Vec::new();
     for w in workloads().into_iter().filter(|w| w.name.contains(&o.only)) {
         let w = Arc::new(w);
         if w.later_turn {
             // The turn that first sent these outputs: afterwards every request is a later turn.
             for t in &targets {
-                batch(t, &w, 1, 1)
+                batch(t, &w, 1, 1, Duration::ZERO)
                     .await
                     .with_context(|| format!("priming {} via {}", w.name, t.name))?;
             }
@@ -469,7 +493,7 @@ async fn main() -> Result<()> {
             for round in 0..o.rounds {
                 for k in 0..targets.len() {
                     let t = &targets[(k + round) % targets.len()];
-                    let s = batch(t, &w, per_round, concurrency)
+                    let s = batch(t, &w, per_round, concurrency, think)
                         .await
                         .with_context(|| format!("{} via {}", w.name, t.name))?;
                     let a = acc.entry(t.name).or_default();
@@ -509,6 +533,8 @@ async fn main() -> Result<()> {
         "rounds": o.rounds,
         "concurrency": o.concurrency,
         "chunk_delay_ms": o.chunk_delay_ms,
+        "think_ms": o.think_ms,
+        "answer_delay_ms": o.answer_delay_ms,
         "memory": {
             "headroom_idle_rss_mb": host_idle_rss_kb as f64 / 1024.0,
             "headroom_cached_idle_rss_mb": host_cached_idle_rss_kb as f64 / 1024.0,

@@ -176,14 +176,7 @@ async fn accounting_waits_for_the_end_of_the_exchange(
     let request = ClientRequest::post_json("/v1/chat/completions", body.clone());
     let addr = target.addr();
     let exchange = tokio::spawn(async move { client::send(addr, &request, |_| {}).await });
-    let mut sent = Vec::new();
-    for _ in 0..200 {
-        sent = upstream.take_received();
-        if !sent.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let sent = received(upstream, 1).await;
     ensure!(sent.len() == 1, "{name}: {} upstream requests", sent.len());
     ensure!(
         sent[0].body.len() < body.len() / 4,
@@ -229,5 +222,90 @@ async fn envoy_counts_a_compressed_request_when_its_exchange_ends() -> Result<()
     let upstream = Upstream::start(held_stream()).await?;
     let target = EnvoyTarget::start(upstream.addr().port(), "{}", 2).await?;
     let result = accounting_waits_for_the_end_of_the_exchange(&target, &upstream).await;
+    target.explain(result)
+}
+
+/// Waits until the upstream has received `n` requests; returns them.
+async fn received(upstream: &Upstream, n: usize) -> Vec<headroom_tests::upstream::Received> {
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got.extend(upstream.take_received());
+        if got.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    got
+}
+
+/// While a compressed request's upstream is still answering, the root's tick settles its run:
+/// its replay record exists before its response ends, so the same conversation sent meanwhile
+/// replays the decision instead of compressing it again (settling at the end of the exchange,
+/// the second request would find nothing and compress afresh).
+async fn the_tick_settles_a_run_while_its_upstream_answers(
+    target: &impl Target,
+    upstream: &Upstream,
+) -> Result<()> {
+    let name = target.name().to_owned();
+    let body = corpus::agent_json_request(300, true);
+    let request = ClientRequest::post_json("/v1/chat/completions", body.clone());
+    let addr = target.addr();
+    let first = {
+        let request = request.clone();
+        tokio::spawn(async move { client::send(addr, &request, |_| {}).await })
+    };
+    let sent = received(upstream, 1).await;
+    ensure!(sent.len() == 1, "{name}: {} upstream requests", sent.len());
+    // The first response is held after its first chunk. Many ticks (20 ms) pass.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = tokio::spawn(async move { client::send(addr, &request, |_| {}).await });
+    let again = received(upstream, 1).await;
+    ensure!(
+        again.len() == 1,
+        "{name}: {} upstream requests",
+        again.len()
+    );
+    ensure!(
+        again[0].body == sent[0].body,
+        "{name}: the same conversation went upstream as different bytes"
+    );
+    for _ in 0..4 {
+        upstream.release();
+    }
+    for exchange in [first, second] {
+        let response = exchange.await??;
+        ensure!(response.status == 200, "{name}: {}", response.status);
+    }
+    let empty = prom::parse("");
+    for _ in 0..100 {
+        let scrape = prom::parse(&target.scrape().await?);
+        let value = |series: &str| prom::delta(&empty, &scrape, series);
+        let compressed = value(r#"headroom_tool_outputs_total{decision="compressed"}"#);
+        let replayed = value(r#"headroom_tool_outputs_total{decision="replayed"}"#);
+        if compressed + replayed >= 2.0 {
+            ensure!(
+                compressed == 1.0 && replayed == 1.0,
+                "{name}: {compressed} compressed, {replayed} replayed: the first run was not \
+                 settled while its upstream answered"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{name}: the tool outputs were never counted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headroom_settles_a_run_while_its_upstream_answers() -> Result<()> {
+    let upstream = Upstream::start(held_stream()).await?;
+    let host = InProcess::start(test_config(upstream.addr()))?;
+    the_tick_settles_a_run_while_its_upstream_answers(&host, &upstream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_settles_a_run_while_its_upstream_answers() -> Result<()> {
+    let upstream = Upstream::start(held_stream()).await?;
+    let target = EnvoyTarget::start(upstream.addr().port(), "{}", 2).await?;
+    let result = the_tick_settles_a_run_while_its_upstream_answers(&target, &upstream).await;
     target.explain(result)
 }

@@ -71,6 +71,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     reply: Mutex<Reply>,
     release: Semaphore,
+    /// How long it thinks before it answers (see [`Upstream::set_answer_delay`]).
+    answer_delay: Mutex<Duration>,
 }
 
 /// A running test upstream; dropped, it stops.
@@ -89,6 +91,7 @@ impl Upstream {
             received: Mutex::new(Vec::new()),
             reply: Mutex::new(reply),
             release: Semaphore::new(0),
+            answer_delay: Mutex::new(Duration::ZERO),
         });
         let state = shared.clone();
         let task = tokio::spawn(async move {
@@ -121,6 +124,12 @@ impl Upstream {
     /// Changes how later requests are answered.
     pub fn set_reply(&self, reply: Reply) {
         *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    /// Makes later requests wait this long, once received, before their response starts (a
+    /// model thinking: a proxy's work between request and response happens meanwhile).
+    pub fn set_answer_delay(&self, delay: Duration) {
+        *self.shared.answer_delay.lock().unwrap() = delay;
     }
 
     /// Takes the requests received so far.
@@ -180,6 +189,10 @@ async fn answer(state: Arc<Shared>, req: Request<Incoming>) -> Response<OutBody>
         Reply::Provider { chunk_delay } => provider_reply(&received, chunk_delay),
     };
     state.received.lock().unwrap().push(received);
+    let delay = *state.answer_delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     let chunks = scripted.chunks.clone();
     let (delay, lockstep) = (scripted.chunk_delay, scripted.lockstep);

@@ -5,15 +5,32 @@
 //! exchange ends, while the upstream has long been answering. The text kept meanwhile is
 //! bounded per VM: past [`MAX_UNSETTLED_BYTES`] a run settles before its request is forwarded,
 //! as every run did before.
+//!
+//! The end of an exchange is the wrong time to pay, though: the host holds the response's last
+//! bytes until the filter's callback returns. So waiting runs also join the VM's
+//! [`SettleQueue`], which the root context's tick works through while upstreams answer; the end
+//! of the exchange then only picks up the settled result (and settles the run itself when the
+//! upstream answered before a tick did).
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use crate::pipeline::{Outcome, Unsettled};
 use crate::shared_store::SharedStores;
 
 /// Original text one VM may keep for unsettled runs at once (a few large requests in flight).
 pub(crate) const MAX_UNSETTLED_BYTES: usize = 16 << 20;
+
+/// How often the root's tick settles waiting runs: well inside the time any model takes to
+/// answer, so a run is settled before its response comes back; 50 idle wake-ups a second
+/// per VM cost nothing measurable.
+pub(crate) const SETTLE_TICK: Duration = Duration::from_millis(20);
+
+/// Text one tick settles at most (then the next tick goes on): ~1 MB of counting is a few
+/// milliseconds in wasm, so a tick never holds its worker longer than a large request does.
+pub(crate) const SETTLE_BYTES_PER_TICK: usize = 1 << 20;
 
 /// The bytes one VM's unsettled runs keep (shared by its exchanges).
 #[derive(Debug, Default, Clone)]
@@ -47,21 +64,18 @@ pub(crate) struct DeferredRun {
     outcome: Outcome,
     unsettled: Unsettled,
     stores: SharedStores,
-    /// Whether its rewritten body went upstream.
-    pub(crate) rewritten: bool,
     /// Its reservation, when it waits for the end of its exchange.
     held: Option<Held>,
 }
 
 impl DeferredRun {
-    /// A run whose owed accounting waits for the end of its exchange when `bytes` has room for
+    /// A run whose owed accounting waits (for the tick or the end of its exchange) when `bytes` has room for
     /// its text (the outcome's body, sent, is dropped), else is to be settled now.
     pub(crate) fn new(
         bytes: &UnsettledBytes,
         mut outcome: Outcome,
         unsettled: Unsettled,
         stores: SharedStores,
-        rewritten: bool,
     ) -> DeferredRun {
         let len = unsettled.retained_bytes();
         let kept = bytes.get();
@@ -78,7 +92,6 @@ impl DeferredRun {
             outcome,
             unsettled,
             stores,
-            rewritten,
             held,
         }
     }
@@ -88,6 +101,11 @@ impl DeferredRun {
         self.held.is_some()
     }
 
+    /// The bytes of text it keeps while it waits.
+    fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |held| held.len)
+    }
+
     /// Pays what the run owes: its complete outcome and its stores (with every timing).
     pub(crate) fn settle(self) -> (Outcome, SharedStores) {
         let DeferredRun {
@@ -95,11 +113,93 @@ impl DeferredRun {
             unsettled,
             mut stores,
             held,
-            ..
         } = self;
         unsettled.settle(&mut outcome, &mut stores);
         drop(held);
         (outcome, stores)
+    }
+}
+
+/// A queued run: still owed, or settled ahead of its exchange's end by the tick.
+#[derive(Debug)]
+enum Slot {
+    Waiting(DeferredRun),
+    Settled(Outcome, SharedStores),
+    /// Only while the run is being settled.
+    Settling,
+}
+
+/// A waiting run, as its exchange holds it once queued.
+#[derive(Debug)]
+pub(crate) struct QueuedRun(Rc<RefCell<Slot>>);
+
+impl QueuedRun {
+    /// Its complete outcome and stores: settled now unless the tick already did.
+    pub(crate) fn settle(self) -> Option<(Outcome, SharedStores)> {
+        let mut slot = self.0.try_borrow_mut().ok()?;
+        match std::mem::replace(&mut *slot, Slot::Settling) {
+            Slot::Waiting(run) => Some(run.settle()),
+            Slot::Settled(outcome, stores) => Some((outcome, stores)),
+            Slot::Settling => None,
+        }
+    }
+
+    /// Whether the tick has settled it.
+    #[cfg(test)]
+    fn is_settled(&self) -> bool {
+        matches!(*self.0.borrow(), Slot::Settled(..))
+    }
+}
+
+/// One VM's waiting runs, oldest first, for its tick to settle while their upstreams answer.
+/// Entries are weak: a run whose exchange ended (and settled it) leaves only a dead entry,
+/// dropped when reached.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SettleQueue(Rc<RefCell<VecDeque<Weak<RefCell<Slot>>>>>);
+
+impl SettleQueue {
+    /// Queues a waiting run.
+    pub(crate) fn push(&self, run: DeferredRun) -> QueuedRun {
+        let slot = Rc::new(RefCell::new(Slot::Waiting(run)));
+        if let Ok(mut queue) = self.0.try_borrow_mut() {
+            // Dead entries at the front go now, so a VM without ticks keeps no garbage there.
+            while queue.front().is_some_and(|weak| weak.strong_count() == 0) {
+                queue.pop_front();
+            }
+            queue.push_back(Rc::downgrade(&slot));
+        }
+        QueuedRun(slot)
+    }
+
+    /// Settles waiting runs, oldest first, until at least `budget` bytes of their text were
+    /// settled or none waits (one tick's work, bounded so a tick never holds the worker long);
+    /// returns how many it settled.
+    pub(crate) fn settle_some(&self, budget: usize) -> usize {
+        let (mut spent, mut settled) = (0usize, 0usize);
+        while spent < budget {
+            let next = match self.0.try_borrow_mut() {
+                Ok(mut queue) => queue.pop_front(),
+                Err(_) => break,
+            };
+            let Some(weak) = next else { break };
+            let Some(slot) = weak.upgrade() else { continue };
+            let Ok(mut slot) = slot.try_borrow_mut() else {
+                continue;
+            };
+            if let Slot::Waiting(run) = std::mem::replace(&mut *slot, Slot::Settling) {
+                spent = spent.saturating_add(run.held_bytes());
+                let (outcome, stores) = run.settle();
+                *slot = Slot::Settled(outcome, stores);
+                settled += 1;
+            }
+        }
+        settled
+    }
+
+    /// Entries queued (live or dead).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.borrow().len()
     }
 }
 
@@ -122,7 +222,7 @@ mod tests {
         assert!(!unsettled.is_empty(), "a compressed output owes its count");
         let sent = outcome.body.clone();
         let bytes = UnsettledBytes::default();
-        let run = DeferredRun::new(&bytes, outcome, unsettled, stores, true);
+        let run = DeferredRun::new(&bytes, outcome, unsettled, stores);
         assert!(run.waits());
         assert!(
             bytes.get() >= body.len() / 2,
@@ -158,11 +258,95 @@ mod tests {
         let bytes = UnsettledBytes::default();
         let kept = MAX_UNSETTLED_BYTES - unsettled.retained_bytes() + 1;
         bytes.0.set(kept);
-        let run = DeferredRun::new(&bytes, outcome, unsettled, stores, true);
+        let run = DeferredRun::new(&bytes, outcome, unsettled, stores);
         assert!(!run.waits(), "one byte over the bound");
         assert_eq!(bytes.get(), kept, "nothing was reserved");
         let (settled, _) = run.settle();
         assert!(settled.body.is_some() && settled.tokens_saved() > 0);
         assert_eq!(bytes.get(), kept, "nothing was given back");
+    }
+
+    /// A waiting run of `body`, through `shared`'s stores, reserving from `bytes`.
+    fn waiting_run(
+        body: &[u8],
+        shared: &crate::exchange::Shared,
+        bytes: &UnsettledBytes,
+    ) -> DeferredRun {
+        let mut stores = shared.stores.clone();
+        let (outcome, unsettled) =
+            compress_request_unsettled(Api::OpenAiChat, body, &shared.config.pipeline, &mut stores)
+                .unwrap();
+        let run = DeferredRun::new(bytes, outcome, unsettled, stores);
+        assert!(run.waits());
+        run
+    }
+
+    #[test]
+    fn the_tick_settles_queued_runs_oldest_first_within_its_budget() {
+        let (_, shared) = configure("{}");
+        let bytes = UnsettledBytes::default();
+        let queue = SettleQueue::default();
+        let runs: Vec<QueuedRun> = [300, 400, 500]
+            .into_iter()
+            .map(|n| queue.push(waiting_run(&chat_request(n), &shared, &bytes)))
+            .collect();
+        let first = bytes.get();
+        // A budget of one byte still settles one run (the oldest), and gives its bytes back.
+        assert_eq!(queue.settle_some(1), 1);
+        let settled: Vec<bool> = runs.iter().map(QueuedRun::is_settled).collect();
+        assert_eq!(settled, [true, false, false]);
+        assert!(bytes.get() < first, "the settled run's text is released");
+        // A large budget settles the rest; an empty queue settles nothing.
+        assert_eq!(queue.settle_some(usize::MAX), 2);
+        assert!(runs.iter().all(QueuedRun::is_settled));
+        assert_eq!(bytes.get(), 0);
+        assert_eq!(queue.settle_some(usize::MAX), 0);
+    }
+
+    #[test]
+    fn a_run_settled_by_the_tick_is_the_run_its_exchange_would_have_settled() {
+        let body = chat_request(400);
+        let (_, ticked) = configure("{}");
+        let (_, at_end) = configure("{}");
+        let bytes = UnsettledBytes::default();
+        let queue = SettleQueue::default();
+        let early = queue.push(waiting_run(&body, &ticked, &bytes));
+        queue.settle_some(usize::MAX);
+        let late = SettleQueue::default().push(waiting_run(&body, &at_end, &bytes));
+        let (early, _) = early.settle().unwrap();
+        let (late, _) = late.settle().unwrap();
+        let untimed = |outcome: Outcome| {
+            let mut blocks = outcome.blocks;
+            blocks.iter_mut().for_each(|b| b.timing = None);
+            (format!("{blocks:?}"), outcome.waste)
+        };
+        assert!(early.tokens_saved() > 0);
+        assert_eq!(early.tokens_saved(), late.tokens_saved());
+        assert_eq!(untimed(early), untimed(late));
+        assert_eq!(bytes.get(), 0);
+    }
+
+    #[test]
+    fn a_run_its_exchange_settled_leaves_a_dead_entry_the_queue_drops() {
+        let (_, shared) = configure("{}");
+        let bytes = UnsettledBytes::default();
+        let queue = SettleQueue::default();
+        let run = queue.push(waiting_run(&chat_request(300), &shared, &bytes));
+        assert!(
+            run.settle().is_some(),
+            "settled by its exchange, not the tick"
+        );
+        assert_eq!(queue.len(), 1, "its entry is dead, not yet dropped");
+        // The next push drops dead entries at the front; the tick skips any it meets.
+        let next = queue.push(waiting_run(&chat_request(300), &shared, &bytes));
+        assert_eq!(queue.len(), 1);
+        drop(next);
+        assert_eq!(
+            queue.settle_some(usize::MAX),
+            0,
+            "a dropped run is not settled"
+        );
+        assert_eq!(queue.len(), 0);
+        assert_eq!(bytes.get(), 0, "a dropped run gives its bytes back");
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) cache_models_seen: RefCell<HashSet<String>>,
     /// The original text this VM's runs keep until their exchanges end.
     pub(crate) unsettled: deferred::UnsettledBytes,
+    /// This VM's waiting runs, for the root's tick to settle ([`deferred::SETTLE_TICK`]).
+    pub(crate) settle_queue: deferred::SettleQueue,
 }
 
 impl std::fmt::Debug for Shared {
@@ -104,6 +106,7 @@ impl Shared {
             budget_warned: Cell::new(0),
             cache_models_seen: RefCell::default(),
             unsettled: deferred::UnsettledBytes::default(),
+            settle_queue: deferred::SettleQueue::default(),
             host,
         };
         if let Some(lifetime) = savings::claim_metrics_seed(&LedgerData(&*shared.host)) {

@@ -19,7 +19,7 @@ use crate::api::Api;
 use crate::credential::{CREDENTIAL_HEADERS, Scope};
 use crate::exchange::cache::Capture;
 use crate::exchange::cache::{self, Lookup};
-use crate::exchange::deferred::DeferredRun;
+use crate::exchange::deferred::{DeferredRun, QueuedRun};
 use crate::exchange::{self, ExchangeState, LocalReply, ProviderHeaders, RequestFacts};
 use crate::fail_open::FailOpen;
 use crate::operator;
@@ -59,7 +59,10 @@ struct PendingRun {
     api: Api,
     /// Its start and end, µs since the epoch, when traces are on.
     window: Option<(u64, u64)>,
-    run: DeferredRun,
+    /// Whether its rewritten body went upstream.
+    rewritten: bool,
+    /// In the VM's settle queue: the tick may settle it before the exchange ends.
+    run: QueuedRun,
 }
 
 impl HeadroomHttp {
@@ -127,9 +130,15 @@ impl HeadroomHttp {
             }
         };
         let rewritten = self.write_body(core, api, body_size, body, &outcome);
-        let run = DeferredRun::new(&core.unsettled, outcome, unsettled, stores, rewritten);
+        let run = DeferredRun::new(&core.unsettled, outcome, unsettled, stores);
         if run.waits() {
-            self.pending = Some(PendingRun { api, window, run });
+            let run = core.settle_queue.push(run);
+            self.pending = Some(PendingRun {
+                api,
+                window,
+                rewritten,
+                run,
+            });
         } else {
             let (outcome, stores) = run.settle();
             self.account(shared, api, window, &outcome, &stores, rewritten);
@@ -228,9 +237,14 @@ impl HeadroomHttp {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        if let Some(PendingRun { api, window, run }) = self.pending.take() {
-            let rewritten = run.rewritten;
-            let (outcome, stores) = run.settle();
+        if let Some(PendingRun {
+            api,
+            window,
+            rewritten,
+            run,
+        }) = self.pending.take()
+            && let Some((outcome, stores)) = run.settle()
+        {
             self.account(&shared, api, window, &outcome, &stores, rewritten);
         }
         if let Some(record) = self.exchange.finish(&shared.core)

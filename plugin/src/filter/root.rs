@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use log::{error, info};
+use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -13,6 +13,7 @@ use super::proxy_host::ProxyHost;
 use super::shared::Shared;
 use crate::config::Config;
 use crate::exchange;
+use crate::exchange::deferred::{SETTLE_BYTES_PER_TICK, SETTLE_TICK};
 
 /// The plugin's root context.
 #[derive(Debug, Default)]
@@ -63,7 +64,34 @@ impl RootContext for HeadroomRoot {
             config.max_body_bytes,
             config.compress
         );
-        let traces = super::traces::Traces::start(config.langfuse.as_ref());
+        let mut traces = super::traces::Traces::start(config.langfuse.as_ref());
+        // The tick settles waiting runs (when compressing) and flushes traces (when on).
+        let settle = config.compress.then_some(SETTLE_TICK);
+        let flush = traces.as_ref().map(super::traces::Traces::flush_interval);
+        let tick = match (settle, flush) {
+            (Some(settle), Some(flush)) => Some(settle.min(flush)),
+            (settle, flush) => settle.or(flush),
+        };
+        match hostcalls::set_tick_period(tick.unwrap_or_default()) {
+            Ok(()) => {
+                if let (Some(traces), Some(tick)) = (&traces, tick) {
+                    traces.ticks_at(tick);
+                }
+            }
+            Err(status) if tick.is_some() => {
+                warn!(
+                    "headroom: cannot set the tick period ({status:?}): runs settle when their \
+                     exchanges end{}",
+                    if traces.is_some() {
+                        "; langfuse traces off"
+                    } else {
+                        ""
+                    }
+                );
+                traces = None;
+            }
+            Err(_) => {}
+        }
         let shared = Rc::new(Shared {
             core: exchange::Shared::configure(config, host),
             traces,
@@ -74,6 +102,9 @@ impl RootContext for HeadroomRoot {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            // Runs settled now are not paid for when their responses end (the host holds a
+            // response's last bytes until that callback returns).
+            shared.core.settle_queue.settle_some(SETTLE_BYTES_PER_TICK);
             super::traces::flush(shared);
         }
     }

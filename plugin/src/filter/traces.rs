@@ -1,8 +1,8 @@
 //! The glue of Langfuse traces ([`crate::trace`]): a request's pipeline run becomes queued
 //! spans; the root's tick sends them with `http_call` to the configured cluster, one export
-//! at a time per VM; the answer counts them as exported or dropped.
+//! at a time per VM, every flush interval; the answer counts them as exported or dropped.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use log::warn;
@@ -23,18 +23,21 @@ pub(crate) struct Traces {
     /// When this VM was configured, ns: with the run's number and time, the seed of its ids
     /// (two VMs would have to be configured in the same nanosecond to share one).
     salt: u128,
+    /// How often batches go out (the configured `flush_interval_ms`).
+    flush_interval: Duration,
+    /// The root's tick may be shorter than the flush interval (it also settles runs): exports
+    /// go every `flush_every` ticks, counted in `ticks`.
+    flush_every: Cell<u64>,
+    ticks: Cell<u64>,
 }
 
 impl Traces {
-    /// The traces of a configured root, starting its tick; `None` when there are none (or the
-    /// tick cannot be set: then nothing would ever be sent).
+    /// The traces of a configured root; `None` when there are none. The root's tick must
+    /// run (at most every [`Traces::flush_interval`], then [`Traces::ticks_at`]), or nothing
+    /// is ever sent.
     pub(crate) fn start(config: Option<&crate::trace::LangfuseConfig>) -> Option<Traces> {
         let exporter = TraceExporter::new(config?)?;
-        let period = Duration::from_millis(exporter.config().flush_interval_ms);
-        if let Err(status) = hostcalls::set_tick_period(period) {
-            warn!("headroom: langfuse traces off: cannot set the tick period: {status:?}");
-            return None;
-        }
+        let flush_interval = Duration::from_millis(exporter.config().flush_interval_ms);
         let salt = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -42,7 +45,24 @@ impl Traces {
         Some(Traces {
             exporter: RefCell::new(exporter),
             salt,
+            flush_interval,
+            flush_every: Cell::new(1),
+            ticks: Cell::new(0),
         })
+    }
+
+    /// How often batches go out.
+    pub(crate) fn flush_interval(&self) -> Duration {
+        self.flush_interval
+    }
+
+    /// The root's tick runs every `period` (no longer than the flush interval): flush every
+    /// so many ticks.
+    pub(crate) fn ticks_at(&self, period: Duration) {
+        let period = period.as_millis().max(1);
+        let every = self.flush_interval().as_millis() / period;
+        self.flush_every
+            .set(u64::try_from(every).unwrap_or(u64::MAX).max(1));
     }
 }
 
@@ -81,11 +101,17 @@ pub(crate) fn record_run(
     }
 }
 
-/// Sends the next batch, unless one is in flight or nothing waits.
+/// At the flush interval's tick, sends the next batch, unless one is in flight or nothing waits.
 pub(crate) fn flush(shared: &Shared) {
     let Some(traces) = &shared.traces else {
         return;
     };
+    let ticks = traces.ticks.get().saturating_add(1);
+    if ticks < traces.flush_every.get() {
+        traces.ticks.set(ticks);
+        return;
+    }
+    traces.ticks.set(0);
     let Ok(mut exporter) = traces.exporter.try_borrow_mut() else {
         return;
     };
