@@ -64,13 +64,14 @@ pub(crate) struct DeferredRun {
     outcome: Outcome,
     unsettled: Unsettled,
     stores: SharedStores,
-    /// Its reservation, when it waits for the end of its exchange.
+    /// Its reservation, while it waits.
     held: Option<Held>,
 }
 
 impl DeferredRun {
-    /// A run whose owed accounting waits (for the tick or the end of its exchange) when `bytes` has room for
-    /// its text (the outcome's body, sent, is dropped), else is to be settled now.
+    /// A run whose owed accounting waits (for the tick or the end of its exchange) when
+    /// `bytes` has room for its text (the outcome's body, sent, is dropped), else is to be
+    /// settled now.
     pub(crate) fn new(
         bytes: &UnsettledBytes,
         mut outcome: Outcome,

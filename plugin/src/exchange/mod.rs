@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     /// Models this VM knows have had a response with prompt-cache activity (so the
     /// process-wide set need not be read again for them).
     pub(crate) cache_models_seen: RefCell<HashSet<String>>,
-    /// The original text this VM's runs keep until their exchanges end.
+    /// The original text this VM's runs keep until they are settled.
     pub(crate) unsettled: deferred::UnsettledBytes,
     /// This VM's waiting runs, for the root's tick to settle ([`deferred::SETTLE_TICK`]).
     pub(crate) settle_queue: deferred::SettleQueue,
