@@ -149,21 +149,27 @@ impl<'d> Value<'d> {
             return None;
         }
         let start = to_usize(self.node.key);
-        let end = scan_string(self.doc.src.as_bytes(), start).ok()?;
+        let end = key_end(self.doc.src.as_bytes(), start, to_usize(self.node.start))?;
         self.doc.src.get(start..end)
     }
 
     /// The children of an object or array in document order (nothing for scalars).
     pub fn children(&self) -> Children<'d> {
-        let first = match self.kind() {
+        let first = self.index.saturating_add(1);
+        let next = match self.kind() {
             // In pre-order the node after a container is its first child when it starts inside it.
             Kind::Object | Kind::Array => self
                 .doc
-                .value(self.index.saturating_add(1))
-                .filter(|child| child.node.start < self.node.end),
-            _ => None,
+                .nodes
+                .get(first)
+                .filter(|child| child.start < self.node.end)
+                .map_or(NONE, |_| to_offset(first)),
+            _ => NONE,
         };
-        Children { next: first }
+        Children {
+            doc: self.doc,
+            next,
+        }
     }
 
     /// The elements of an array (nothing for other kinds).
@@ -171,7 +177,7 @@ impl<'d> Value<'d> {
         if self.kind() == Kind::Array {
             self.children()
         } else {
-            Children { next: None }
+            Children::none(self.doc)
         }
     }
 
@@ -180,7 +186,7 @@ impl<'d> Value<'d> {
         let children = if self.kind() == Kind::Object {
             self.children()
         } else {
-            Children { next: None }
+            Children::none(self.doc)
         };
         Members { children }
     }
@@ -212,20 +218,32 @@ impl<'d> Value<'d> {
 }
 
 /// Iterator over the children of a container, see [`Value::children`].
+/// It holds the next child's index, not the child: the walk reads each node once.
 #[derive(Debug, Clone)]
 pub struct Children<'d> {
-    next: Option<Value<'d>>,
+    doc: &'d Document<'d>,
+    /// Index of the next child, or `NONE`.
+    next: u32,
+}
+
+impl<'d> Children<'d> {
+    fn none(doc: &'d Document<'d>) -> Self {
+        Children { doc, next: NONE }
+    }
 }
 
 impl<'d> Iterator for Children<'d> {
     type Item = Value<'d>;
 
     fn next(&mut self) -> Option<Value<'d>> {
-        let current = self.next.take()?;
-        if current.node.next != NONE {
-            self.next = current.doc.value(to_usize(current.node.next));
-        }
-        Some(current)
+        let index = to_usize(self.next);
+        let node = *self.doc.nodes.get(index)?;
+        self.next = node.next;
+        Some(Value {
+            doc: self.doc,
+            index,
+            node,
+        })
     }
 }
 
@@ -254,6 +272,18 @@ fn raw_string_eq(raw: &str, text: &str) -> bool {
         return inner == text;
     }
     decode_string(raw).is_ok_and(|decoded| decoded == text)
+}
+
+/// The offset past the closing quote of the key whose opening quote is at `key` and whose
+/// value starts at `value`. The scan validated the member, so only whitespace and the colon lie
+/// between the two: the last `"` before the value closes the key. Found from the value's side,
+/// usually one or two bytes back, instead of scanning the key again: member walks read every
+/// key of every record, and rescanning them was most of their cost.
+fn key_end(bytes: &[u8], key: usize, value: usize) -> Option<usize> {
+    let after_open = key.checked_add(1)?;
+    let between = bytes.get(after_open..value)?;
+    let close = between.iter().rposition(|&b| b == b'"')?;
+    Some(after_open + close + 1)
 }
 
 fn to_usize(offset: u32) -> usize {
@@ -601,6 +631,41 @@ mod tests {
                 proptest::prop_assert_eq!(first.decode_str().unwrap(), value[0].as_str().unwrap());
                 proptest::prop_assert_eq!(first.span().start, 1 + pad);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A member's raw key, found back from its value, is the key the forward scan ends,
+        /// whatever the key holds (escaped quotes, backslashes) and whatever whitespace
+        /// surrounds the colon.
+        #[test]
+        fn a_members_key_is_the_scanned_key(
+            members in proptest::collection::vec(
+                (
+                    proptest::collection::vec(
+                        proptest::sample::select(vec!["a", r#"\""#, r"\\", " ", "é", r"\u0022", ":"]),
+                        0..6,
+                    ),
+                    proptest::sample::select(vec!["", " ", "\t\n "]),
+                    proptest::sample::select(vec!["", " ", "  "]),
+                    proptest::sample::select(vec!["1", r#""v""#, r#""\"""#, "[]", r#"{"k":2}"#]),
+                ),
+                1..6,
+            ),
+        ) {
+            let body: Vec<String> = members
+                .iter()
+                .map(|(key, before, after, value)| format!("\"{}\"{before}:{after}{value}", key.concat()))
+                .collect();
+            let text = format!("{{{}}}", body.join(","));
+            let doc = parse(&text).unwrap();
+            let bytes = text.as_bytes();
+            for (key, value) in doc.root().members() {
+                let start = to_usize(value.node.key);
+                let scanned = &text[start..scan_string(bytes, start).unwrap()];
+                proptest::prop_assert_eq!(key, scanned);
+            }
+            proptest::prop_assert_eq!(doc.root().members().count(), members.len());
         }
     }
 
