@@ -19,7 +19,7 @@
 //! lookups per line.
 
 use super::byte_class::{ALPHANUMERIC, DIGIT, HEX, class, find_digit_or_quote};
-use super::fixed_hash::FixedMap;
+use super::fixed_hash::StrMap;
 
 use super::detect::{Level, PANICKED_AT, is_exception_line, is_stack_frame, line_level};
 use super::hash::ContentHash;
@@ -104,8 +104,8 @@ pub fn compress(
     // Representatives: the first line of each template, with the count of similar lines.
     // Only looked up, never iterated: hash maps with fixed keys (templates share long
     // prefixes, which makes ordered comparisons slow).
-    let mut severe_first: FixedMap<String, usize> = FixedMap::default();
-    let mut routine_first: FixedMap<String, usize> = FixedMap::default();
+    let mut severe_first: StrMap<String, usize> = StrMap::default();
+    let mut routine_first: StrMap<String, usize> = StrMap::default();
     let mut routine: Vec<usize> = Vec::new();
     let mut repeats = vec![0usize; n];
     let (mut severe_lines, mut frames) = (0usize, 0usize);
@@ -135,11 +135,9 @@ pub fn compress(
                 counted_exception = Some(end);
                 continue;
             }
-            severe_first.insert(key, i);
+            severe_first.or_insert(key, i);
             // Its exception line repeated alone later is one more of this one.
-            severe_first
-                .entry(severe_template(exception))
-                .or_insert(end);
+            severe_first.or_insert(severe_template(exception), end);
             if current == Why::Dropped
                 && let Some(slot) = why.get_mut(i)
             {
@@ -163,7 +161,7 @@ pub fn compress(
                 }
                 continue;
             }
-            severe_first.insert(line_template.clone(), i);
+            severe_first.or_insert(line_template.clone(), i);
             if current == Why::Dropped
                 && let Some(slot) = why.get_mut(i)
             {
@@ -196,7 +194,7 @@ pub fn compress(
                     }
                 }
                 None => {
-                    routine_first.insert(line_template.clone(), i);
+                    routine_first.or_insert(line_template.clone(), i);
                     routine.push(i);
                 }
             }

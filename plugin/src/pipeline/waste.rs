@@ -12,8 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::fixed_hash::fixed_hash_str;
-use super::short_eq::same_str;
+use super::fixed_hash::StrMap;
 
 use crate::tokens::Tokenizer;
 
@@ -231,20 +230,9 @@ struct ByteScan<'a> {
     /// Each line (split at `\n`, trimmed) of at least [`REPEATED_LINE_MIN_BYTES`] bytes, with
     /// its number of copies. Hashed with fixed keys: many lines share long prefixes
     /// (`"status": "…`), which makes ordered comparisons slow; the signal's sum does not depend
-    /// on iteration order.
-    lines: hashbrown::HashTable<Line<'a>>,
-}
-
-/// A distinct line of [`ByteScan::lines`]. Its hash is kept so that growing the table never
-/// hashes a line again (SipHash over every line at each growth was a third of the table's cost).
-#[derive(Debug)]
-struct Line<'a> {
-    /// [`fixed_hash_str`] of the text.
-    hash: u64,
-    /// The line, trimmed.
-    text: &'a str,
-    /// How many times it occurs.
-    copies: u64,
+    /// on iteration order. Each line's hash is kept, so growing the table never hashes a line
+    /// again (SipHash over every line at each growth was a third of the table's cost).
+    lines: StrMap<&'a str, u64>,
 }
 
 /// Byte classes of [`ByteScan`]: a space or tab, a newline, and the base64 alphabet by kind.
@@ -348,20 +336,7 @@ impl<'a> ByteScan<'a> {
     fn line(&mut self, line: Option<&'a str>) {
         let line = line.unwrap_or_default().trim();
         if line.len() >= REPEATED_LINE_MIN_BYTES {
-            let hash = fixed_hash_str(line);
-            match self
-                .lines
-                .entry(hash, |seen| same_str(seen.text, line), |seen| seen.hash)
-            {
-                hashbrown::hash_table::Entry::Occupied(mut seen) => seen.get_mut().copies += 1,
-                hashbrown::hash_table::Entry::Vacant(slot) => {
-                    slot.insert(Line {
-                        hash,
-                        text: line,
-                        copies: 1,
-                    });
-                }
-            }
+            *self.lines.or_insert(line, 0) += 1;
         }
     }
 }
@@ -439,11 +414,11 @@ fn html_spans(text: &str) -> Vec<&str> {
 }
 
 /// Tokens of every copy after the first of each line in `lines` (copies per line).
-fn repeated_line_tokens(lines: hashbrown::HashTable<Line<'_>>, tokenizer: Tokenizer) -> u64 {
+fn repeated_line_tokens(lines: StrMap<&str, u64>, tokenizer: Tokenizer) -> u64 {
     let base: u64 = lines
         .iter()
-        .filter(|line| line.copies > 1)
-        .map(|line| base_count(tokenizer, line.text).saturating_mul(line.copies - 1))
+        .filter(|&(_, &copies)| copies > 1)
+        .map(|(line, &copies)| base_count(tokenizer, line).saturating_mul(copies - 1))
         .sum();
     tokenizer.scale(base)
 }
@@ -761,9 +736,8 @@ mod tests {
             proptest::prop_assert_eq!(&scan.whitespace, &reference::whitespace_runs(&text));
             proptest::prop_assert_eq!(&scan.base64, &reference::base64_runs(&text));
             let lines: FixedMap<&str, u64> =
-                scan.lines.iter().map(|line| (line.text, line.copies)).collect();
+                scan.lines.iter().map(|(&line, &copies)| (line, copies)).collect();
             proptest::prop_assert_eq!(&lines, &reference::lines(&text));
-            proptest::prop_assert!(scan.lines.iter().all(|line| line.hash == fixed_hash_str(line.text)));
         }
     }
 }
