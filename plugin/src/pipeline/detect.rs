@@ -389,17 +389,14 @@ fn written_level(line: &str, mut level: Level) -> Level {
         CaselessNeedle::new("exception in thread"),
         CaselessNeedle::new("caused by:"),
     ];
-    static LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("level=error");
-    static JSON_LEVEL_ERROR: CaselessNeedle = CaselessNeedle::new("\"level\":\"error\"");
     static CASELESS_PANICKED_AT: CaselessNeedle = CaselessNeedle::new(PANICKED_AT_TEXT);
     static WARNING: CaselessNeedle = CaselessNeedle::new("warning:");
     static WARN_BRACKET: CaselessNeedle = CaselessNeedle::new("[warn");
-    static LEVEL_WARN: CaselessNeedle = CaselessNeedle::new("level=warn");
     static DEPRECAT: CaselessNeedle = CaselessNeedle::new("deprecat");
     let trimmed = line.trim_start();
+    let level_key = level_key(trimmed);
     if ERROR_PREFIXES.iter().any(|p| p.starts(trimmed))
-        || LEVEL_ERROR.is_in(trimmed)
-        || JSON_LEVEL_ERROR.is_in(trimmed)
+        || level_key == Some(Level::Error)
         || CASELESS_PANICKED_AT.is_in(trimmed)
         || is_exception_line(trimmed)
     {
@@ -408,12 +405,38 @@ fn written_level(line: &str, mut level: Level) -> Level {
     if level == Level::Other
         && (WARNING.starts(trimmed)
             || WARN_BRACKET.starts(trimmed)
-            || LEVEL_WARN.is_in(trimmed)
+            || level_key == Some(Level::Warn)
             || DEPRECAT.is_in(trimmed))
     {
         level = Level::Warn;
     }
     level
+}
+
+/// The level a `level` key of `line` names, regardless of ASCII case: `Error` for
+/// `level=error` or `"level":"error"` anywhere, else `Warn` for `level=warn`, else `None`.
+/// One search for `level` serves all three forms: each was a search of its own over every
+/// line of every log, and `l` is common enough that each search stopped often.
+fn level_key(line: &str) -> Option<Level> {
+    static LEVEL: CaselessNeedle = CaselessNeedle::new("level");
+    let bytes = line.as_bytes();
+    let mut found = None;
+    for at in LEVEL.starts_in(line) {
+        let value = bytes.get(at + "level".len()..).unwrap_or_default();
+        let is = |form: &[u8]| {
+            value
+                .get(..form.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(form))
+        };
+        let quoted = at > 0 && bytes.get(at - 1) == Some(&b'"');
+        if is(b"=error") || (quoted && is(b"\":\"error\"")) {
+            return Some(Level::Error);
+        }
+        if is(b"=warn") {
+            found = Some(Level::Warn);
+        }
+    }
+    found
 }
 
 /// The priority letter of an Android logcat line: `03-17 16:13:38.811  1702  2395 W Tag: ...`
@@ -804,7 +827,8 @@ mod tests {
                     "Caused By:", "Level=Error", "level=warn", "LEVEL=WARN", "\"Level\":\"ERROR\"",
                     "thread 'main' Panicked at", "Deprecated", "DEPRECATION", "Warning:", "[WARN]",
                     "[warning]", "ValueError:", "  ", "\t", " ", "x", "é", "É", "7", ":", "'",
-                    "\"", "=", "level", "info", "INFO",
+                    "\"", "=", "level", "info", "INFO", "=ERROR", "=Warn", "\":\"error\"",
+                    "\":\"Warn\"", "LeVeL", "levell",
                 ]),
                 0..8,
             )

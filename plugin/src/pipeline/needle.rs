@@ -66,15 +66,23 @@ impl CaselessNeedle {
 
     /// Whether `haystack`, ASCII-lowercased, contains the needle.
     pub(crate) fn is_in(&self, haystack: &str) -> bool {
+        self.starts_in(haystack).next().is_some()
+    }
+
+    /// The byte offsets where the needle starts in `haystack`, ASCII-lowercased, in order
+    /// (overlapping occurrences included).
+    pub(crate) fn starts_in<'h>(&self, haystack: &'h str) -> impl Iterator<Item = usize> + 'h {
         let needle = self.text.as_bytes();
         let bytes = haystack.as_bytes();
-        let Some(&letter) = needle.get(self.anchor) else {
-            return false;
-        };
-        memchr::memchr2_iter(letter, letter.to_ascii_uppercase(), bytes).any(|at| {
-            at.checked_sub(self.anchor)
-                .and_then(|start| bytes.get(start..start.checked_add(needle.len())?))
-                .is_some_and(|window| window.eq_ignore_ascii_case(needle))
+        let anchor = self.anchor;
+        // `new` guarantees the anchor is a letter of the needle.
+        let letter = needle.get(anchor).copied().unwrap_or(b'a');
+        memchr::memchr2_iter(letter, letter.to_ascii_uppercase(), bytes).filter_map(move |at| {
+            let start = at.checked_sub(anchor)?;
+            bytes
+                .get(start..start.checked_add(needle.len())?)
+                .filter(|window| window.eq_ignore_ascii_case(needle))
+                .map(|_| start)
         })
     }
 
