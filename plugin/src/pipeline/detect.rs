@@ -136,7 +136,7 @@ fn detect_json(
     if !trimmed.starts_with(['{', '[']) {
         return Err(false);
     }
-    let doc = Document::parse_bounded(trimmed.as_bytes(), max_depth, max_values)
+    let doc = Document::parse_str_bounded(trimmed, max_depth, max_values)
         .map_err(|e| e.kind == crate::json::ErrorKind::TooManyValues)?;
     let root = doc.root();
     let confidence = match root.kind() {

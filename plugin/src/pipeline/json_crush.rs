@@ -133,12 +133,9 @@ pub fn crush(
     if contains_marker(text) {
         return None;
     }
-    let doc = Document::parse_bounded(
-        text.trim().as_bytes(),
-        config.max_json_depth,
-        config.max_json_values,
-    )
-    .ok()?;
+    let doc =
+        Document::parse_str_bounded(text.trim(), config.max_json_depth, config.max_json_values)
+            .ok()?;
     crush_parsed(text, &doc, config, query, hash)
 }
 
