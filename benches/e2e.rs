@@ -21,8 +21,9 @@
 //! `--answer-delay-ms N` (the upstream waits this long before each response, as a model
 //! thinks; what a proxy does meanwhile is off the client's clock; default 0),
 //! `--think-ms N` (each client pauses this long after a response before its next request, as an
-//! agent does while the model answers; default 0, back to back), `--only TEXT` (the workloads whose name contains it), `--out DIR` (default
-//! `target/bench-e2e`), `--write-benchmarks-md` (updates BENCHMARKS.md).
+//! agent does while the model answers; default 0, back to back), `--only TEXT` (the workloads
+//! whose name contains it), `--out DIR` (default `target/bench-e2e`), `--write-benchmarks-md`
+//! (updates BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
