@@ -105,7 +105,7 @@ pub(crate) fn detect_parsed(text: &str, max_depth: u32, max_values: usize) -> Pa
 
 /// Detection of a text that is not JSON.
 fn detect_text(text: &str) -> Detection {
-    let lines: Vec<&str> = text.lines().take(500).collect();
+    let lines: Vec<&str> = super::lines::lines(text).take(500).collect();
     if let Some(confidence) = diff_confidence(&lines) {
         return Detection::new(ContentKind::Diff, confidence);
     }
@@ -464,8 +464,19 @@ const PANICKED_AT_TEXT: &str = "' panicked at";
 
 /// `SomethingError: ...` / `java.lang.IllegalStateException: ...` / `FooException`.
 pub(crate) fn is_exception_line(line: &str) -> bool {
-    let head = line.split([':', ' ', '(']).next().unwrap_or("");
-    let name = head.rsplit('.').next().unwrap_or(head);
+    // What `split([':', ' ', '(']).next()` and `rsplit('.').next()` give, found by byte: std's
+    // char-set splitter decoded every character of every log line (issue 18). All four are
+    // ASCII, so the cuts are character boundaries.
+    let head_end = line
+        .bytes()
+        .position(|b| matches!(b, b':' | b' ' | b'('))
+        .unwrap_or(line.len());
+    let head = line.get(..head_end).unwrap_or("");
+    let name = head
+        .bytes()
+        .rposition(|b| b == b'.')
+        .and_then(|dot| head.get(dot + 1..))
+        .unwrap_or(head);
     name.len() > 5
         && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -785,6 +796,29 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The exception test that finds the name by byte decides as the char splits did.
+        #[test]
+        fn exception_lines_are_what_the_char_splits_found(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "ValueError", "java.lang.", "IllegalStateException", "Error", "Exception",
+                    "Foo", ":", " ", "(", ".", "_", "é", "x", "7", "Err", "a.b", "",
+                ]),
+                0..8,
+            )
+        ) {
+            let line: String = parts.concat();
+            let head = line.split([':', ' ', '(']).next().unwrap_or("");
+            let name = head.rsplit('.').next().unwrap_or(head);
+            let expected = name.len() > 5
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && (name.ends_with("Error") || name.ends_with("Exception"))
+                && (line.get(head.len()..).is_some_and(|r| r.starts_with(':'))
+                    || line.len() == head.len());
+            proptest::prop_assert_eq!(is_exception_line(&line), expected, "{:?}", line);
+        }
+
         /// The level words found through the byte table and the length filter are the ones
         /// the plain word split finds.
         #[test]

@@ -76,7 +76,7 @@ pub fn compress(
     query: &Query,
     hash: ContentHash,
 ) -> Option<CompressedDiff> {
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = super::lines::lines(text).collect();
     if lines.len() < MIN_LINES {
         return None;
     }

@@ -77,7 +77,7 @@ pub fn compress(
     hash: ContentHash,
 ) -> Option<CompressedLog> {
     let clean = strip_ansi(text);
-    let lines: Vec<&str> = clean.lines().collect();
+    let lines: Vec<&str> = super::lines::lines(&clean).collect();
     let n = lines.len();
     if n < MIN_LINES {
         return None;

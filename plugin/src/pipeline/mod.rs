@@ -21,6 +21,7 @@ pub mod diff;
 mod fixed_hash;
 pub mod hash;
 pub mod json_crush;
+mod lines;
 pub mod log;
 pub mod marker;
 mod needle;

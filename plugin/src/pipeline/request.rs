@@ -31,7 +31,7 @@ use super::detect::ContentKind;
 use super::hash::ContentHash;
 use super::marker::contains_marker;
 use super::relevance::Query;
-use super::settle::{Unsettled, count_for_gate, examine_new_output, gate_passes};
+use super::settle::{OwedCount, Unsettled, count_for_gate, examine_new_output, gate_passes};
 use super::signals::distinct_error_roots;
 use super::store::{
     MemoryStore, OmittedStore, ReplayEntry, ReplayStore, Sent, replay_key, waste_key,
@@ -473,12 +473,12 @@ fn run(
             );
             let index = blocks.len();
             // Only an output whose count is owed needs its text (a replayed one is never decoded).
-            if let Some(reason_tail) = owed_reason
+            if let Some(owed) = owed_reason
                 && let (Some(unsettled), Some(key), Some(candidate)) =
                     (unsettled.as_deref_mut(), key, replacement.as_ref())
                 && let Some(text) = text.get()
             {
-                unsettled.owe_count(index, text, key, candidate.clone(), reason_tail);
+                unsettled.owe_count(index, text, key, candidate.clone(), owed);
             }
             if let (Some(start_us), Some(end)) = (started, host.now_us()) {
                 report.timing = Some(BlockTiming {
@@ -559,7 +559,8 @@ fn run(
 /// report and the replacement text, if any, and sets `key_out` to its replay key when it got
 /// that far. With `owed_out`, a gate a prefix of the original settles is not counted further:
 /// the report then lacks `tokens_before`, the replay record is not written, and `owed_out` is
-/// set to the reason's text after the count (see [`super::settle`]).
+/// set to the reason's text after the count and the prefix counted so far (see
+/// [`super::settle`]).
 ///
 /// A later turn's output is looked up by its raw bytes before anything else: a hit needs
 /// neither decoding nor a content hash, both kept in the entry. Only outputs that could have
@@ -572,7 +573,7 @@ fn decide(
     queries: &mut Queries<'_>,
     tokenizer: Tokenizer,
     host: &mut dyn PipelineHost,
-    (key_out, owed_out): (&mut Option<ContentHash>, Option<&mut Option<String>>),
+    (key_out, owed_out): (&mut Option<ContentHash>, Option<&mut Option<OwedCount>>),
 ) -> (BlockReport, Option<String>) {
     let raw = slot.value.raw();
     let mut report = BlockReport {
@@ -724,7 +725,7 @@ fn decide(
     report.tokens_after = Some(after);
     // A prefix that passes the gate leaves the exact count, the reason's figure and the replay
     // record owed (`owed_out`).
-    let before = match counted {
+    let (before, prefix) = match counted {
         Counted::Whole(before) => {
             report.tokens_before = Some(before);
             if !gate_passes(before, after, config.min_token_savings) {
@@ -734,9 +735,9 @@ fn decide(
                 ));
                 return finish(report, Decision::NoGain, reason);
             }
-            Some(before)
+            (Some(before), None)
         }
-        Counted::AtLeast(_) => None,
+        Counted::AtLeast(_, prefix) => (None, Some(prefix)),
     };
     if result.lossy {
         host.omitted().put(report.hash, text.as_bytes());
@@ -744,8 +745,8 @@ fn decide(
     report.decision = Decision::Compressed;
     report.bytes_after = candidate.len();
     let tail = compressed_reason_tail(after, result.lossy);
-    match (before, owed_out) {
-        (Some(before), _) => {
+    match (before, owed_out, prefix) {
+        (Some(before), _, _) => {
             let entry = entry_of(Sent::Replaced {
                 text: candidate.clone(),
                 tokens_before: before,
@@ -754,9 +755,9 @@ fn decide(
             host.replay().put(key, &entry);
             report.reason = limited(format!("{before}{tail}"));
         }
-        (None, Some(owed)) => *owed = Some(limited(tail)),
+        (None, Some(owed), Some(prefix)) => *owed = Some((limited(tail), prefix)),
         // Only an owed count stops at a prefix.
-        (None, None) => {}
+        (None, _, _) => {}
     }
     (report, Some(candidate))
 }

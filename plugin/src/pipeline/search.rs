@@ -43,7 +43,7 @@ pub fn compress(
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut other: Vec<&str> = Vec::new();
     let mut total_lines = 0usize;
-    for line in text.lines() {
+    for line in super::lines::lines(text) {
         if line.trim().is_empty() || line == "--" {
             continue;
         }

@@ -12,7 +12,7 @@ use super::hash::ContentHash;
 use super::request::{Outcome, PipelineHost, timed};
 use super::store::{ReplayEntry, Sent};
 use super::waste::{WasteTokens, content_signals};
-use crate::tokens::{Counted, Tokenizer};
+use crate::tokens::{Counted, CountedPrefix, Tokenizer};
 
 /// The smallest token count of an original for which the gate "`after` tokens saves at least
 /// `min_savings` of it (and at least one token)" holds, when it holds for every larger count
@@ -65,8 +65,8 @@ pub(crate) fn count_for_gate(
 ) -> Counted {
     match early.then(|| gate_floor(after, min_savings)).flatten() {
         Some(floor) => match tokenizer.count_to(text, floor) {
-            Counted::AtLeast(n) if !gate_passes(n, after, min_savings) => {
-                Counted::Whole(tokenizer.count(text).tokens)
+            Counted::AtLeast(n, prefix) if !gate_passes(n, after, min_savings) => {
+                Counted::Whole(tokenizer.count_rest(text, prefix).tokens)
             }
             counted => counted,
         },
@@ -113,7 +113,13 @@ struct OwedRecord {
     candidate: String,
     /// The report's reason after the count (`" tokens -> …"`).
     reason_tail: String,
+    /// What the token gate counted before the request left: the count goes on from there.
+    counted: CountedPrefix,
 }
+
+/// What a compressed output's exact count still needs: the report's reason after the count
+/// (`" tokens -> …"`) and the prefix the token gate counted.
+pub(crate) type OwedCount = (String, CountedPrefix);
 
 /// A new output's waste signals.
 #[derive(Debug)]
@@ -144,20 +150,21 @@ impl Unsettled {
             .sum()
     }
 
-    /// Owes `block`'s exact count and replay record.
+    /// Owes `block`'s exact count, of which the gate counted `counted`, and replay record.
     pub(crate) fn owe_count(
         &mut self,
         block: usize,
         text: &str,
         key: ContentHash,
         candidate: String,
-        reason_tail: String,
+        (reason_tail, counted): OwedCount,
     ) {
         if let Some(owed) = self.entry(block, text) {
             owed.count = Some(OwedRecord {
                 key,
                 candidate,
                 reason_tail,
+                counted,
             });
         }
     }
@@ -198,7 +205,9 @@ impl Unsettled {
                 continue;
             };
             if let Some(record) = owed.count {
-                let before = timed(host, "token_count", || tokenizer.count(&owed.text).tokens);
+                let before = timed(host, "token_count", || {
+                    tokenizer.count_rest(&owed.text, record.counted).tokens
+                });
                 report.tokens_before = Some(before);
                 report.reason = format!("{before}{}", record.reason_tail);
                 let entry = ReplayEntry {
@@ -270,8 +279,9 @@ mod tests {
                         assert_eq!(n, whole);
                         gate_passes(n, after, m)
                     }
-                    Counted::AtLeast(n) => {
+                    Counted::AtLeast(n, prefix) => {
                         assert!(n <= whole && gate_passes(n, after, m));
+                        assert_eq!(tokenizer.count_rest(&text, prefix).tokens, whole);
                         true
                     }
                 };

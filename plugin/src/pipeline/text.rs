@@ -39,7 +39,7 @@ pub fn normalise(text: &str, mode: Normalise) -> Option<String> {
 
 /// Removes ANSI CSI (`ESC [ ... final`) and OSC (`ESC ] ... BEL|ST`) sequences.
 pub fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains('\u{1b}') {
+    if memchr::memchr(0x1b, text.as_bytes()).is_none() {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

@@ -334,7 +334,7 @@ impl<'a> ByteScan<'a> {
     }
 
     fn line(&mut self, line: Option<&'a str>) {
-        let line = line.unwrap_or_default().trim();
+        let line = super::lines::trim(line.unwrap_or_default());
         if line.len() >= REPEATED_LINE_MIN_BYTES {
             *self.lines.or_insert(line, 0) += 1;
         }

@@ -55,23 +55,32 @@ impl Encoding {
     }
 
     /// Counts `text` piece by piece while `go_on` accepts the running total; returns the total
-    /// and whether the whole text was counted. Every piece is at least one token, so a running
-    /// total is a lower bound of the whole count.
+    /// and, when it stopped early, the [`CountedPrefix`] that total is the count of. Every
+    /// piece is at least one token, so a running total is a lower bound of the whole count.
     #[inline]
-    fn count_while(self, text: &str, mut go_on: impl FnMut(usize) -> bool) -> (usize, bool) {
+    fn count_while(
+        self,
+        text: &str,
+        mut go_on: impl FnMut(usize) -> bool,
+    ) -> (usize, Option<CountedPrefix>) {
         let ranks = self.ranks();
         let mut total = 0usize;
-        let mut whole = true;
+        let mut stopped = None;
         let slot = match self {
             Self::Cl100kBase => 0,
             Self::O200kBase => 1,
         };
-        let mut add = |n: usize| {
+        // `tail` runs from the piece's start to the text's end, so the piece ends
+        // `tail.len() - piece.len()` bytes before the end.
+        let mut add = |n: usize, piece: &[u8], tail: &[u8]| {
             total += n;
             if go_on(total) {
                 ControlFlow::Continue(())
             } else {
-                whole = false;
+                let bytes = text
+                    .len()
+                    .saturating_sub(tail.len().saturating_sub(piece.len()));
+                stopped = Some(CountedPrefix { bytes, base: total });
                 ControlFlow::Break(())
             }
         };
@@ -84,15 +93,17 @@ impl Encoding {
             };
             let cache = cache.get_or_insert_with(bpe::PieceCache::new);
             pretokenize::for_each_piece(self, text, |piece, tail| {
-                add(cache.count(ranks, piece, tail))
+                add(cache.count(ranks, piece, tail), piece, tail)
             });
             true
         });
         // Only an unusable cache falls back, and before it counted anything.
         if cached != Ok(true) {
-            pretokenize::for_each_piece(self, text, |piece, _| add(ranks.count_piece(piece)));
+            pretokenize::for_each_piece(self, text, |piece, tail| {
+                add(ranks.count_piece(piece), piece, tail)
+            });
         }
-        (total, whole)
+        (total, stopped)
     }
 
     /// Heap bytes of this encoding's piece-count cache (allocated on first count, per VM).
@@ -139,8 +150,24 @@ pub struct TokenCount {
 pub enum Counted {
     /// The whole text was counted: this is its figure.
     Whole(u64),
-    /// Counting stopped at this figure, reached by a prefix: the whole text has at least as many.
-    AtLeast(u64),
+    /// Counting stopped at this figure, reached by a prefix: the whole text has at least as
+    /// many. [`Tokenizer::count_rest`] finishes the count from where it stopped.
+    AtLeast(u64, CountedPrefix),
+}
+
+/// Where a count stopped early: the pieces the whole text's pre-tokenization found in its first
+/// `bytes` (which end where a piece ends) make `base` tokens of the encoding, before any scaling.
+///
+/// A piece is found from its start on, never from what lies before it, so the pieces of the
+/// rest of the text are the whole text's pieces after `bytes`: the rest's count plus `base` is
+/// the whole count, exactly. (Not so the prefix on its own: its last piece can end otherwise
+/// without the text after it, as `\s+(?!\S)` looks ahead.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedPrefix {
+    /// Length of the counted prefix, in bytes (a character boundary).
+    pub bytes: usize,
+    /// Its token count under the encoding.
+    pub base: usize,
 }
 
 /// How tokens are counted for one model.
@@ -207,14 +234,26 @@ impl Tokenizer {
     /// count is not below. A decision that holds for every count from `floor` up needs no more
     /// (issue 18: the token gate of a large output that shrinks is settled by a prefix).
     pub fn count_to(self, text: &str, floor: u64) -> Counted {
-        let (base, whole) = self
+        let (base, stopped) = self
             .encoding()
             .count_while(text, |total| self.scale(to_u64(total)) < floor);
         let tokens = self.scale(to_u64(base));
-        if whole {
-            Counted::Whole(tokens)
-        } else {
-            Counted::AtLeast(tokens)
+        match stopped {
+            None => Counted::Whole(tokens),
+            Some(prefix) => Counted::AtLeast(tokens, prefix),
+        }
+    }
+
+    /// The whole count of `text` when `prefix` of it was counted already (by
+    /// [`Tokenizer::count_to`] on the same text): what [`Tokenizer::count`] gives, without
+    /// counting the prefix again (issue 18: the token gate counts a prefix before the request
+    /// leaves, and the exact figure is settled after it).
+    pub fn count_rest(self, text: &str, prefix: CountedPrefix) -> TokenCount {
+        let rest = text.get(prefix.bytes..).unwrap_or_default();
+        let base = prefix.base.saturating_add(self.encoding().count(rest));
+        TokenCount {
+            tokens: self.scale(to_u64(base)),
+            exactness: self.exactness(),
         }
     }
 
@@ -247,6 +286,44 @@ fn to_u64(n: usize) -> u64 {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A count stopped early names where it stopped and the figure it had there, and
+        /// finishing from there gives the whole count: for texts whose pieces meet in
+        /// every way the pre-tokenizers tell apart (spaces before words and punctuation, line
+        /// breaks after punctuation and slashes, contractions, digit runs, Unicode letters,
+        /// marks and whitespace).
+        #[test]
+        fn a_count_finished_from_its_prefix_is_the_whole_count(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "hello", " world", "Foo", "BAR", "'s", "'LL", " ", "   ", "\t", "\n", "\r\n",
+                    "\n\n  ", ".", "/", "{\"", "\":", " =>", "12345", "7", "é", "日本", "\u{301}",
+                    "\u{a0}", "ǅ", "😀", "x", "=\n/", "--",
+                ]),
+                0..60,
+            ),
+            floor in 1u64..40,
+        ) {
+            let text: String = parts.concat();
+            for tokenizer in [
+                Tokenizer::OpenAi(Encoding::O200kBase),
+                Tokenizer::OpenAi(Encoding::Cl100kBase),
+                Tokenizer::Anthropic,
+            ] {
+                let whole = tokenizer.count(&text).tokens;
+                match tokenizer.count_to(&text, floor) {
+                    Counted::AtLeast(n, prefix) => {
+                        prop_assert!(text.is_char_boundary(prefix.bytes), "{:?}", prefix);
+                        prop_assert_eq!(tokenizer.scale(to_u64(prefix.base)), n);
+                        prop_assert_eq!(tokenizer.count_rest(&text, prefix).tokens, whole);
+                    }
+                    Counted::Whole(n) => prop_assert_eq!(n, whole),
+                }
+            }
+        }
+    }
 
     #[test]
     fn known_counts() {
@@ -295,13 +372,15 @@ mod tests {
             assert_eq!(tokenizer.count_to(&text, u64::MAX), Counted::Whole(whole));
             for floor in [1, 7, whole / 3, whole / 2, whole - 1] {
                 match tokenizer.count_to(&text, floor) {
-                    Counted::AtLeast(n) => {
+                    Counted::AtLeast(n, prefix) => {
                         assert!(
                             n >= floor && n <= whole,
                             "{tokenizer:?} {floor}: {n} of {whole}"
                         );
                         // A prefix: stopped within a piece or two of the floor.
                         assert!(n < floor + 64, "{tokenizer:?} {floor}: {n}");
+                        assert!(prefix.bytes <= text.len(), "{tokenizer:?} {floor}");
+                        assert_eq!(tokenizer.count_rest(&text, prefix).tokens, whole);
                     }
                     Counted::Whole(n) => assert_eq!(n, whole, "{tokenizer:?} {floor}"),
                 }
