@@ -5,9 +5,8 @@
 //! the latest user text or carrying an error word, and its best matches up to `per_file`; the
 //! rest is counted per file and named by one marker.
 
-use std::collections::BTreeMap;
-
 use super::detect::parse_search_line;
+use super::fixed_hash::StrMap;
 use super::hash::ContentHash;
 use super::marker::{Marker, count_of};
 use super::relevance::Query;
@@ -40,7 +39,9 @@ pub fn compress(
     hash: ContentHash,
 ) -> Option<CompressedSearch> {
     let mut files: Vec<(&str, Vec<Hit<'_>>)> = Vec::new();
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    // Each file's place in `files`. Hashed, not ordered: `files` keeps the order, and an
+    // ordered map's path comparisons were `memcmp` calls in the guest (issue 18).
+    let mut index: StrMap<&str, usize> = StrMap::default();
     let mut other: Vec<&str> = Vec::new();
     let mut total_lines = 0usize;
     for line in super::lines::lines(text) {
@@ -50,10 +51,11 @@ pub fn compress(
         total_lines += 1;
         match parse_search_line(line) {
             Some((path, number, body, is_match)) => {
-                let at = *index.entry(path).or_insert_with(|| {
+                let next = files.len();
+                let at = *index.or_insert(path, next);
+                if at == next {
                     files.push((path, Vec::new()));
-                    files.len() - 1
-                });
+                }
                 if let Some((_, hits)) = files.get_mut(at) {
                     hits.push(Hit {
                         line: number,
