@@ -2,8 +2,9 @@
 //!
 //! A compressed output's token gate needs only enough of the original's count to pass: the
 //! gate holds for every count from some floor up, so [`Tokenizer::count_to`] stops there. The
-//! exact figure the reports, metrics and replay record carry, and the waste signals of the
-//! outputs a request adds, are owed: [`Unsettled`] keeps what they need and
+//! exact figure the reports, metrics and replay record carry (counted on from where the gate
+//! stopped, [`Tokenizer::count_rest`]), and the waste signals of the outputs a request adds,
+//! are owed: [`Unsettled`] keeps what they need and
 //! [`Unsettled::settle`] pays them, with the same results as the request path would have had.
 //! The filter settles at the end of the exchange, so the request reaches the upstream sooner
 //! at the same CPU; [`super::compress_request`] settles at once.
