@@ -643,21 +643,14 @@ enum ErrorMark {
     Field,
 }
 
-/// How one item reports an error (the strongest mark in it).
 /// A member's raw key without its quotes: exactly `key.trim_matches('"')`, byte by byte. Keys
 /// are trimmed for every member the selection reads, and std's char-pattern trim decodes each
 /// character through its generic searcher (1.3 % of the guest's JSON request path).
 fn key_name(key: &str) -> &str {
-    let bytes = key.as_bytes();
-    let start = bytes.iter().position(|&b| b != b'"').unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != b'"')
-        .map_or(start, |last| last + 1);
-    // A quote is ASCII, so both ends fall on character boundaries.
-    key.get(start..end.max(start)).unwrap_or_default()
+    super::lines::trim_ascii_bytes(key, |b| b == b'"')
 }
 
+/// How one item reports an error (the strongest mark in it).
 fn error_mark(value: Value<'_>) -> ErrorMark {
     match value.kind() {
         Kind::String => {

@@ -6,6 +6,7 @@
 //! it (issue 18). Here a line end is found by the `memchr` crate (simd128 in the guest, SSE2 or
 //! AVX2 natively), and trimming walks ASCII bytes, handing over to `str::trim` only where a
 //! line starts or ends with a non-ASCII character (which may be Unicode whitespace).
+//! [`trim_ascii_bytes`] also trims a JSON key's quotes for the JSON selection.
 
 /// The lines of `text`: split at `\n`, each without its `\n` or `\r\n`, and no empty line after
 /// a final line break. Property-tested against `str::lines`.
@@ -45,21 +46,24 @@ fn is_ascii_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// `text` without the bytes `cut` accepts at either end. `cut` must accept ASCII bytes only, so
+/// both cuts fall on character boundaries.
+#[inline]
+pub(crate) fn trim_ascii_bytes(text: &str, cut: impl Fn(u8) -> bool) -> &str {
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|&b| !cut(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !cut(b))
+        .map_or(start, |last| last + 1);
+    text.get(start..end.max(start)).unwrap_or_default()
+}
+
 /// `text.trim()`: ASCII whitespace is cut byte by byte; where what is left starts or ends with
 /// a non-ASCII character, `str::trim_start` or `str::trim_end` finishes that side.
 #[inline]
 pub(crate) fn trim(text: &str) -> &str {
-    let bytes = text.as_bytes();
-    let start = bytes
-        .iter()
-        .position(|&b| !is_ascii_space(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| !is_ascii_space(b))
-        .map_or(start, |last| last + 1);
-    // Both cuts are next to ASCII bytes, so they are character boundaries.
-    let mut out = text.get(start..end).unwrap_or_default();
+    let mut out = trim_ascii_bytes(text, is_ascii_space);
     if out.as_bytes().first().is_some_and(|b| !b.is_ascii()) {
         out = out.trim_start();
     }

@@ -725,28 +725,24 @@ fn decide(
     report.tokens_after = Some(after);
     // A prefix that passes the gate leaves the exact count, the reason's figure and the replay
     // record owed (`owed_out`).
-    let (before, prefix) = match counted {
-        Counted::Whole(before) => {
-            report.tokens_before = Some(before);
-            if !gate_passes(before, after, config.min_token_savings) {
-                host.replay().put(key, &unchanged);
-                let reason = limited(format!(
-                    "{after} tokens after >= {before} before (or below min_token_savings)"
-                ));
-                return finish(report, Decision::NoGain, reason);
-            }
-            (Some(before), None)
+    if let Counted::Whole(before) = counted {
+        report.tokens_before = Some(before);
+        if !gate_passes(before, after, config.min_token_savings) {
+            host.replay().put(key, &unchanged);
+            let reason = limited(format!(
+                "{after} tokens after >= {before} before (or below min_token_savings)"
+            ));
+            return finish(report, Decision::NoGain, reason);
         }
-        Counted::AtLeast(_, prefix) => (None, Some(prefix)),
-    };
+    }
     if result.lossy {
         host.omitted().put(report.hash, text.as_bytes());
     }
     report.decision = Decision::Compressed;
     report.bytes_after = candidate.len();
     let tail = compressed_reason_tail(after, result.lossy);
-    match (before, owed_out, prefix) {
-        (Some(before), _, _) => {
+    match (counted, owed_out) {
+        (Counted::Whole(before), _) => {
             let entry = entry_of(Sent::Replaced {
                 text: candidate.clone(),
                 tokens_before: before,
@@ -755,9 +751,9 @@ fn decide(
             host.replay().put(key, &entry);
             report.reason = limited(format!("{before}{tail}"));
         }
-        (None, Some(owed), Some(prefix)) => *owed = Some((limited(tail), prefix)),
+        (Counted::AtLeast(_, prefix), Some(owed)) => *owed = Some((limited(tail), prefix)),
         // Only an owed count stops at a prefix.
-        (None, _, _) => {}
+        (Counted::AtLeast(..), None) => {}
     }
     (report, Some(candidate))
 }
