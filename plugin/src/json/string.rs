@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::special::find_special;
+use super::special::{find_special, first_flagged, special_bytes, word_at};
 use super::{ErrorKind, JsonError};
 
 /// Decodes a raw JSON string span (including its quotes) to its text: resolves every escape,
@@ -14,37 +14,67 @@ pub fn decode_string(raw: &str) -> Result<Cow<'_, str>, JsonError> {
         return Err(JsonError::new(ErrorKind::NotAString, 0));
     };
     let bytes = inner.as_bytes();
-    // Offsets in errors are relative to `raw`, whose first byte is the quote.
-    let error = |kind, at: usize| JsonError::new(kind, at.saturating_add(1));
     let Some(first) = find_special(bytes) else {
         return Ok(Cow::Borrowed(inner));
     };
     let mut out = String::with_capacity(inner.len());
     let mut run_start = 0;
-    let mut i = first;
-    loop {
-        match bytes.get(i) {
-            Some(b'\\') => {
-                // Escapes are ASCII, so `run_start..i` always falls on char boundaries.
-                out.push_str(inner.get(run_start..i).unwrap_or_default());
-                let (ch, len) = decode_escape(bytes, i).map_err(|kind| error(kind, i))?;
-                out.push(ch);
-                i = i.saturating_add(len);
-                run_start = i;
+    // A string inside a string (a tool's JSON output) has an escape every few bytes: every
+    // flagged byte of a word is handled before the next word is read, as in `scan_string`.
+    let mut at = first;
+    while let Some(word) = word_at(bytes, at) {
+        let mut flags = special_bytes(word);
+        let mut next = at.saturating_add(8);
+        while flags != 0 {
+            let i = at.saturating_add(first_flagged(flags));
+            let after = unescape_at(inner, i, &mut run_start, &mut out)?;
+            if after >= next {
+                next = after;
+                break;
             }
-            Some(b'"') => return Err(error(ErrorKind::UnexpectedByte, i)),
-            Some(_) => return Err(error(ErrorKind::ControlCharacter, i)),
-            None => break,
+            // Drop the flags of the bytes the escape covers.
+            flags &= u64::MAX << (8 * (after - at));
         }
-        // Jump to the next byte that needs attention.
-        let rest = bytes.get(i..).unwrap_or_default();
-        i = find_special(rest).map_or(bytes.len(), |skip| i.saturating_add(skip));
+        at = next;
+    }
+    while let Some(skip) = find_special(bytes.get(at..).unwrap_or_default()) {
+        at = unescape_at(inner, at.saturating_add(skip), &mut run_start, &mut out)?;
     }
     out.push_str(inner.get(run_start..).unwrap_or_default());
     Ok(Cow::Owned(out))
 }
 
+/// Handles the special byte at `i` of a string's inside: an escape is decoded onto `out`
+/// after the plain run since `run_start`, and the offset after it returned (the next run's
+/// start); a quote or control character is an error. Always inlined: an out-of-line call per
+/// escape cost more in the guest than the word walk saved.
+#[inline(always)]
+fn unescape_at(
+    inner: &str,
+    i: usize,
+    run_start: &mut usize,
+    out: &mut String,
+) -> Result<usize, JsonError> {
+    let bytes = inner.as_bytes();
+    // Offsets in errors are relative to the raw span, whose first byte is the quote.
+    let error = |kind| JsonError::new(kind, i.saturating_add(1));
+    match bytes.get(i) {
+        Some(b'\\') => {
+            // Escapes are ASCII, so every run between them falls on char boundaries.
+            out.push_str(inner.get(*run_start..i).unwrap_or_default());
+            let (ch, len) = decode_escape(bytes, i).map_err(error)?;
+            out.push(ch);
+            *run_start = i.saturating_add(len);
+            Ok(*run_start)
+        }
+        Some(b'"') => Err(error(ErrorKind::UnexpectedByte)),
+        _ => Err(error(ErrorKind::ControlCharacter)),
+    }
+}
+
 /// Decodes the escape whose backslash is at `pos`; returns the character and the escape length.
+/// Always inlined into the decoder's loop (`\uXXXX` goes out of line).
+#[inline(always)]
 fn decode_escape(bytes: &[u8], pos: usize) -> Result<(char, usize), ErrorKind> {
     let ch = match bytes.get(pos.saturating_add(1)) {
         Some(b'"') => '"',

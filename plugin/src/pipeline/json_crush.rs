@@ -270,10 +270,13 @@ fn render<'d>(ctx: &mut Ctx<'_>, value: Value<'d>, path: &Path<'_>) -> Cow<'d, s
 
 fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: &Path<'_>) {
     let item_path = Path::Each(path);
+    // Records in an array mostly have the same members: each item's cells are sized by the
+    // item before it, which saves growing every item's vector a few times.
+    let mut cells_hint = 0;
     let items: Vec<Item<'_>> = values
         .iter()
         .map(|&value| {
-            let mut cells = Vec::new();
+            let mut cells = Vec::with_capacity(cells_hint);
             if value.kind() == Kind::Object && !is_table(value) {
                 for (key, member) in value.members() {
                     let name = key_name(key);
@@ -281,6 +284,7 @@ fn write_array(ctx: &mut Ctx<'_>, values: &[Value<'_>], out: &mut String, path: 
                     cells.push((key, rendered));
                 }
             }
+            cells_hint = cells.len();
             let text = if cells.is_empty() {
                 render(ctx, value, &item_path)
             } else {
