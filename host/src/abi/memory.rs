@@ -1,22 +1,43 @@
 //! Moving bytes across the guest boundary: reading guest memory, handing the guest memory it owns
 //! (through its exported allocator), and the proxy-wasm header-map encoding.
 
-use wasmtime::{Caller, Extern, Memory, TypedFunc};
+use wasmtime::{Caller, Extern, Instance, Memory, Store, TypedFunc};
 
+use super::state::HostState;
 use super::types::Status;
 
 /// A header or trailer map: lower-case names, raw byte values, in order.
 pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The guest's memory and allocator, looked up once per call.
+/// The guest's memory and allocator.
+#[derive(Clone)]
 pub struct Guest {
     memory: Memory,
     alloc: Option<TypedFunc<i32, i32>>,
 }
 
 impl Guest {
+    /// The guest's memory and allocator: those the VM found when it was made
+    /// ([`HostState::guest`]), else looked up in the caller's exports ([`Guest::find`]).
+    pub fn of(caller: &mut Caller<'_, HostState>) -> Result<Self, Status> {
+        match &caller.data().guest {
+            Some(guest) => Ok(guest.clone()),
+            None => Self::find(caller),
+        }
+    }
+
+    /// The memory and allocator among the exports of `instance` (as [`Guest::find`] finds
+    /// them), or `None` without a memory.
+    pub fn of_instance<T>(instance: &Instance, store: &mut Store<T>) -> Option<Self> {
+        let memory = instance.get_memory(&mut *store, "memory")?;
+        let alloc = ["proxy_on_memory_allocate", "malloc"]
+            .into_iter()
+            .find_map(|name| instance.get_typed_func::<i32, i32>(&mut *store, name).ok());
+        Some(Self { memory, alloc })
+    }
+
     /// Finds `memory` and `proxy_on_memory_allocate` (or `malloc`) among the guest's exports.
-    pub fn of<T>(caller: &mut Caller<'_, T>) -> Result<Self, Status> {
+    pub fn find<T>(caller: &mut Caller<'_, T>) -> Result<Self, Status> {
         let memory = match caller.get_export("memory") {
             Some(Extern::Memory(m)) => m,
             _ => return Err(Status::InternalFailure),

@@ -255,6 +255,10 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// The last guest log line.
     pub last_log: Option<GuestLog>,
+    /// The guest's memory and allocator, found once when the instance is made (every host
+    /// call needs them; looking them up by name per call was about 1 % of a worker's time on
+    /// a later turn). `None` until then.
+    pub guest: Option<super::memory::Guest>,
 }
 
 impl HostState {

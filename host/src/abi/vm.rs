@@ -138,6 +138,7 @@ impl Runtime {
             wakeups: Vec::new(),
             limits,
             last_log: None,
+            guest: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -152,6 +153,7 @@ impl Runtime {
             .map_err(|e| anyhow!("instantiating the filter: {e:#}"))?;
         let exports = Exports::find(&instance, &mut store)?;
         let memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().guest = super::memory::Guest::of_instance(&instance, &mut store);
         let mut vm = Vm {
             store,
             exports,
