@@ -374,9 +374,9 @@ fn html_spans(text: &str) -> Vec<&str> {
     let mut spans = Vec::new();
     let mut rest = text;
     let mut no_close_after_here = false;
-    // Found by byte with the `memchr` crate: `str::find` searches with core's word-at-a-time
-    // loop, which in the guest paid a call-limit check every four bytes of an output with no
-    // tag in it at all.
+    // Found with the `memchr` crate (simd128 in the guest): `str::find` searches with core's
+    // word-at-a-time loop, and in the guest each of its steps pays a call-limit check, over
+    // the whole of an output that holds no tag at all.
     while let Some(open) = memchr::memchr(b'<', rest.as_bytes()) {
         let Some(tail) = rest.get(open..) else { break };
         if tail.starts_with("<!--") {
