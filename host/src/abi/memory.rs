@@ -1,13 +1,16 @@
 //! Moving bytes across the guest boundary: reading guest memory, handing the guest memory it owns
 //! (through its exported allocator), and the proxy-wasm header-map encoding.
 
-use wasmtime::{Caller, Extern, Instance, Memory, Store, TypedFunc};
+use wasmtime::{AsContext, Caller, Extern, Instance, Memory, Store, TypedFunc};
 
 use super::state::HostState;
 use super::types::Status;
 
 /// A header or trailer map: lower-case names, raw byte values, in order.
 pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The exports that can allocate guest memory for the host, in order of preference.
+const ALLOCATOR_EXPORTS: [&str; 2] = ["proxy_on_memory_allocate", "malloc"];
 
 /// The guest's memory and allocator.
 #[derive(Clone)]
@@ -30,7 +33,7 @@ impl Guest {
     /// them), or `None` without a memory.
     pub fn of_instance<T>(instance: &Instance, store: &mut Store<T>) -> Option<Self> {
         let memory = instance.get_memory(&mut *store, "memory")?;
-        let alloc = ["proxy_on_memory_allocate", "malloc"]
+        let alloc = ALLOCATOR_EXPORTS
             .into_iter()
             .find_map(|name| instance.get_typed_func::<i32, i32>(&mut *store, name).ok());
         Some(Self { memory, alloc })
@@ -42,16 +45,16 @@ impl Guest {
             Some(Extern::Memory(m)) => m,
             _ => return Err(Status::InternalFailure),
         };
-        let mut alloc = None;
-        for name in ["proxy_on_memory_allocate", "malloc"] {
-            if let Some(f) = caller.get_export(name).and_then(Extern::into_func) {
-                alloc = f.typed::<i32, i32>(&*caller).ok();
-                if alloc.is_some() {
-                    break;
-                }
-            }
-        }
+        let alloc = ALLOCATOR_EXPORTS.into_iter().find_map(|name| {
+            let f = caller.get_export(name).and_then(Extern::into_func)?;
+            f.typed::<i32, i32>(&*caller).ok()
+        });
         Ok(Self { memory, alloc })
+    }
+
+    /// Size of the guest's linear memory in bytes.
+    pub fn memory_bytes(&self, store: impl AsContext) -> usize {
+        self.memory.data_size(store)
     }
 
     /// Copies `len` bytes at `ptr` out of guest memory.

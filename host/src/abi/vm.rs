@@ -152,12 +152,10 @@ impl Runtime {
             .instantiate(&mut store)
             .map_err(|e| anyhow!("instantiating the filter: {e:#}"))?;
         let exports = Exports::find(&instance, &mut store)?;
-        let memory = instance.get_memory(&mut store, "memory");
         store.data_mut().guest = super::memory::Guest::of_instance(&instance, &mut store);
         let mut vm = Vm {
             store,
             exports,
-            memory,
             next_context_id: ROOT_CONTEXT_ID + 1,
             deadline,
         };
@@ -286,7 +284,6 @@ impl Exports {
 pub struct Vm {
     store: Store<HostState>,
     exports: Exports,
-    memory: Option<wasmtime::Memory>,
     next_context_id: u32,
     /// Epoch ticks one call may take, when calls are limited.
     deadline: Option<u64>,
@@ -328,7 +325,11 @@ impl Vm {
 
     /// Size of the guest's linear memory in bytes (it only grows): what this VM costs.
     pub fn memory_bytes(&self) -> usize {
-        self.memory.map_or(0, |m| m.data_size(&self.store))
+        self.store
+            .data()
+            .guest
+            .as_ref()
+            .map_or(0, |guest| guest.memory_bytes(&self.store))
     }
 
     /// Creates an HTTP stream context under the root context.
