@@ -24,32 +24,65 @@ pub const ERROR_WORDS: [&str; 16] = [
     "rejected",
 ];
 
-/// Whether `text` contains an error word (case-insensitive, whole words).
+/// Whether `text` contains an error word (ASCII case-insensitive, whole words: runs of
+/// alphanumeric characters, as `text.split(|c: char| !c.is_alphanumeric())` gives them).
+///
+/// Found as [`holds_severity_root`] finds roots, not by splitting `text` into words (this runs
+/// on every string of every array item): every error word is five or more ASCII letters, so
+/// where the fifth byte from here is no letter, none starts at any of these five bytes and the
+/// walk moves on by five. Elsewhere this byte picks the words that can start with it, and one
+/// that matches counts when the characters on both sides of it are not alphanumeric.
 pub fn has_error_word(text: &str) -> bool {
-    any_word(text, |w| {
-        w.len() >= 4
-            && any_starting_with(&ERROR_WORDS, &ERROR_WORDS_BY_FIRST, w.as_bytes(), |e| {
-                w.eq_ignore_ascii_case(e)
+    let bytes = text.as_bytes();
+    let mut at = 0usize;
+    while let Some(&fifth) = bytes.get(at.saturating_add(4)) {
+        if !fifth.is_ascii_alphabetic() {
+            at += 5;
+            continue;
+        }
+        let rest = bytes.get(at..).unwrap_or_default();
+        if no_word_char_before(text, at)
+            && any_starting_with(&ERROR_WORDS, &ERROR_WORDS_BY_FIRST, rest, |word| {
+                rest.get(..word.len())
+                    .is_some_and(|part| part.eq_ignore_ascii_case(word.as_bytes()))
+                    && no_word_char_at(text, at + word.len())
             })
-    })
+        {
+            return true;
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Whether no alphanumeric character ends at byte `at` of `text` (a character boundary:
+/// [`has_error_word`] passes the start of an ASCII letter).
+fn no_word_char_before(text: &str, at: usize) -> bool {
+    match at.checked_sub(1).and_then(|i| text.as_bytes().get(i)) {
+        None => true,
+        Some(b) if b.is_ascii() => !b.is_ascii_alphanumeric(),
+        Some(_) => text
+            .get(..at)
+            .and_then(|before| before.chars().next_back())
+            .is_none_or(|c| !c.is_alphanumeric()),
+    }
+}
+
+/// Whether no alphanumeric character starts at byte `at` of `text` (a character boundary:
+/// [`has_error_word`] passes the end of an ASCII word).
+fn no_word_char_at(text: &str, at: usize) -> bool {
+    match text.as_bytes().get(at) {
+        None => true,
+        Some(b) if b.is_ascii() => !b.is_ascii_alphanumeric(),
+        Some(_) => text
+            .get(at..)
+            .and_then(|after| after.chars().next())
+            .is_none_or(|c| !c.is_alphanumeric()),
+    }
 }
 
 /// [`by_first_byte`] of [`ERROR_WORDS`].
 const ERROR_WORDS_BY_FIRST: [u16; 256] = by_first_byte(&ERROR_WORDS);
-
-/// Whether `test` holds for one of the words `text.split(|c: char| !c.is_alphanumeric())`
-/// gives, found without decoding every character: only a piece of [`ascii_separated`] holding
-/// non-ASCII characters is split again by characters (the separators left in it). Tool
-/// outputs are mostly ASCII and these tests run on every item of every array.
-fn any_word(text: &str, mut test: impl FnMut(&str) -> bool) -> bool {
-    ascii_separated(text).any(|piece| {
-        if piece.is_ascii() {
-            test(piece)
-        } else {
-            piece.split(|c: char| !c.is_alphanumeric()).any(&mut test)
-        }
-    })
-}
 
 /// The pieces of `text` between ASCII characters other than letters and digits, split on
 /// bytes: an ASCII byte is never part of a longer UTF-8 sequence, so this is the same split as
@@ -98,6 +131,22 @@ pub fn has_severity_root(text: &str) -> bool {
 const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = by_first_byte(&SEVERITY_ROOTS);
 
 const _: () = assert!(ERROR_WORDS.len() <= 16 && SEVERITY_ROOTS.len() <= 16);
+
+// Every error word is at least five lowercase ASCII letters ([`has_error_word`] relies on it).
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    let mut i = 0;
+    while i < ERROR_WORDS.len() {
+        let word = ERROR_WORDS[i].as_bytes();
+        assert!(word.len() >= 5);
+        let mut j = 0;
+        while j < word.len() {
+            assert!(word[j].is_ascii_lowercase());
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 // Every severity root is at least four lowercase ASCII letters ([`has_severity_root`] relies
 // on it). Indexing in a constant: evaluation fails the build, not a request.
