@@ -36,7 +36,7 @@ pub(crate) struct Novelty<'t> {
     /// JSON request's path, issue 18). Only a cache: a word it misses (evicted, never
     /// stored, or a body built to make every word collide) takes the table's path, so the
     /// fraction is the same whatever it holds.
-    recent: Option<Box<[u64; RECENT_SLOTS]>>,
+    recent: Option<Box<[u128; RECENT_SLOTS]>>,
     buf: String,
     masked: String,
     /// Items that brought a new word, items ended, and whether the current one has.
@@ -45,38 +45,45 @@ pub(crate) struct Novelty<'t> {
     brought: bool,
 }
 
-/// Slots of [`Novelty`]'s cache of short seen words (8 KiB).
+/// Slots of [`Novelty`]'s cache of short seen words (16 KiB).
 const RECENT_SLOTS: usize = 1024;
 
 /// A short ASCII word's key (lowercased, ASCII digits made `0`) as one integer: its bytes,
 /// little-endian, zero-padded. No byte of a word is zero, so two words share a packed key only
 /// when their keys are equal, and no word packs to zero (an empty slot). `None` for a word
-/// longer than eight bytes or not ASCII.
-fn packed_key(word: RawWord<'_>) -> Option<u64> {
+/// longer than sixteen bytes or not ASCII.
+fn packed_key(word: RawWord<'_>) -> Option<u128> {
     if !word.ascii {
         return None;
     }
     let packed = load_short(word.text.as_bytes())?;
-    // Bytes 'A'..='Z' gain 0x20 and '0'..='9' become '0', eight at a time: the cache is
+    // Bytes 'A'..='Z' gain 0x20 and '0'..='9' become '0', sixteen at a time: the cache is
     // checked for every word, so no byte loop (the same folding as `lowercase` and the mask).
     let folded = packed | (ascii_in_range(packed, b'A', b'Z') >> 2);
     let digits = ascii_in_range(folded, b'0', b'9');
-    // A digit's low nibble is cleared: '0'..='9' is 0x30..=0x39.
-    let digit_bytes = (digits >> 7) * 0xff;
-    Some(folded & !(digit_bytes & 0x0f0f_0f0f_0f0f_0f0f))
+    // A digit's low nibble is cleared ('0'..='9' is 0x30..=0x39): bit 7 shifted onto bits 3 to
+    // 0 of its own byte (shifts, not a 128-bit multiplication, which is a call in wasm).
+    let low_nibbles = (digits >> 4) | (digits >> 5) | (digits >> 6) | (digits >> 7);
+    Some(folded & !low_nibbles)
 }
 
-/// Up to eight bytes as one integer, little-endian, zero-padded (`None` past eight). Loaded as
-/// two overlapping pieces, not copied into a zeroed buffer first: the copy was a `memcpy` call,
-/// and reading the buffer back as one integer stalled on the bytes just stored.
-fn load_short(bytes: &[u8]) -> Option<u64> {
+/// Up to sixteen bytes as one integer, little-endian, zero-padded (`None` past sixteen).
+/// Loaded as two overlapping pieces, not copied into a zeroed buffer first: the copy was a
+/// `memcpy` call, and reading the buffer back as one integer stalled on the bytes just stored.
+fn load_short(bytes: &[u8]) -> Option<u128> {
     let n = bytes.len();
-    let byte = |i: usize| bytes.get(i).map(|&b| u64::from(b));
+    let byte = |i: usize| bytes.get(i).map(|&b| u128::from(b));
     let quad = |i: usize| {
         let four = bytes.get(i..i + 4)?;
         <[u8; 4]>::try_from(four)
             .ok()
-            .map(|q| u64::from(u32::from_le_bytes(q)))
+            .map(|q| u128::from(u32::from_le_bytes(q)))
+    };
+    let octet = |i: usize| {
+        let eight = bytes.get(i..i + 8)?;
+        <[u8; 8]>::try_from(eight)
+            .ok()
+            .map(|o| u128::from(u64::from_le_bytes(o)))
     };
     match n {
         0 => Some(0),
@@ -84,23 +91,29 @@ fn load_short(bytes: &[u8]) -> Option<u64> {
         1..=3 => Some(byte(0)? | byte(n / 2)? << (8 * (n / 2)) | byte(n - 1)? << (8 * (n - 1))),
         // The first four and the last four, overlapping by 8 - n.
         4..=8 => Some(quad(0)? | quad(n - 4)? << (8 * (n - 4))),
+        // The first eight and the last eight, overlapping by 16 - n.
+        9..=16 => Some(octet(0)? | octet(n - 8)? << (8 * (n - 8))),
         _ => None,
     }
 }
 
 /// Bit 7 of each byte of `x` (all ASCII) set where the byte is within `low..=high`.
-fn ascii_in_range(x: u64, low: u8, high: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+#[inline(always)]
+fn ascii_in_range(x: u128, low: u8, high: u8) -> u128 {
+    const ONES: u128 = u128::MAX / 0xff;
+    const HIGH: u128 = ONES * 0x80;
     // Each byte is below 0x80, so neither sum carries into the next byte.
-    let above_low = x + ONES * u64::from(0x80 - low);
-    let above_high = x + ONES * u64::from(0x7f - high);
+    let above_low = x + ONES * u128::from(0x80 - low);
+    let above_high = x + ONES * u128::from(0x7f - high);
     above_low & !above_high & HIGH
 }
 
-/// The slot of a packed key: a multiplicative hash's top bits.
-fn recent_slot(key: u64) -> usize {
-    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+/// The slot of a packed key: a multiplicative hash's top bits, over both halves.
+fn recent_slot(key: u128) -> usize {
+    let low = key as u64;
+    let high = (key >> 64) as u64;
+    let mixed = low.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ high.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
 }
 
 impl<'t> Novelty<'t> {
@@ -245,7 +258,7 @@ mod tests {
         /// A short ASCII word packs to its key's bytes (lowercased, digits masked), zero-padded;
         /// any other word packs to nothing.
         #[test]
-        fn packed_key_is_the_keys_bytes(text in "[\\x01-\\x7f]{1,10}|[a-zA-Z0-9_\u{e9}]{1,9}") {
+        fn packed_key_is_the_keys_bytes(text in "[\\x01-\\x7f]{1,20}|[a-zA-Z0-9_\u{e9}]{1,18}") {
             let word = RawWord {
                 text: &text,
                 ascii: text.is_ascii(),
@@ -257,21 +270,21 @@ mod tests {
                 .bytes()
                 .map(|b| if b.is_ascii_digit() { b'0' } else { b })
                 .collect();
-            let expected = (text.is_ascii() && key.len() <= 8).then(|| {
-                let mut padded = [0u8; 8];
+            let expected = (text.is_ascii() && key.len() <= 16).then(|| {
+                let mut padded = [0u8; 16];
                 padded[..key.len()].copy_from_slice(&key);
-                u64::from_le_bytes(padded)
+                u128::from_le_bytes(padded)
             });
             proptest::prop_assert_eq!(packed_key(word), expected);
         }
     }
 
-    /// Far more distinct short words than the cache has slots, each seen again later: words
+    /// Far more distinct words (4 to 20 bytes) than the cache has slots, each seen again later: words
     /// the cache evicted or never held still count as seen, as the definition says.
     #[test]
     fn novelty_past_the_cache_is_its_definition() {
         let word = |i: usize| {
-            format!("w{}", (b'a' + (i % 26) as u8) as char).repeat(1 + i / 26 % 3)
+            format!("w{}", (b'a' + (i % 26) as u8) as char).repeat(1 + i / 26 % 9)
                 + &char::from(b'a' + (i / 78 % 26) as u8).to_string()
                 + &char::from(b'a' + (i / 2028 % 26) as u8).to_string()
         };
@@ -294,11 +307,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn load_short_is_the_bytes_zero_padded(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..12)) {
-            let expected = (bytes.len() <= 8).then(|| {
-                let mut padded = [0u8; 8];
+        fn load_short_is_the_bytes_zero_padded(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..20)) {
+            let expected = (bytes.len() <= 16).then(|| {
+                let mut padded = [0u8; 16];
                 padded[..bytes.len()].copy_from_slice(&bytes);
-                u64::from_le_bytes(padded)
+                u128::from_le_bytes(padded)
             });
             proptest::prop_assert_eq!(load_short(&bytes), expected);
         }
