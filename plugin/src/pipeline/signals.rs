@@ -27,7 +27,7 @@ pub const ERROR_WORDS: [&str; 16] = [
 /// Whether `text` contains an error word (ASCII case-insensitive, whole words: runs of
 /// alphanumeric characters, as `text.split(|c: char| !c.is_alphanumeric())` gives them).
 ///
-/// Found as [`holds_severity_root`] finds roots, not by splitting `text` into words (this runs
+/// Found as [`has_severity_root`] finds roots, not by splitting `text` into words (this runs
 /// on every string of every array item): every error word is five or more ASCII letters, so
 /// where the fifth byte from here is no letter, none starts at any of these five bytes and the
 /// walk moves on by five. Elsewhere this byte picks the words that can start with it, and one
