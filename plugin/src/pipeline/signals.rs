@@ -132,38 +132,33 @@ const SEVERITY_ROOTS_BY_FIRST: [u16; 256] = by_first_byte(&SEVERITY_ROOTS);
 
 const _: () = assert!(ERROR_WORDS.len() <= 16 && SEVERITY_ROOTS.len() <= 16);
 
-// Every error word is at least five lowercase ASCII letters ([`has_error_word`] relies on it).
+// [`has_error_word`] relies on every error word being five or more lowercase ASCII letters,
+// [`has_severity_root`] on every root being four or more.
+const _: () = assert!(lowercase_letters_at_least(&ERROR_WORDS, 5));
+const _: () = assert!(lowercase_letters_at_least(&SEVERITY_ROOTS, 4));
+
+/// Whether every one of `words` is at least `min` lowercase ASCII letters, for the
+/// compile-time checks above.
+// Indexing in a constant: evaluation fails the build, not a request.
 #[allow(clippy::indexing_slicing)]
-const _: () = {
+const fn lowercase_letters_at_least(words: &[&str], min: usize) -> bool {
     let mut i = 0;
-    while i < ERROR_WORDS.len() {
-        let word = ERROR_WORDS[i].as_bytes();
-        assert!(word.len() >= 5);
+    while i < words.len() {
+        let word = words[i].as_bytes();
+        if word.len() < min {
+            return false;
+        }
         let mut j = 0;
         while j < word.len() {
-            assert!(word[j].is_ascii_lowercase());
+            if !word[j].is_ascii_lowercase() {
+                return false;
+            }
             j += 1;
         }
         i += 1;
     }
-};
-
-// Every severity root is at least four lowercase ASCII letters ([`has_severity_root`] relies
-// on it). Indexing in a constant: evaluation fails the build, not a request.
-#[allow(clippy::indexing_slicing)]
-const _: () = {
-    let mut i = 0;
-    while i < SEVERITY_ROOTS.len() {
-        let root = SEVERITY_ROOTS[i].as_bytes();
-        assert!(root.len() >= 4);
-        let mut j = 0;
-        while j < root.len() {
-            assert!(root[j].is_ascii_lowercase());
-            j += 1;
-        }
-        i += 1;
-    }
-};
+    true
+}
 
 /// For each byte, the words of `words` (bit `i` for word `i`; at most 16) that start with it
 /// in either case, built at compile time: a byte then picks its few candidates with one
