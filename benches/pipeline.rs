@@ -11,7 +11,9 @@
 //!   a log and source code.
 //! - `compress_request/agent_json_300`: `corpus::agent_json_request(300, false)`;
 //!   `…_request_path` is what the filter does before that request (and the 155 KB log one)
-//!   leaves, `…_request_path_and_settle` the same with what it settles at the exchange's end.
+//!   leaves, `…_request_path_and_settle` the same with what it settles at the exchange's end;
+//!   `agent_log_155k_plain_question_request_path` the log's with a question that names no word
+//!   of it.
 //! - `hostile/<input>/<size>`: the bodies of issue 12 that stalled a worker (unclosed HTML
 //!   comments, a search result of hundreds of thousands of error matches, a huge relevance
 //!   query against a JSON array of the same text, a JSON array of zeros, deeply nested
@@ -193,6 +195,28 @@ fn agent_request(c: &mut Criterion) {
             )
         });
     }
+    // The log again, its question without a number (`Step 2: ...` names a word of most log
+    // lines; most questions name nothing in the output).
+    let plain = String::from_utf8_lossy(&log).replace("Step 2: check", "Check");
+    assert_ne!(
+        plain.as_bytes(),
+        log.as_slice(),
+        "the question is in the corpus"
+    );
+    group.bench_function("agent_log_155k_plain_question_request_path", |b| {
+        b.iter_batched(
+            MemoryHost::default,
+            |mut host| {
+                compress_request_unsettled(
+                    Api::OpenAiChat,
+                    black_box(plain.as_bytes()),
+                    &config,
+                    &mut host,
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 

@@ -87,8 +87,8 @@ pub fn compress(
     let relevant: Vec<bool> = if query.is_empty() {
         Vec::new()
     } else {
-        let mut relevant = query.mentions(&lines);
-        for i in query.relevant(&lines, lines.len()) {
+        let (best, mut relevant) = query.relevant_and_mentions(&lines, lines.len());
+        for i in best {
             if let Some(slot) = relevant.get_mut(i) {
                 *slot = true;
             }

@@ -84,18 +84,14 @@ pub fn compress(
     }
     let mut why = vec![Why::Dropped; n];
     if !query.is_empty() {
-        let mentioned = query
-            .mentions(&lines)
+        let (best, mentioned) = query.relevant_and_mentions(&lines, MAX_QUESTION_LINES);
+        let mentioned = mentioned
             .into_iter()
             .enumerate()
             .filter(|(_, m)| *m)
             .map(|(i, _)| i)
             .take(MAX_QUESTION_LINES);
-        for i in query
-            .relevant(&lines, MAX_QUESTION_LINES)
-            .into_iter()
-            .chain(mentioned)
-        {
+        for i in best.into_iter().chain(mentioned) {
             if let Some(slot) = why.get_mut(i) {
                 *slot = Why::Question;
             }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::byte_class::{ALPHANUMERIC, DIGIT, NON_ASCII, UNDERSCORE, UPPER, class};
+use super::byte_class::{
+    ALPHANUMERIC, DIGIT, NON_ASCII, UNDERSCORE, UPPER, ascii_word_count, class,
+};
 use super::fixed_hash::FixedMap;
 
 /// Words too common to say anything about relevance.
@@ -151,6 +153,60 @@ pub const MAX_QUERY_TERMS: usize = 16_384;
 /// [`Query::mentions`] looks for at most this many terms inside words.
 pub const MAX_SUBSTRING_TERMS: usize = 16;
 
+/// A query of at most this many ASCII terms is searched for in the documents' lowercased bytes
+/// ([`Lowered`]), one `memmem` pass per term, instead of BM25 walking every word of every
+/// document; a longer query walks the words, which then costs less than its searches.
+pub const MAX_PREFILTER_TERMS: usize = 8;
+
+/// Documents ASCII-lowercased into one buffer, each followed by a NUL byte (which no term
+/// holds, so no match spans two documents): one SIMD substring search per term over all of
+/// them (`memchr::memmem`) instead of a comparison at every byte or a lookup per word.
+struct Lowered {
+    bytes: Vec<u8>,
+    /// Where each document's bytes end (its NUL).
+    ends: Vec<usize>,
+    /// Whether each document is ASCII.
+    ascii: Vec<bool>,
+}
+
+impl Lowered {
+    fn of<S: AsRef<str>>(docs: &[S]) -> Lowered {
+        let mut bytes = Vec::with_capacity(docs.iter().map(|d| d.as_ref().len() + 1).sum());
+        let mut ends = Vec::with_capacity(docs.len());
+        let mut ascii = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let doc = doc.as_ref();
+            bytes.extend(doc.bytes().map(|b| b.to_ascii_lowercase()));
+            ends.push(bytes.len());
+            bytes.push(0);
+            ascii.push(doc.is_ascii());
+        }
+        Lowered { bytes, ends, ascii }
+    }
+
+    /// The lowercased bytes of document `doc`.
+    fn doc(&self, doc: usize) -> &[u8] {
+        let start = doc
+            .checked_sub(1)
+            .and_then(|previous| self.ends.get(previous))
+            .map_or(0, |end| end + 1);
+        let end = self.ends.get(doc).copied().unwrap_or(start);
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+
+    /// Calls `hit` with the index of the document of each occurrence of `needle`, in order
+    /// (once per occurrence).
+    fn each_doc_holding(&self, needle: &[u8], mut hit: impl FnMut(usize)) {
+        let mut doc = 0usize;
+        for at in memchr::memmem::find_iter(&self.bytes, needle) {
+            while self.ends.get(doc).is_some_and(|&end| end <= at) {
+                doc += 1;
+            }
+            hit(doc);
+        }
+    }
+}
+
 /// BM25's score (k1 = 1.2, b = 0.75) of a term found `count` times in a document of
 /// `doc_len` words, present in `df` of `n` documents whose average length is `avg_len`.
 fn term_score(n: usize, df: usize, count: usize, doc_len: usize, avg_len: f64) -> f64 {
@@ -258,6 +314,8 @@ impl Query {
     /// O(w log w + w log t) for w words in `docs` and t query terms, whatever the overlap:
     /// nothing here is proportional to the number of query terms per document word (a
     /// document holding a whole long query used to cost a scan of its term list per word).
+    /// A query of at most [`MAX_PREFILTER_TERMS`] ASCII terms adds at most that many linear
+    /// substring searches, and skips the walk where its terms are rare.
     pub fn scores<S: AsRef<str>>(&self, docs: &[S]) -> Vec<f64> {
         self.scores_feeding(docs, &mut NoSink)
     }
@@ -279,68 +337,209 @@ impl Query {
             }
             return vec![0.0; n];
         }
-        // Per document: its number of words and, for each term present (in term order), how
-        // often it occurs: the hits (term indices) of the document, sorted and counted.
-        let mut buf = String::new();
+        if !W::TAKES_WORDS
+            && self.prefilters()
+            && let Some(scores) = self.scores_prefiltered(docs, &Lowered::of(docs))
+        {
+            return scores;
+        }
+        self.scores_walked(docs, sink)
+    }
+
+    /// [`Query::scores_feeding`] by a walk over every word of every document (the query has
+    /// terms and there are documents).
+    fn scores_walked<'t, S: AsRef<str>, W: WordSink<'t>>(
+        &self,
+        docs: &'t [S],
+        sink: &mut W,
+    ) -> Vec<f64> {
+        let n = docs.len();
+        let mut tally = Tally::default();
         let mut lengths = Vec::with_capacity(n);
-        let mut counts: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n);
-        let mut hits: Vec<usize> = Vec::new();
+        let mut counts: Vec<TermCounts> = Vec::with_capacity(n);
         // Document frequency per term that occurs at all (few terms do, per call).
         let mut df: FixedMap<usize, usize> = FixedMap::default();
-        // Most words are no term: a word whose signature (length, first and last byte) no
-        // term has is not looked up (exact: the filter only skips searches that would fail).
-        // Lowercasing keeps an ASCII word's length, and its first and last bytes lowercased
-        // are the lowercased word's: an ASCII word is ruled out before it is lowercased,
-        // another after.
         for doc in docs {
-            let mut length = 0usize;
-            hits.clear();
-            for word in raw_words(doc.as_ref()) {
-                length += 1;
-                sink.word(word);
-                if word.ascii && !self.signatures.may_hold(word.text) {
-                    continue;
-                }
-                let lowered = lowercase(word, &mut buf);
-                if (word.ascii || self.signatures.may_hold(lowered))
-                    && let Ok(t) = self
-                        .terms
-                        .binary_search_by(|term| term.as_str().cmp(lowered))
-                {
-                    hits.push(t);
-                }
-            }
-            sink.end_doc();
-            hits.sort_unstable();
-            let mut tf: Vec<(usize, usize)> = Vec::new();
-            for &t in &hits {
-                match tf.last_mut() {
-                    Some((term, count)) if *term == t => *count += 1,
-                    _ => tf.push((t, 1)),
-                }
-            }
+            let (length, tf) = self.tally(doc.as_ref(), sink, &mut tally);
             for &(t, _) in &tf {
                 *df.entry(t).or_default() += 1;
             }
             lengths.push(length);
             counts.push(tf);
         }
-        let avg_len = lengths.iter().sum::<usize>() as f64 / n as f64;
+        let total = lengths.iter().sum::<usize>();
         counts
             .iter()
             .zip(&lengths)
-            .map(|(tf, &doc_len)| {
-                tf.iter()
-                    .map(|&(term, count)| {
-                        let df = df.get(&term).copied().unwrap_or(0);
-                        if df * 2 > n {
-                            return 0.0;
-                        }
-                        term_score(n, df, count, doc_len, avg_len)
-                    })
-                    .sum()
-            })
+            .map(|(tf, &doc_len)| self.score(tf, doc_len, &df, n, total))
             .collect()
+    }
+
+    /// Whether [`Query::scores`] searches the documents for the terms before walking words:
+    /// at most [`MAX_PREFILTER_TERMS`] ASCII terms.
+    fn prefilters(&self) -> bool {
+        self.terms.iter().filter(|t| t.is_ascii()).count() <= MAX_PREFILTER_TERMS
+    }
+
+    /// [`Query::scores`] without walking the words of ASCII documents, or `None` when the
+    /// terms occur too often for that to pay (the caller walks every word instead).
+    ///
+    /// In an ASCII document a word is a maximal run of ASCII letters, digits and `_`, so a word
+    /// equal to an ASCII term is exactly an occurrence of the term in the lowercased bytes
+    /// with no such byte on either side (a term is made of them, so no occurrence overlaps one
+    /// of those); a non-ASCII term is never a word of an ASCII document. The length of an ASCII
+    /// document is [`ascii_word_count`]'s. Documents that are not ASCII are walked as before:
+    /// Unicode lowercasing can make one of their words an ASCII term (`\u{212a}b` is `kb`).
+    /// The same numbers, bit for bit, as the walk over every word.
+    fn scores_prefiltered<S: AsRef<str>>(&self, docs: &[S], lowered: &Lowered) -> Option<Vec<f64>> {
+        let n = docs.len();
+        let bytes = &lowered.bytes;
+        let is_word_byte = |at: Option<usize>| {
+            at.and_then(|at| bytes.get(at))
+                .is_some_and(|&b| class(b) & (ALPHANUMERIC | UNDERSCORE) != 0)
+        };
+        // Occurrences looked at before the walk is the cheaper way (a term such as `2` or `id`
+        // occurs in most lines of a log).
+        let budget = bytes.len() / 16 + 64;
+        let mut seen = 0usize;
+        // (document, term) of every word of an ASCII document that is a term.
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        for (t, term) in self.terms.iter().enumerate() {
+            if !term.is_ascii() {
+                continue;
+            }
+            let mut doc = 0usize;
+            for at in memchr::memmem::find_iter(bytes, term.as_bytes()) {
+                seen += 1;
+                if seen > budget {
+                    return None;
+                }
+                if is_word_byte(at.checked_sub(1)) || is_word_byte(Some(at + term.len())) {
+                    continue;
+                }
+                while lowered.ends.get(doc).is_some_and(|&end| end <= at) {
+                    doc += 1;
+                }
+                if lowered.ascii.get(doc).copied().unwrap_or(false) {
+                    hits.push((doc, t));
+                }
+            }
+        }
+        hits.sort_unstable();
+        let mut tally = Tally::default();
+        // (document, its length, its term counts in term order) of every document with a term.
+        let mut found: Vec<(usize, usize, TermCounts)> = Vec::new();
+        // The words of the documents that are not ASCII, as counted and as walked.
+        let (mut counted, mut walked) = (0usize, 0usize);
+        for (i, doc) in docs.iter().enumerate() {
+            if lowered.ascii.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let (length, tf) = self.tally(doc.as_ref(), &mut NoSink, &mut tally);
+            counted += ascii_word_count(lowered.doc(i));
+            walked += length;
+            if !tf.is_empty() {
+                found.push((i, length, tf));
+            }
+        }
+        for run in hits.chunk_by(|a, b| a.0 == b.0) {
+            let Some(&(i, _)) = run.first() else { continue };
+            let mut tf: Vec<(usize, usize)> = Vec::new();
+            for &(_, t) in run {
+                match tf.last_mut() {
+                    Some((term, count)) if *term == t => *count += 1,
+                    _ => tf.push((t, 1)),
+                }
+            }
+            found.push((i, ascii_word_count(lowered.doc(i)), tf));
+        }
+        // The average length matters only to a document with a term: most questions name
+        // nothing in most tool outputs, and then no word is counted.
+        let total = if found.is_empty() {
+            0
+        } else {
+            (ascii_word_count(bytes) + walked).saturating_sub(counted)
+        };
+        let mut df: FixedMap<usize, usize> = FixedMap::default();
+        for (_, _, tf) in &found {
+            for &(t, _) in tf {
+                *df.entry(t).or_default() += 1;
+            }
+        }
+        // A document without terms scores an empty sum, as in the walk (-0.0).
+        let mut scores = vec![self.score(&[], 0, &df, n, total); n];
+        for (i, length, tf) in found {
+            if let Some(slot) = scores.get_mut(i) {
+                *slot = self.score(&tf, length, &df, n, total);
+            }
+        }
+        Some(scores)
+    }
+
+    /// The number of words of `doc` and, for each term present (in term order), how often it
+    /// occurs; every word is fed to `sink`.
+    fn tally<'t, W: WordSink<'t>>(
+        &self,
+        doc: &'t str,
+        sink: &mut W,
+        tally: &mut Tally,
+    ) -> (usize, TermCounts) {
+        let Tally { buf, hits } = tally;
+        let mut length = 0usize;
+        hits.clear();
+        // Most words are no term: a word whose signature (length, first and last byte) no
+        // term has is not looked up (exact: the filter only skips searches that would fail).
+        // Lowercasing keeps an ASCII word's length, and its first and last bytes lowercased
+        // are the lowercased word's: an ASCII word is ruled out before it is lowercased,
+        // another after.
+        for word in raw_words(doc) {
+            length += 1;
+            sink.word(word);
+            if word.ascii && !self.signatures.may_hold(word.text) {
+                continue;
+            }
+            let lowered = lowercase(word, buf);
+            if (word.ascii || self.signatures.may_hold(lowered))
+                && let Ok(t) = self
+                    .terms
+                    .binary_search_by(|term| term.as_str().cmp(lowered))
+            {
+                hits.push(t);
+            }
+        }
+        sink.end_doc();
+        hits.sort_unstable();
+        let mut tf: Vec<(usize, usize)> = Vec::new();
+        for &t in hits.iter() {
+            match tf.last_mut() {
+                Some((term, count)) if *term == t => *count += 1,
+                _ => tf.push((t, 1)),
+            }
+        }
+        (length, tf)
+    }
+
+    /// The BM25 score of a document of `doc_len` words whose terms occur as `tf` says, among
+    /// `n` documents of `total` words whose terms occur in as many as `df` says. Terms present
+    /// in more than half of the documents score nothing.
+    fn score(
+        &self,
+        tf: &[(usize, usize)],
+        doc_len: usize,
+        df: &FixedMap<usize, usize>,
+        n: usize,
+        total: usize,
+    ) -> f64 {
+        let avg_len = total as f64 / n as f64;
+        tf.iter()
+            .map(|&(term, count)| {
+                let df = df.get(&term).copied().unwrap_or(0);
+                if df * 2 > n {
+                    return 0.0;
+                }
+                term_score(n, df, count, doc_len, avg_len)
+            })
+            .sum()
     }
 
     /// Which documents mention a query term inside a longer word (`digest` in
@@ -349,42 +548,35 @@ impl Query {
     /// at least four characters, among the first [`MAX_SUBSTRING_TERMS`], found in at most
     /// half of the documents. Linear: at most that many scans of each document.
     pub fn mentions<S: AsRef<str>>(&self, docs: &[S]) -> Vec<bool> {
-        let n = docs.len();
-        let mut mentioned = vec![false; n];
-        let terms: Vec<&str> = self
-            .terms
+        if self.substring_terms().next().is_none() {
+            return vec![false; docs.len()];
+        }
+        self.mentions_in(&Lowered::of(docs))
+    }
+
+    /// The terms [`Query::mentions`] looks for inside words.
+    fn substring_terms(&self) -> impl Iterator<Item = &str> {
+        self.terms
             .iter()
             .filter(|t| t.len() >= 4 && t.is_ascii())
             .take(MAX_SUBSTRING_TERMS)
             .map(String::as_str)
-            .collect();
-        if terms.is_empty() {
-            return mentioned;
-        }
-        // Every document lowercased once (terms are lowercase) and followed by a NUL, which no
-        // term holds, so no match spans two documents; then one SIMD substring search per
-        // term over all of them (`memchr::memmem`), not a comparison at every byte.
-        let mut haystack = Vec::with_capacity(docs.iter().map(|d| d.as_ref().len() + 1).sum());
-        let mut ends = Vec::with_capacity(n);
-        for doc in docs {
-            haystack.extend(doc.as_ref().bytes().map(|b| b.to_ascii_lowercase()));
-            ends.push(haystack.len());
-            haystack.push(0);
-        }
+    }
+
+    /// [`Query::mentions`] of the documents `lowered` holds.
+    fn mentions_in(&self, lowered: &Lowered) -> Vec<bool> {
+        let n = lowered.ends.len();
+        let mut mentioned = vec![false; n];
         let mut hits = vec![false; n];
-        for term in terms {
+        for term in self.substring_terms() {
             hits.fill(false);
             let mut count = 0usize;
-            let mut doc = 0usize;
-            for at in memchr::memmem::find_iter(&haystack, term.as_bytes()) {
-                while ends.get(doc).is_some_and(|&end| end <= at) {
-                    doc += 1;
-                }
+            lowered.each_doc_holding(term.as_bytes(), |doc| {
                 if let Some(hit) = hits.get_mut(doc).filter(|hit| !**hit) {
                     *hit = true;
                     count += 1;
                 }
-            }
+            });
             if count > 0 && count * 2 <= n {
                 for (m, h) in mentioned.iter_mut().zip(&hits) {
                     *m |= *h;
@@ -392,6 +584,35 @@ impl Query {
             }
         }
         mentioned
+    }
+
+    /// [`Query::relevant`] and [`Query::mentions`] of the same documents, lowercased once for
+    /// both.
+    pub fn relevant_and_mentions<S: AsRef<str>>(
+        &self,
+        docs: &[S],
+        limit: usize,
+    ) -> (Vec<usize>, Vec<bool>) {
+        let n = docs.len();
+        if self.terms.is_empty() || n == 0 {
+            return (Vec::new(), vec![false; n]);
+        }
+        let mentions = self.substring_terms().next().is_some();
+        if !mentions && !self.prefilters() {
+            return (self.relevant(docs, limit), vec![false; n]);
+        }
+        let lowered = Lowered::of(docs);
+        let scores = match self.prefilters() {
+            true => self.scores_prefiltered(docs, &lowered),
+            false => None,
+        }
+        .unwrap_or_else(|| self.scores_walked(docs, &mut NoSink));
+        let mentioned = if mentions {
+            self.mentions_in(&lowered)
+        } else {
+            vec![false; n]
+        };
+        (ranked(scores, limit), mentioned)
     }
 
     /// Indices of the documents relevant to the query: a positive score of at least three quarters of the
@@ -407,22 +628,40 @@ impl Query {
         limit: usize,
         sink: &mut W,
     ) -> Vec<usize> {
-        let scores = self.scores_feeding(docs, sink);
-        let best = scores.iter().copied().fold(0.0f64, f64::max);
-        if best <= 0.0 {
-            return Vec::new();
-        }
-        let mut ranked: Vec<(usize, f64)> = scores
-            .into_iter()
-            .enumerate()
-            .filter(|(_, s)| *s > 0.0 && *s >= best * 0.75)
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(limit);
-        let mut indices: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
-        indices.sort_unstable();
-        indices
+        ranked(self.scores_feeding(docs, sink), limit)
     }
+}
+
+/// How often each term present in a document occurs in it: (term index, count), in term
+/// order.
+type TermCounts = Vec<(usize, usize)>;
+
+/// The scratch space of [`Query::tally`], kept across documents.
+#[derive(Default)]
+struct Tally {
+    /// A word lowercased.
+    buf: String,
+    /// The terms found in the document, as indices.
+    hits: Vec<usize>,
+}
+
+/// Indices of the documents whose score is positive and at least three quarters of the best
+/// one, at most `limit` of them (the best first, ties by position), in order.
+fn ranked(scores: Vec<f64>, limit: usize) -> Vec<usize> {
+    let best = scores.iter().copied().fold(0.0f64, f64::max);
+    if best <= 0.0 {
+        return Vec::new();
+    }
+    let mut ranked: Vec<(usize, f64)> = scores
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| *s > 0.0 && *s >= best * 0.75)
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(limit);
+    let mut indices: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
+    indices.sort_unstable();
+    indices
 }
 
 #[cfg(test)]
@@ -696,6 +935,90 @@ mod tests {
                 proptest::prop_assert!(a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0));
             }
         }
+    }
+
+    /// A sink that takes every word, so [`Query::scores_feeding`] walks every document.
+    struct Walk(usize);
+
+    impl WordSink<'_> for Walk {
+        fn word(&mut self, _: RawWord<'_>) {
+            self.0 += 1;
+        }
+        fn end_doc(&mut self) {}
+    }
+
+    proptest::proptest! {
+        /// Searching the lowercased bytes first changes no score: documents in mixed case,
+        /// with words that hold a term inside them, non-ASCII words and the Kelvin sign (which
+        /// lowercases to an ASCII `k`), against a walk over every word.
+        #[test]
+        fn prefiltered_scores_equal_the_walk(
+            docs in proptest::collection::vec(
+                proptest::collection::vec(
+                    "(Order|ORDERS|reorder|ORD_7|fail|FAILED|x|7|42|naïve|\u{212a}b|KB|é|[a-z]{1,4}|[A-Z]{2})",
+                    0..9),
+                1..14),
+            query in proptest::collection::vec(
+                "(order|ord_7|FAIL|42|7|naïve|kb|é|[a-z]{1,4})", 1..12),
+        ) {
+            let docs: Vec<String> = docs.into_iter().map(|parts| parts.join(" ")).collect();
+            let query = Query::new(&query.join(" "));
+            // A query without terms is never prefiltered (every score is 0.0).
+            proptest::prop_assume!(!query.is_empty());
+            let walked = query.scores_feeding(&docs, &mut Walk(0));
+            let prefiltered = query
+                .scores_prefiltered(&docs, &Lowered::of(&docs))
+                .unwrap_or_else(|| query.scores_feeding(&docs, &mut Walk(0)));
+            proptest::prop_assert_eq!(walked.len(), prefiltered.len());
+            for (a, b) in walked.iter().zip(&prefiltered) {
+                proptest::prop_assert_eq!(a.to_bits(), b.to_bits());
+            }
+            let limit = docs.len() / 2 + 1;
+            proptest::prop_assert_eq!(
+                query.relevant_and_mentions(&docs, limit),
+                (ranked(walked, limit), query.mentions(&docs))
+            );
+        }
+    }
+
+    #[test]
+    fn a_term_in_most_lines_is_walked_for() {
+        let docs: Vec<String> = (0..200)
+            .map(|i| format!("2026-12-0{} worker-{} took {}ms", i % 9, i % 4, i))
+            .collect();
+        let query = Query::new("Step 2: which worker?");
+        assert!(query.prefilters());
+        assert_eq!(query.scores_prefiltered(&docs, &Lowered::of(&docs)), None);
+        let walked = ranked(query.scores_walked(&docs, &mut NoSink), 8);
+        assert_eq!(walked, vec![2, 6, 10, 14, 18, 22, 26, 30]);
+        assert_eq!(query.relevant(&docs, 8), walked);
+        assert_eq!(query.relevant_and_mentions(&docs, 8).0, walked);
+    }
+
+    #[test]
+    fn a_kelvin_sign_word_is_walked_and_found() {
+        let docs = ["size 4 \u{212a}B", "size 5 MB", "size 6 GB", "size 7 TB"];
+        let query = Query::new("which kb?");
+        assert!(query.prefilters());
+        assert_eq!(query.relevant(&docs, 4), vec![0]);
+        assert_eq!(query.relevant_and_mentions(&docs, 4).0, vec![0]);
+    }
+
+    #[test]
+    fn a_query_past_the_prefilter_walks_every_word() {
+        let terms: Vec<String> = (0..=MAX_PREFILTER_TERMS)
+            .map(|i| format!("t{i}x"))
+            .collect();
+        let query = Query::new(&terms.join(" "));
+        assert!(!query.prefilters());
+        let docs = ["t3x here", "nothing", "t3x t3x and t4x", "other words"];
+        let walked = ranked(query.scores_feeding(&docs, &mut Walk(0)), 4);
+        assert!(!walked.is_empty());
+        assert_eq!(query.relevant(&docs, 4), walked);
+        assert_eq!(
+            query.relevant_and_mentions(&docs, 4),
+            (walked, query.mentions(&docs))
+        );
     }
 
     #[test]

@@ -86,8 +86,8 @@ pub fn compress(
         // BM25's best matches (at least three quarters of the best score: any positive score
         // would let a short word of the question such as `is` keep most matches) and the
         // matches naming a term inside a word.
-        let mut chosen = query.mentions(&docs);
-        for i in query.relevant(&docs, docs.len()) {
+        let (best, mut chosen) = query.relevant_and_mentions(&docs, docs.len());
+        for i in best {
             if let Some(slot) = chosen.get_mut(i) {
                 *slot = true;
             }
