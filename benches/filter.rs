@@ -14,7 +14,8 @@
 //!   what a later turn that resends an already-compressed tool output costs (parse, hash,
 //!   store lookup, splice).
 //! - `request_path_wasm/<agent request>`: the cold agent requests of the e2e benchmark (110 KB
-//!   with a 300-record JSON output, 165 KB with a log), timed only until the request body is
+//!   with a 300-record JSON output, 165 KB with a log, and that log after a question naming
+//!   nothing in it), timed only until the request body is
 //!   handed back (what the client waits for); the stream's end, where the filter settles the
 //!   rest of its accounting, is left out.
 //! - `abi_passthrough/100KB`: a 100 KB body on a path the filter does not buffer: the ABI's
@@ -144,6 +145,10 @@ fn request_path_group(c: &mut Criterion, name: &str, vm: &mut Vm) {
     for (label, body) in [
         ("agent_json_300", corpus::agent_json_request(300, false)),
         ("agent_log_155k", corpus::agent_log_request(155_000)),
+        (
+            "agent_log_155k_naming_nothing",
+            corpus::agent_log_request_naming_nothing(155_000),
+        ),
     ] {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {

@@ -147,6 +147,13 @@ pub fn agent_log_request(bytes: usize) -> Vec<u8> {
     openai_request(history(3), vec![log_text(bytes, 11)], false)
 }
 
+/// [`agent_log_request`] whose question before the log names no word of it (`Step 2: check
+/// ...` names `2`, a word of most log lines; most questions name nothing in a tool output).
+pub fn agent_log_request_naming_nothing(bytes: usize) -> Vec<u8> {
+    let body = String::from_utf8_lossy(&agent_log_request(bytes)).replace("Step 2: check", "Check");
+    body.into_bytes()
+}
+
 /// An agent request with four large tool results (two JSON arrays, two logs).
 pub fn agent_multi_request() -> Vec<u8> {
     openai_request(
