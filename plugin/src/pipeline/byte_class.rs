@@ -75,6 +75,23 @@ pub(crate) fn find_digit_or_quote(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// The high bit of each byte of `word` that is an ASCII upper-case letter, exactly (as
+/// [`digit_or_quote_bytes`]).
+const fn upper_bytes(word: u64) -> u64 {
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const FROM_A: u64 = u64::from_ne_bytes([0x80 - b'A'; 8]);
+    const PAST_Z: u64 = u64::from_ne_bytes([0x80 - b'Z' - 1; 8]);
+    let low = word & LOWS;
+    low.wrapping_add(FROM_A) & !low.wrapping_add(PAST_Z) & !word & HIGHS
+}
+
+/// Offset in `bytes` of the first ASCII upper-case letter at or after `from`, eight bytes at a
+/// time: where a log line's level words can start (most of a line is lower case, digits and
+/// punctuation).
+pub(crate) fn find_upper(bytes: &[u8], from: usize) -> Option<usize> {
+    find_flagged(bytes, from, upper_bytes, |b| b.is_ascii_uppercase())
+}
+
 /// The high bit of each byte of `word` that is an ASCII letter, digit or `_` (what
 /// [`super::relevance::raw_words`] joins into words), and of each that is a digit. Exact, as
 /// [`digit_or_quote_bytes`]: a 7-bit value plus at most `0x50` never carries, and `| 0x20`
@@ -171,6 +188,29 @@ mod tests {
             find_digit_or_quote("plain text, é and 😀".as_bytes(), 0),
             None
         );
+    }
+
+    #[test]
+    fn upper_flags_are_exact_and_found_from_any_start() {
+        for byte in 0..=255u8 {
+            for lane in 0..8 {
+                for fill in [0u8, b'a', b'@', b'[', b'Z', 0xc1, 0xff] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = byte;
+                    let flags = upper_bytes(u64::from_le_bytes(bytes));
+                    for (i, b) in bytes.iter().enumerate() {
+                        let flagged = flags & (0x80 << (8 * i)) != 0;
+                        assert_eq!(flagged, b.is_ascii_uppercase(), "{bytes:?} lane {i}");
+                    }
+                }
+                let mut line = vec![b'x'; 20];
+                line[lane + 3] = byte;
+                for from in 0..22 {
+                    let naive = (from..line.len()).find(|&i| line[i].is_ascii_uppercase());
+                    assert_eq!(find_upper(&line, from), naive, "{byte} {lane} {from}");
+                }
+            }
+        }
     }
 
     #[test]

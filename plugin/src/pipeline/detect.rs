@@ -5,7 +5,7 @@
 
 use crate::json::{Document, Kind};
 
-use super::byte_class::{ALPHANUMERIC, UNDERSCORE, class};
+use super::byte_class::{ALPHANUMERIC, UNDERSCORE, class, find_upper};
 use super::needle::{CaselessNeedle, Needle};
 
 /// What a tool output is.
@@ -336,16 +336,32 @@ const _: () = {
     }
 };
 
-/// The level a line's upper-case level words give (`Other` when none). Split on bytes: a
-/// non-ASCII character is a separator either way, and this runs on every line of every log.
-/// Only words of a level word's length and first letter are compared.
+/// The level a line's upper-case level words give (`Other` when none). Words are split on
+/// bytes: a non-ASCII character is a separator either way, and this runs on every line of
+/// every log. Only words of a level word's length that start with an upper-case letter are
+/// compared, and those letters are found eight bytes at a time ([`find_upper`]).
 fn level_word(line: &str) -> Level {
+    let bytes = line.as_bytes();
     let mut level = Level::Other;
-    for word in line
-        .as_bytes()
-        .split(|&b| !is_word_byte(b))
-        .filter(|w| (4..=8).contains(&w.len()) && w.first().is_some_and(u8::is_ascii_uppercase))
-    {
+    let mut at = 0;
+    while let Some(start) = find_upper(bytes, at) {
+        // The word holding it, if it starts there.
+        let length = bytes
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take(9)
+            .take_while(|&&b| is_word_byte(b))
+            .count();
+        at = start + length.max(1);
+        let starts_word = start
+            .checked_sub(1)
+            .and_then(|before| bytes.get(before))
+            .is_none_or(|&b| !is_word_byte(b));
+        if !starts_word || !(4..=8).contains(&length) {
+            continue;
+        }
+        let word = bytes.get(start..start + length).unwrap_or_default();
         if ERROR_LEVEL_WORDS.iter().any(|e| e.as_bytes() == word) {
             return Level::Error;
         }

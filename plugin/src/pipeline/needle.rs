@@ -89,8 +89,15 @@ impl CaselessNeedle {
     /// Whether `haystack`, ASCII-lowercased, starts with the needle.
     pub(crate) fn starts(&self, haystack: &str) -> bool {
         let needle = self.text.as_bytes();
-        haystack
-            .as_bytes()
+        let bytes = haystack.as_bytes();
+        // Lines are tested against a dozen prefixes each and most differ at the first byte:
+        // it is compared alone first (the needle is lowercase).
+        if let (Some(&first), Some(&byte)) = (needle.first(), bytes.first())
+            && first != byte.to_ascii_lowercase()
+        {
+            return false;
+        }
+        bytes
             .get(..needle.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(needle))
     }
