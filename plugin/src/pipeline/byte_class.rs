@@ -52,18 +52,28 @@ pub(crate) fn class(byte: u8) -> u8 {
     CLASSES.get(usize::from(byte)).copied().unwrap_or(0)
 }
 
-/// The high bit of each byte of `word` that is an ASCII digit or a quote (`"`, `'`), exactly:
-/// a 7-bit value plus `0x50` or `0x46` never carries into the next byte, and a byte with its
-/// high bit set is neither.
+/// The high bit of every byte.
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The high bit of each byte of `word` in `LOW..=HIGH`, exactly, for ASCII bounds with `LOW`
+/// above zero (checked at compile time): a 7-bit value plus `0x80 - LOW` (at most `0x7f`)
+/// never carries into the next byte, its high bit is set from `LOW` on, that of the value plus
+/// `0x80 - HIGH - 1` from past `HIGH` on, and a byte with its high bit set is in no ASCII range.
+const fn bytes_in<const LOW: u8, const HIGH: u8>(word: u64) -> u64 {
+    let from = const {
+        assert!(0 < LOW && LOW <= HIGH && HIGH < 0x80);
+        u64::from_ne_bytes([0x80 - LOW; 8])
+    };
+    let past = const { u64::from_ne_bytes([0x80 - HIGH - 1; 8]) };
+    let seven = word & LOWS;
+    seven.wrapping_add(from) & !seven.wrapping_add(past) & !word & HIGHS
+}
+
+/// The high bit of each byte of `word` that is an ASCII digit or a quote (`"`, `'`), exactly.
 const fn digit_or_quote_bytes(word: u64) -> u64 {
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const FROM_ZERO: u64 = u64::from_ne_bytes([0x80 - b'0'; 8]);
-    const PAST_NINE: u64 = u64::from_ne_bytes([0x80 - b'9' - 1; 8]);
     const DOUBLE: u64 = u64::from_ne_bytes([b'"'; 8]);
     const SINGLE: u64 = u64::from_ne_bytes([b'\''; 8]);
-    let low = word & LOWS;
-    let digits = low.wrapping_add(FROM_ZERO) & !low.wrapping_add(PAST_NINE) & !word & HIGHS;
-    digits | zero_bytes(word ^ DOUBLE) | zero_bytes(word ^ SINGLE)
+    bytes_in::<b'0', b'9'>(word) | zero_bytes(word ^ DOUBLE) | zero_bytes(word ^ SINGLE)
 }
 
 /// Offset in `bytes` of the first ASCII digit or quote at or after `from`: what a log
@@ -75,14 +85,9 @@ pub(crate) fn find_digit_or_quote(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-/// The high bit of each byte of `word` that is an ASCII upper-case letter, exactly (as
-/// [`digit_or_quote_bytes`]).
+/// The high bit of each byte of `word` that is an ASCII upper-case letter, exactly.
 const fn upper_bytes(word: u64) -> u64 {
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const FROM_A: u64 = u64::from_ne_bytes([0x80 - b'A'; 8]);
-    const PAST_Z: u64 = u64::from_ne_bytes([0x80 - b'Z' - 1; 8]);
-    let low = word & LOWS;
-    low.wrapping_add(FROM_A) & !low.wrapping_add(PAST_Z) & !word & HIGHS
+    bytes_in::<b'A', b'Z'>(word)
 }
 
 /// Offset in `bytes` of the first ASCII upper-case letter at or after `from`, eight bytes at a
@@ -93,22 +98,13 @@ pub(crate) fn find_upper(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The high bit of each byte of `word` that is an ASCII letter, digit or `_` (what
-/// [`super::relevance::raw_words`] joins into words), and of each that is a digit. Exact, as
-/// [`digit_or_quote_bytes`]: a 7-bit value plus at most `0x50` never carries, and `| 0x20`
-/// folds `A`–`Z` onto `a`–`z` and nothing else onto them.
+/// [`super::relevance::raw_words`] joins into words), and of each that is a digit, exactly.
+/// `| 0x20` folds `A`–`Z` onto `a`–`z` and nothing else onto them, and leaves the high bits.
 const fn word_and_digit_bytes(word: u64) -> (u64, u64) {
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const FROM_ZERO: u64 = u64::from_ne_bytes([0x80 - b'0'; 8]);
-    const PAST_NINE: u64 = u64::from_ne_bytes([0x80 - b'9' - 1; 8]);
-    const FROM_A: u64 = u64::from_ne_bytes([0x80 - b'a'; 8]);
-    const PAST_Z: u64 = u64::from_ne_bytes([0x80 - b'z' - 1; 8]);
     const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
     const UNDERSCORES: u64 = u64::from_ne_bytes([b'_'; 8]);
-    let ascii = !word & HIGHS;
-    let low = word & LOWS;
-    let digits = low.wrapping_add(FROM_ZERO) & !low.wrapping_add(PAST_NINE) & ascii;
-    let folded = low | CASE;
-    let letters = folded.wrapping_add(FROM_A) & !folded.wrapping_add(PAST_Z) & ascii;
+    let digits = bytes_in::<b'0', b'9'>(word);
+    let letters = bytes_in::<b'a', b'z'>(word | CASE);
     (digits | letters | zero_bytes(word ^ UNDERSCORES), digits)
 }
 
@@ -229,7 +225,7 @@ mod tests {
                         assert_eq!(words & bit != 0, word, "{bytes:?} lane {i}");
                         assert_eq!(digits & bit != 0, b.is_ascii_digit(), "{bytes:?} lane {i}");
                     }
-                    assert_eq!((words | digits) & !u64::from_ne_bytes([0x80; 8]), 0);
+                    assert_eq!((words | digits) & !HIGHS, 0);
                 }
             }
         }

@@ -218,6 +218,28 @@ fn term_score(n: usize, df: usize, count: usize, doc_len: usize, avg_len: f64) -
     idf * count * (k1 + 1.0) / (count + k1 * norm)
 }
 
+/// The BM25 score of a document of `doc_len` words whose terms occur as `tf` says, among `n`
+/// documents of `total` words whose terms occur in as many as `df` says. Terms present in more
+/// than half of the documents score nothing.
+fn bm25(
+    tf: &[(usize, usize)],
+    doc_len: usize,
+    df: &FixedMap<usize, usize>,
+    n: usize,
+    total: usize,
+) -> f64 {
+    let avg_len = total as f64 / n as f64;
+    tf.iter()
+        .map(|&(term, count)| {
+            let df = df.get(&term).copied().unwrap_or(0);
+            if df * 2 > n {
+                return 0.0;
+            }
+            term_score(n, df, count, doc_len, avg_len)
+        })
+        .sum()
+}
+
 /// The terms of a query: its distinct words minus stop words (at most [`MAX_QUERY_TERMS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -371,7 +393,7 @@ impl Query {
         counts
             .iter()
             .zip(&lengths)
-            .map(|(tf, &doc_len)| self.score(tf, doc_len, &df, n, total))
+            .map(|(tf, &doc_len)| bm25(tf, doc_len, &df, n, total))
             .collect()
     }
 
@@ -467,10 +489,10 @@ impl Query {
             }
         }
         // A document without terms scores an empty sum, as in the walk (-0.0).
-        let mut scores = vec![self.score(&[], 0, &df, n, total); n];
+        let mut scores = vec![bm25(&[], 0, &df, n, total); n];
         for (i, length, tf) in found {
             if let Some(slot) = scores.get_mut(i) {
-                *slot = self.score(&tf, length, &df, n, total);
+                *slot = bm25(&tf, length, &df, n, total);
             }
         }
         Some(scores)
@@ -517,29 +539,6 @@ impl Query {
             }
         }
         (length, tf)
-    }
-
-    /// The BM25 score of a document of `doc_len` words whose terms occur as `tf` says, among
-    /// `n` documents of `total` words whose terms occur in as many as `df` says. Terms present
-    /// in more than half of the documents score nothing.
-    fn score(
-        &self,
-        tf: &[(usize, usize)],
-        doc_len: usize,
-        df: &FixedMap<usize, usize>,
-        n: usize,
-        total: usize,
-    ) -> f64 {
-        let avg_len = total as f64 / n as f64;
-        tf.iter()
-            .map(|&(term, count)| {
-                let df = df.get(&term).copied().unwrap_or(0);
-                if df * 2 > n {
-                    return 0.0;
-                }
-                term_score(n, df, count, doc_len, avg_len)
-            })
-            .sum()
     }
 
     /// Which documents mention a query term inside a longer word (`digest` in
