@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::byte_class::bytes_in;
 use super::fixed_hash::fixed_hash_str;
 use super::relevance::{RawWord, WordSink, lowercase, raw_words};
 use super::short_eq::same_str;
@@ -57,14 +58,16 @@ fn packed_key(word: RawWord<'_>) -> Option<u128> {
         return None;
     }
     let packed = load_short(word.text.as_bytes())?;
-    // Bytes 'A'..='Z' gain 0x20 and '0'..='9' become '0', sixteen at a time: the cache is
+    // Bytes 'A'..='Z' gain 0x20 and '0'..='9' become '0', eight at a time: the cache is
     // checked for every word, so no byte loop (the same folding as `lowercase` and the mask).
-    let folded = packed | (ascii_in_range(packed, b'A', b'Z') >> 2);
-    let digits = ascii_in_range(folded, b'0', b'9');
-    // A digit's low nibble is cleared ('0'..='9' is 0x30..=0x39): bit 7 shifted onto bits 3 to
-    // 0 of its own byte (shifts, not a 128-bit multiplication, which is a call in wasm).
-    let low_nibbles = (digits >> 4) | (digits >> 5) | (digits >> 6) | (digits >> 7);
-    Some(folded & !low_nibbles)
+    let fold = |half: u64| {
+        let folded = half | (bytes_in::<b'A', b'Z'>(half) >> 2);
+        let digits = bytes_in::<b'0', b'9'>(folded);
+        // A digit's low nibble is cleared ('0'..='9' is 0x30..=0x39): bit 7 shifted onto bits
+        // 3 to 0 of its own byte (shifts, not a multiplication).
+        folded & !((digits >> 4) | (digits >> 5) | (digits >> 6) | (digits >> 7))
+    };
+    Some(u128::from(fold(packed as u64)) | u128::from(fold((packed >> 64) as u64)) << 64)
 }
 
 /// Up to sixteen bytes as one integer, little-endian, zero-padded (`None` past sixteen).
@@ -95,17 +98,6 @@ fn load_short(bytes: &[u8]) -> Option<u128> {
         9..=16 => Some(octet(0)? | octet(n - 8)? << (8 * (n - 8))),
         _ => None,
     }
-}
-
-/// Bit 7 of each byte of `x` (all ASCII) set where the byte is within `low..=high`.
-#[inline(always)]
-fn ascii_in_range(x: u128, low: u8, high: u8) -> u128 {
-    const ONES: u128 = u128::MAX / 0xff;
-    const HIGH: u128 = ONES * 0x80;
-    // Each byte is below 0x80, so neither sum carries into the next byte.
-    let above_low = x + ONES * u128::from(0x80 - low);
-    let above_high = x + ONES * u128::from(0x7f - high);
-    above_low & !above_high & HIGH
 }
 
 /// The slot of a packed key: a multiplicative hash's top bits, over both halves.

@@ -59,7 +59,7 @@ const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 /// above zero (checked at compile time): a 7-bit value plus `0x80 - LOW` (at most `0x7f`)
 /// never carries into the next byte, its high bit is set from `LOW` on, that of the value plus
 /// `0x80 - HIGH - 1` from past `HIGH` on, and a byte with its high bit set is in no ASCII range.
-const fn bytes_in<const LOW: u8, const HIGH: u8>(word: u64) -> u64 {
+pub(crate) const fn bytes_in<const LOW: u8, const HIGH: u8>(word: u64) -> u64 {
     let from = const {
         assert!(0 < LOW && LOW <= HIGH && HIGH < 0x80);
         u64::from_ne_bytes([0x80 - LOW; 8])
